@@ -1,0 +1,249 @@
+//! `sonde:probe/kube`: Kubernetes reads and writes, checked against the
+//! grant (kind, verb, namespace), served by the configured `KubeBackend`.
+//! An all-namespaces list under a namespace-restricted grant is served
+//! restricted to the granted namespaces.
+
+use crate::bindings::ProbeError;
+use crate::bindings::sonde::probe::kube::{
+    ApiResource, Host, ListOptions, LogOptions, ObjectList, PatchType,
+};
+use crate::bindings::KubeVerb;
+use crate::kube::selector::{FieldSelector, LabelSelector};
+use crate::kube::{KindRef, KubeBackend, ListQuery, LogQuery, scope};
+use crate::runtime::RunState;
+use crate::runtime::outcome::LogLevel;
+
+type KubeResult<T> = wasmtime::Result<Result<T, ProbeError>>;
+
+fn scope_text(namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("in namespace {ns}"),
+        None => "cluster-wide".into(),
+    }
+}
+
+impl RunState {
+    fn backend(&self) -> Result<std::sync::Arc<dyn KubeBackend>, ProbeError> {
+        self.ctx.services.kube.clone().ok_or_else(|| {
+            ProbeError::Unavailable("no cluster or snapshot is configured for this run".into())
+        })
+    }
+
+    fn check_kube(
+        &mut self,
+        kind: &KindRef,
+        verb: KubeVerb,
+        namespace: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<(), ProbeError> {
+        if self
+            .ctx
+            .grants
+            .allows_kube(&kind.group, &kind.kind, verb, namespace)
+        {
+            return Ok(());
+        }
+        let target = name.map(|n| format!(" {n}")).unwrap_or_default();
+        let detail = format!("{} {kind}{target} {}", verb.as_str(), scope_text(namespace));
+        Err(ProbeError::Denied(self.ctx.deny("kube", detail)))
+    }
+
+    async fn kube_list(&mut self, api_version: &str, kind: &str, options: ListOptions) -> Result<ObjectList, ProbeError> {
+        let kref = KindRef::new(api_version, kind);
+        let labels = LabelSelector::parse(options.label_selector.as_deref().unwrap_or(""))
+            .map_err(|e| ProbeError::InvalidInput(e.to_string()))?;
+        let fields = FieldSelector::parse(options.field_selector.as_deref().unwrap_or(""))
+            .map_err(|e| ProbeError::InvalidInput(e.to_string()))?;
+        let namespaced = scope::is_namespaced(&kref.group, &kref.kind);
+        let ns = options.namespace.as_deref().filter(|_| namespaced);
+        // A list across namespaces under a namespace-restricted grant sees only the granted ones.
+        let grants = &self.ctx.grants;
+        let restrict = !grants.allows_kube(&kref.group, &kref.kind, KubeVerb::List, ns)
+            && ns.is_none()
+            && namespaced
+            && grants.allows_kube_somewhere(&kref.group, &kref.kind, KubeVerb::List);
+        if !restrict {
+            self.check_kube(&kref, KubeVerb::List, ns, None)?;
+        }
+        let query = ListQuery {
+            namespace: ns.map(str::to_string),
+            labels,
+            fields,
+            limit: options.limit,
+            continue_token: options.continue_token,
+        };
+        let page = self.backend()?.list(&kref, &query).await?;
+        let total = page.items.len();
+        let grants = &self.ctx.grants;
+        let items: Vec<String> = page
+            .items
+            .iter()
+            .filter(|o| !restrict || grants.allows_kube_object(&kref.group, &kref.kind, o.namespace.as_deref()))
+            .map(|o| o.json.clone())
+            .collect();
+        if restrict {
+            let hidden = total - items.len();
+            self.ctx.host_note(
+                LogLevel::Info,
+                format!("list {kref}: served only the granted namespaces ({hidden} objects outside them hidden)"),
+            );
+        }
+        Ok(ObjectList {
+            items,
+            resource_version: page.resource_version,
+            continue_token: page.continue_token,
+        })
+    }
+}
+
+impl Host for RunState {
+    async fn get(
+        &mut self,
+        api_version: String,
+        kind: String,
+        namespace: Option<String>,
+        name: String,
+    ) -> KubeResult<String> {
+        let kref = KindRef::new(&api_version, &kind);
+        let ns = namespace.as_deref().filter(|_| scope::is_namespaced(&kref.group, &kref.kind));
+        if let Err(e) = self.check_kube(&kref, KubeVerb::Get, ns, Some(&name)) {
+            return Ok(Err(e));
+        }
+        let backend = match self.backend() {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(backend
+            .get(&kref, ns, &name)
+            .await
+            .map(|o| o.json.clone())
+            .map_err(Into::into))
+    }
+
+    async fn list(&mut self, api_version: String, kind: String, options: ListOptions) -> KubeResult<ObjectList> {
+        Ok(self.kube_list(&api_version, &kind, options).await)
+    }
+
+    async fn pod_logs(&mut self, namespace: String, name: String, options: LogOptions) -> KubeResult<String> {
+        let pods = KindRef::new("v1", "Pod");
+        if let Err(e) = self.check_kube(&pods, KubeVerb::Logs, Some(&namespace), Some(&name)) {
+            return Ok(Err(e));
+        }
+        let backend = match self.backend() {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        let query = LogQuery {
+            container: options.container,
+            tail_lines: options.tail_lines,
+            since_seconds: options.since_seconds,
+            previous: options.previous,
+            limit_bytes: self.ctx.limits.max_response_bytes,
+        };
+        Ok(backend.pod_logs(&namespace, &name, &query).await.map_err(Into::into))
+    }
+
+    async fn discover(&mut self) -> KubeResult<Vec<ApiResource>> {
+        if self.ctx.grants.kube.is_empty() {
+            return Ok(Err(ProbeError::Denied(self.ctx.deny("kube", "discovery".into()))));
+        }
+        let backend = match self.backend() {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(backend
+            .discover()
+            .await
+            .map(|list| {
+                list.into_iter()
+                    .map(|r| ApiResource {
+                        group: r.group,
+                        version: r.version,
+                        kind: r.kind,
+                        plural: r.plural,
+                        namespaced: r.namespaced,
+                        verbs: r.verbs,
+                    })
+                    .collect()
+            })
+            .map_err(Into::into))
+    }
+
+    async fn create(&mut self, object: String) -> KubeResult<String> {
+        let mut value: serde_json::Value = match serde_json::from_str(&object) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(ProbeError::InvalidInput(format!("object is not JSON: {e}")))),
+        };
+        let api_version = value["apiVersion"].as_str().unwrap_or_default().to_string();
+        let kind = value["kind"].as_str().unwrap_or_default().to_string();
+        if api_version.is_empty() || kind.is_empty() {
+            return Ok(Err(ProbeError::InvalidInput("object needs apiVersion and kind".into())));
+        }
+        let kref = KindRef::new(&api_version, &kind);
+        let ns = value["metadata"]["namespace"].as_str().map(str::to_string);
+        let name = value["metadata"]["name"].as_str().map(str::to_string);
+        if let Err(e) = self.check_kube(&kref, KubeVerb::Create, ns.as_deref(), name.as_deref()) {
+            return Ok(Err(e));
+        }
+        // Every object a probe creates carries its probe and run, for cleanup.
+        if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            let labels = meta
+                .entry("labels")
+                .or_insert_with(|| serde_json::json!({}));
+            if let Some(labels) = labels.as_object_mut() {
+                labels.insert("sonde.dev/probe".into(), self.ctx.probe.clone().into());
+                labels.insert("sonde.dev/run".into(), self.ctx.run_id.clone().into());
+            }
+        }
+        let backend = match self.backend() {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(backend.create(value).await.map(|o| o.json.clone()).map_err(Into::into))
+    }
+
+    async fn patch(
+        &mut self,
+        api_version: String,
+        kind: String,
+        namespace: Option<String>,
+        name: String,
+        patch_type: PatchType,
+        patch: String,
+    ) -> KubeResult<String> {
+        let kref = KindRef::new(&api_version, &kind);
+        if let Err(e) = self.check_kube(&kref, KubeVerb::Patch, namespace.as_deref(), Some(&name)) {
+            return Ok(Err(e));
+        }
+        let backend = match self.backend() {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(backend
+            .patch(&kref, namespace.as_deref(), &name, patch_type, &patch)
+            .await
+            .map(|o| o.json.clone())
+            .map_err(Into::into))
+    }
+
+    async fn delete(
+        &mut self,
+        api_version: String,
+        kind: String,
+        namespace: Option<String>,
+        name: String,
+    ) -> KubeResult<()> {
+        let kref = KindRef::new(&api_version, &kind);
+        if let Err(e) = self.check_kube(&kref, KubeVerb::Delete, namespace.as_deref(), Some(&name)) {
+            return Ok(Err(e));
+        }
+        let backend = match self.backend() {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(backend
+            .delete(&kref, namespace.as_deref(), &name)
+            .await
+            .map_err(Into::into))
+    }
+}

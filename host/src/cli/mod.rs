@@ -1,0 +1,156 @@
+//! The `sonde` command line: argument parsing, logging set-up, exit codes.
+//! Each subcommand lives in its own module.
+
+mod audit;
+mod probe;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::report::Format;
+
+/// Exit codes, documented in `sonde --help` and the README.
+pub mod exit {
+    /// The command succeeded and no finding reached `--fail-on`.
+    pub const OK: u8 = 0;
+    /// Sonde itself failed: unreadable input, a probe that cannot be loaded, a bad flag value.
+    pub const ERROR: u8 = 1;
+    /// The command line could not be parsed (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// Some finding is at or above `--fail-on`.
+    pub const FINDINGS: u8 = 3;
+    /// The audit is incomplete: a probe run failed or an input file could not be read.
+    pub const INCOMPLETE: u8 = 4;
+}
+
+const AFTER_HELP: &str = "Exit codes: 0 success; 1 error (bad input, probe cannot be loaded); \
+2 usage; 3 a finding at or above --fail-on; 4 incomplete (a probe run failed or an input \
+file could not be read; findings are still reported).\n\
+Logging: -v/-vv or SONDE_LOG (e.g. SONDE_LOG=sonde=debug).";
+
+/// Sonde inspects Kubernetes clusters with sandboxed WebAssembly probes.
+#[derive(Debug, Parser)]
+#[command(name = "sonde", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Audit a cluster snapshot with the built-in probes (or the ones named).
+    Audit(AuditArgs),
+    /// Run one probe component: the dev loop for probe authors.
+    Run(RunArgs),
+    /// Inspect and list probes.
+    #[command(subcommand)]
+    Probe(ProbeCommand),
+}
+
+/// Where the cluster comes from, and how to report.
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// A folder of manifests (YAML/JSON, recursively) or a `kubectl get -o yaml` dump.
+    #[arg(long, value_name = "PATH")]
+    snapshot: Option<PathBuf>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: Format,
+    /// Exit with code 3 when a finding is at or above this severity (info, low, medium, high, critical).
+    #[arg(long, value_name = "SEVERITY")]
+    fail_on: Option<crate::bindings::Severity>,
+    /// Nameserver (`ip[:port]`) for probes' DNS lookups; default: the system's.
+    #[arg(long, value_name = "ADDR")]
+    dns_server: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct AuditArgs {
+    #[command(flatten)]
+    report: ReportArgs,
+    /// A built-in probe name or a .wasm component; repeatable. Default: every built-in probe.
+    #[arg(long = "probe", value_name = "NAME|FILE")]
+    probes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The probe component (.wasm) or a built-in probe name.
+    probe: String,
+    #[command(flatten)]
+    report: ReportArgs,
+    /// The probe's config: a JSON or YAML file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A capability grant; repeatable: kube:VERBS:RESOURCES[:NAMESPACES], dns[:NAMESERVERS],
+    /// http:HOST:PORT, etcd:PREFIX, collectors:NAMES.
+    #[arg(long = "grant", value_name = "SPEC")]
+    grants: Vec<String>,
+    /// Grant exactly what the probe's describe() asks for.
+    #[arg(long)]
+    grant_requested: bool,
+    /// Wall-clock limit for the run, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    timeout_ms: Option<u64>,
+    /// Memory limit for the run, in MiB.
+    #[arg(long, value_name = "MIB")]
+    memory_mib: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProbeCommand {
+    /// Print what a probe's describe() says and the WIT world it targets.
+    Inspect {
+        /// A .wasm component or a built-in probe name.
+        probe: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the built-in probes.
+    List,
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "sonde=warn",
+        1 => "sonde=info",
+        _ => "sonde=debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SONDE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Parses the command line, runs the command, and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::ERROR);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Audit(args) => audit::audit(args).await,
+            Command::Run(args) => audit::run(args).await,
+            Command::Probe(ProbeCommand::Inspect { probe, json }) => probe::inspect(&probe, json).await,
+            Command::Probe(ProbeCommand::List) => probe::list().await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The report as a document (JSON and YAML): stable field names,
+//! severities in lower case, one flat list of findings.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::audit::AuditReport;
+use crate::runtime::{Denial, LogLine};
+
+/// The serialised report.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportDocument {
+    pub source: String,
+    pub started_at: String,
+    /// False when a probe failed or an input file could not be read.
+    pub complete: bool,
+    /// Findings per severity, and `total`.
+    pub summary: BTreeMap<String, usize>,
+    pub input_issues: Vec<String>,
+    pub runs: Vec<RunRecord>,
+    pub findings: Vec<FindingRecord>,
+}
+
+/// One run.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    pub probe: String,
+    pub version: String,
+    pub run_id: String,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub duration_ms: f64,
+    pub findings: usize,
+    pub denials: Vec<Denial>,
+    pub logs: Vec<LogLine>,
+}
+
+/// One finding.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FindingRecord {
+    pub probe: String,
+    pub rule: String,
+    pub severity: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub kind: String,
+    pub name: String,
+    pub api_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl From<&AuditReport> for ReportDocument {
+    fn from(r: &AuditReport) -> Self {
+        let mut summary: BTreeMap<String, usize> =
+            r.counts().iter().map(|(s, n)| (s.as_str().to_string(), *n)).collect();
+        summary.insert("total".into(), r.findings().count());
+        let version_of = |probe: &str| {
+            r.probes.iter().find(|p| p.name == probe).map(|p| p.version.clone()).unwrap_or_default()
+        };
+        ReportDocument {
+            source: r.source.clone(),
+            started_at: r.started_at.clone(),
+            complete: r.complete(),
+            summary,
+            input_issues: r.input_issues.clone(),
+            runs: r
+                .runs
+                .iter()
+                .map(|o| RunRecord {
+                    probe: o.probe.clone(),
+                    version: version_of(&o.probe),
+                    run_id: o.run_id.clone(),
+                    status: if o.succeeded() { "succeeded" } else { "failed" }.into(),
+                    reason: o.reason.as_ref().map(ToString::to_string),
+                    duration_ms: o.duration.as_secs_f64() * 1000.0,
+                    findings: o.findings.len(),
+                    denials: o.denials.clone(),
+                    logs: o.logs.clone(),
+                })
+                .collect(),
+            findings: r
+                .findings()
+                .map(|(probe, f)| {
+                    let res = f.resource.as_ref();
+                    FindingRecord {
+                        probe: probe.to_string(),
+                        rule: f.rule.clone(),
+                        severity: f.severity.as_str().into(),
+                        namespace: res.and_then(|r| r.namespace.clone()),
+                        kind: res.map(|r| r.kind.clone()).unwrap_or_default(),
+                        name: res.map(|r| r.name.clone()).unwrap_or_default(),
+                        api_version: res.map(|r| r.api_version.clone()).unwrap_or_default(),
+                        uid: res.and_then(|r| r.uid.clone()),
+                        message: f.message.clone(),
+                        remedy: f.remedy.clone(),
+                        labels: f.labels.iter().cloned().collect(),
+                    }
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Sonde's integration tests live in all/.

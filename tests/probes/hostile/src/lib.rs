@@ -1,0 +1,101 @@
+//! A probe that misbehaves on purpose, one way per `mode` in its config, so
+//! the tests can check each is contained: endless loop, huge allocation,
+//! deep recursion, a flood of findings, a flood of log lines, a flood of
+//! stdout, a panic, and calls outside its grant.
+
+use sonde_sdk::bindings::sonde::probe::{dns, etcd, http, kube as raw_kube};
+use sonde_sdk::{Finding, KubeVerb, Probe, ProbeError, ProbeInfo, Rule, Severity, log};
+
+const SAW: Rule = Rule::new("Saw", "What the probe saw", "test", Severity::Info, "A host answer.", "None.");
+
+#[derive(serde::Deserialize)]
+struct Config {
+    mode: String,
+}
+
+struct Hostile;
+
+fn recurse(n: u64) -> u64 {
+    // Small frames: the engine's wasm stack runs out before the shadow stack.
+    if std::hint::black_box(n) == u64::MAX { 0 } else { std::hint::black_box(recurse(n + 1)).wrapping_add(1) }
+}
+
+fn describe_error(call: &str, e: &ProbeError) -> Finding {
+    SAW.cluster_finding(format!("{call}: {e:?}")).into()
+}
+
+impl Probe for Hostile {
+    type Config = Config;
+
+    fn describe() -> ProbeInfo {
+        sonde_sdk::describe("hostile", "0.1.0", "Misbehaves on purpose")
+            .rules(&[SAW])
+            .kube("", "Pod", &[KubeVerb::List])
+            .build()
+    }
+
+    fn run(config: Config) -> Result<Vec<Finding>, ProbeError> {
+        match config.mode.as_str() {
+            "ok" => Ok(vec![SAW.cluster_finding("fine").into()]),
+            "loop" => {
+                let mut x = 0u64;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            "alloc" => {
+                // 4 GiB in 64 MiB chunks, each touched.
+                let mut chunks: Vec<Vec<u8>> = Vec::new();
+                for _ in 0..64 {
+                    chunks.push(vec![1u8; 64 << 20]);
+                }
+                Ok(vec![SAW.cluster_finding(format!("{}", chunks.len())).into()])
+            }
+            "recurse" => Ok(vec![SAW.cluster_finding(format!("{}", recurse(1))).into()]),
+            "findings" => {
+                // About 100 MB of findings.
+                let text = "x".repeat(1000);
+                Ok((0..100_000).map(|i| SAW.cluster_finding(format!("{i} {text}")).into()).collect())
+            }
+            "logs" => loop {
+                log::info("flooding the log");
+            },
+            "stdout" => loop {
+                println!("flooding stdout");
+            },
+            "panic" => panic!("hostile probe gave up: {}", 42),
+            "forbidden" => {
+                let mut seen = Vec::new();
+                match raw_kube::get("v1", "Secret", Some("shop"), "db-credentials") {
+                    Ok(_) => seen.push(SAW.cluster_finding("kube get secret: allowed").into()),
+                    Err(e) => seen.push(describe_error("kube get secret", &e)),
+                }
+                match raw_kube::delete("v1", "Pod", Some("shop"), "web") {
+                    Ok(_) => seen.push(SAW.cluster_finding("kube delete pod: allowed").into()),
+                    Err(e) => seen.push(describe_error("kube delete pod", &e)),
+                }
+                if let Err(e) = dns::resolve("example.com", dns::RecordType::A, None) {
+                    seen.push(describe_error("dns", &e));
+                }
+                let req = http::Request {
+                    method: "GET".into(),
+                    url: "http://169.254.169.254/latest/meta-data".into(),
+                    headers: vec![],
+                    body: None,
+                    timeout_ms: Some(100),
+                    insecure_skip_verify: false,
+                };
+                if let Err(e) = http::send(&req) {
+                    seen.push(describe_error("http", &e));
+                }
+                if let Err(e) = etcd::get(b"/registry/secrets/shop/db-credentials") {
+                    seen.push(describe_error("etcd", &e));
+                }
+                Ok(seen)
+            }
+            other => Err(ProbeError::InvalidInput(format!("unknown mode {other:?}"))),
+        }
+    }
+}
+
+sonde_sdk::export_probe!(Hostile);
