@@ -1,1 +1,76 @@
+//! Sonde's integration tests, one binary (as wasmtime does): the real
+//! runtime running real components built by `probes/artifacts`.
 
+mod cli;
+mod components;
+mod dns;
+mod fixture_audit;
+mod grants;
+mod hostile;
+mod workload_rules;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use sonde::caps::HostServices;
+use sonde::grants::GrantSet;
+use sonde::kube::SnapshotBackend;
+use sonde::runtime::{
+    LoadedProbe, ProbeRuntime, RunLimits, RunOutcome, RunRequest, RuntimeConfig,
+};
+
+/// The shared runtime; its component cache lives beside the build output.
+pub fn runtime() -> &'static ProbeRuntime {
+    static RUNTIME: OnceLock<ProbeRuntime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let cache = PathBuf::from(sonde_probes::TEST_TRIVIAL_PATH)
+            .ancestors()
+            .nth(3)
+            .expect("guest target folder")
+            .join("test-component-cache");
+        ProbeRuntime::new(RuntimeConfig { cache_dir: Some(cache), ..Default::default() })
+            .expect("runtime starts")
+    })
+}
+
+/// A component loaded once per test process.
+#[track_caller]
+pub fn load(path: &str) -> Arc<LoadedProbe> {
+    static LOADED: OnceLock<Mutex<HashMap<String, Arc<LoadedProbe>>>> = OnceLock::new();
+    let mut map = LOADED.get_or_init(Default::default).lock().unwrap();
+    map.entry(path.to_string())
+        .or_insert_with(|| Arc::new(runtime().load_file(path.as_ref()).unwrap_or_else(|e| panic!("{e}"))))
+        .clone()
+}
+
+/// Services over objects given as YAML documents.
+pub fn snapshot_services(yaml: &str) -> Arc<HostServices> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("objects.yaml"), yaml).unwrap();
+    let snap = SnapshotBackend::load(dir.path()).unwrap();
+    assert!(snap.issues().is_empty(), "{:?}", snap.issues());
+    Arc::new(HostServices { kube: Some(Arc::new(snap)), ..Default::default() })
+}
+
+/// Runs a component once with the given config, grant (or exactly what it asks for) and limits.
+pub async fn run(
+    path: &str,
+    config: serde_json::Value,
+    grants: Option<GrantSet>,
+    limits: RunLimits,
+    services: Arc<HostServices>,
+) -> RunOutcome {
+    let probe = load(path);
+    let info = runtime().describe(&probe, &limits).await.expect("describe works");
+    let grants = grants.unwrap_or_else(|| GrantSet::from_requested(&info.capabilities));
+    let req = RunRequest { run_id: "test".into(), config: config.to_string(), grants, limits, services };
+    runtime().run(&probe, &info, req).await
+}
+
+/// The path of the fixtures shared by every Sonde repository.
+pub fn shared_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/kube-apiserver-1.28")
+        .join(name)
+}

@@ -156,7 +156,9 @@ impl SnapshotBackend {
                     Err(e) => self.issue(file, Some(start_line), format!("unsupported YAML: {e}")),
                 },
                 Err(e) => {
-                    let line = e.location().map(|l| start_line + l.line() - 1);
+                    // An error found at the end of input is shown on the document's last line.
+                    let last = start_line + doc.trim_end().lines().count().max(1) - 1;
+                    let line = e.location().map(|l| (start_line + l.line() - 1).min(last));
                     let msg = e.to_string();
                     // serde_yaml appends "at line N column M"; the issue carries the line already.
                     let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
@@ -422,6 +424,10 @@ mod tests {
         let issue = &snap.issues()[0];
         assert!(issue.file.ends_with("broken.yaml"));
         assert_eq!(issue.line, Some(5), "{issue}");
+        let mut at_end = SnapshotBackend::from_values("m", vec![]);
+        at_end.add_text(Path::new("eof.yaml"), "kind: A\n---\nb: [1,\n");
+        assert_eq!(at_end.issues().len(), 2);
+        assert_eq!(at_end.issues()[1].line, Some(3), "{}", at_end.issues()[1]);
         assert!(issue.message.starts_with("invalid YAML"), "{issue}");
 
         let web = snap.get(&KindRef::new("apps/v1", "Deployment"), Some("default"), "web").await.unwrap();

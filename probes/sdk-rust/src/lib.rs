@@ -79,8 +79,8 @@ pub fn run_probe<P: Probe>(config: &str) -> Result<Vec<Finding>, ProbeError> {
 #[macro_export]
 macro_rules! export_probe {
     ($probe:ty) => {
-        #[cfg(target_arch = "wasm32")]
         const _: () = {
+            #[allow(dead_code)]
             struct SondeGuest;
             impl $crate::bindings::Guest for SondeGuest {
                 fn describe() -> $crate::ProbeInfo {
@@ -90,6 +90,7 @@ macro_rules! export_probe {
                     $crate::run_probe::<$probe>(&config)
                 }
             }
+            #[cfg(target_arch = "wasm32")]
             $crate::bindings::export_guest!(SondeGuest with_types_in $crate::bindings);
         };
     };

@@ -3,6 +3,8 @@
 //! deep recursion, a flood of findings, a flood of log lines, a flood of
 //! stdout, a panic, and calls outside its grant.
 
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
 use sonde_sdk::bindings::sonde::probe::{dns, etcd, http, kube as raw_kube};
 use sonde_sdk::{Finding, KubeVerb, Probe, ProbeError, ProbeInfo, Rule, Severity, log};
 
@@ -11,6 +13,34 @@ const SAW: Rule = Rule::new("Saw", "What the probe saw", "test", Severity::Info,
 #[derive(serde::Deserialize)]
 struct Config {
     mode: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    rtype: String,
+    #[serde(default)]
+    nameserver: Option<String>,
+}
+
+fn resolve(config: &Config) -> Result<Vec<Finding>, ProbeError> {
+    let rtype = match config.rtype.as_str() {
+        "aaaa" => dns::RecordType::Aaaa,
+        "srv" => dns::RecordType::Srv,
+        "cname" => dns::RecordType::Cname,
+        _ => dns::RecordType::A,
+    };
+    let records = dns::resolve(&config.name, rtype, config.nameserver.as_deref())?;
+    Ok(records
+        .into_iter()
+        .map(|r| {
+            let data = match r.data {
+                dns::RecordData::A(a) => format!("A {a}"),
+                dns::RecordData::Aaaa(a) => format!("AAAA {a}"),
+                dns::RecordData::Cname(c) => format!("CNAME {c}"),
+                dns::RecordData::Srv(s) => format!("SRV {} {} {} {}", s.priority, s.weight, s.port, s.target),
+            };
+            SAW.cluster_finding(data).into()
+        })
+        .collect())
 }
 
 struct Hostile;
@@ -93,6 +123,22 @@ impl Probe for Hostile {
                 }
                 Ok(seen)
             }
+            "resolve" => resolve(&config),
+            "list-pods" => {
+                let pods = sonde_sdk::kube::list_values("v1", "Pod", &Default::default())?;
+                Ok(pods
+                    .iter()
+                    .map(|p| {
+                        let ns = p["metadata"]["namespace"].as_str().unwrap_or_default();
+                        let name = p["metadata"]["name"].as_str().unwrap_or_default();
+                        SAW.cluster_finding(format!("{ns}/{name}")).into()
+                    })
+                    .collect())
+            }
+            "xss" => Ok(vec![
+                SAW.cluster_finding("<script>alert(1)</script>").into(),
+                SAW.cluster_finding("<img src=x onerror=alert(2)>\u{1b}[31mred\r\nnext").into(),
+            ]),
             other => Err(ProbeError::InvalidInput(format!("unknown mode {other:?}"))),
         }
     }

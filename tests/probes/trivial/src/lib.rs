@@ -1,6 +1,8 @@
 //! The smallest probe: one rule, no host call, one finding. Used to measure
 //! the runtime's own cost per run.
 
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
 use sonde_sdk::{Finding, Probe, ProbeError, ProbeInfo, Rule, Severity};
 
 const ALIVE: Rule = Rule::new("Alive", "Probe ran", "test", Severity::Info, "The probe ran.", "Nothing to do.");

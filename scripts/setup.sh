@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what building and testing Sonde needs, idempotently:
+# the wasm32-wasip2 Rust target (the probes) and, for the tests, dnsmasq
+# (a real DNS server the DNS tests start on loopback).
+# Usage: scripts/setup.sh [--for-tests]
+set -euo pipefail
+
+need_tests=0
+[[ "${1:-}" == "--for-tests" ]] && need_tests=1
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo is missing; install Rust with rustup (https://rustup.rs)" >&2
+    exit 1
+fi
+if command -v rustup >/dev/null 2>&1; then
+    if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+        echo "setup: adding the wasm32-wasip2 target"
+        rustup target add wasm32-wasip2
+    fi
+    for component in rustfmt clippy; do
+        rustup component list --installed | grep -q "^$component" || rustup component add "$component"
+    done
+fi
+
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "setup: please install ${missing[*]} (no apt-get here)" >&2
+        return 1
+    fi
+    local sudo=""
+    [[ $(id -u) -ne 0 ]] && sudo="sudo"
+    echo "setup: installing ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+if [[ $need_tests -eq 1 ]]; then
+    apt_install dnsmasq-base
+fi

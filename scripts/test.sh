@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Command two: set up, then run every test (unit, integration, end-to-end)
+# and the lints.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+scripts/setup.sh --for-tests
+cargo fmt --all -- --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
+# The CLI tests run the `sonde` binary, which `cargo test` does not build by itself.
+cargo build --locked --workspace
+cargo test --locked --workspace --no-fail-fast
