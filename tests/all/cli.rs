@@ -10,13 +10,8 @@ use crate::shared_fixture;
 fn sonde() -> Command {
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().and_then(|d| d.parent()).unwrap().join("sonde");
-    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let (bin_time, test_time) = (modified(&bin), modified(&exe));
-    assert!(
-        bin_time.is_some() && bin_time >= test_time,
-        "{} is missing or older than this test binary: build it with `cargo build -p sonde` (scripts/test.sh does)",
-        bin.display()
-    );
+    // `cargo test` does not build another package's binary: scripts/test.sh builds it first.
+    assert!(bin.exists(), "{} is missing: build it with `cargo build -p sonde`", bin.display());
     let mut cmd = Command::new(bin);
     let cache = PathBuf::from(sonde_probes::TEST_TRIVIAL_PATH).ancestors().nth(3).unwrap().join("test-component-cache");
     cmd.env("SONDE_CACHE_DIR", cache).env_remove("SONDE_LOG");
