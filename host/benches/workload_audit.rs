@@ -1,1 +1,206 @@
-fn main(){}
+//! The workload audit over a generated snapshot of 10,000 workloads: the
+//! built-in probe in the sandbox (WebAssembly) against the very same rule
+//! code compiled natively (the baseline), in the same run. Each mode runs in
+//! a child process of its own so its peak memory (VmHWM) is its own.
+//!
+//! `cargo bench -p sonde --bench workload_audit` (SONDE_BENCH_WORKLOADS to change the count).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sonde::caps::HostServices;
+use sonde::kube::{KindRef, KubeBackend, ListQuery, SnapshotBackend};
+use sonde::runtime::{ProbeRuntime, RunRequest, RuntimeConfig};
+
+/// A pod spec with the variety of real clusters: two containers, some good, some bad settings.
+fn pod_spec(i: usize) -> Value {
+    let good = i.is_multiple_of(3);
+    let mut app = json!({
+        "name": "app",
+        "image": if i.is_multiple_of(7) { format!("registry.local:5000/team/app-{i}") } else { format!("registry.local:5000/team/app-{i}:1.{}", i % 50) },
+        "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+        "env": [{"name": "MODE", "value": "prod"}, {"name": "ID", "value": i.to_string()}],
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "File",
+    });
+    if good {
+        app["imagePullPolicy"] = json!("Always");
+        app["resources"] = json!({"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}});
+        app["livenessProbe"] =
+            json!({"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 10});
+        app["readinessProbe"] =
+            json!({"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 5});
+        app["securityContext"] = json!({"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "runAsNonRoot": true, "capabilities": {"drop": ["ALL"]}});
+    } else if i % 3 == 1 {
+        app["securityContext"] = json!({"privileged": i.is_multiple_of(2), "capabilities": {"add": ["NET_ADMIN", "CHOWN"]}});
+    }
+    let sidecar = json!({
+        "name": "proxy", "image": "envoyproxy/envoy:v1.30.1",
+        "resources": {"limits": {"cpu": "200m", "memory": "64Mi"}},
+        "ports": [{"containerPort": 15001, "hostPort": if i.is_multiple_of(11) { 15001 } else { 0 }}],
+    });
+    json!({
+        "containers": [app, sidecar],
+        "restartPolicy": "Always",
+        "dnsPolicy": "ClusterFirst",
+        "serviceAccountName": "default",
+        "hostNetwork": i.is_multiple_of(13),
+        "priorityClassName": if good { "high" } else { "" },
+    })
+}
+
+fn workload(i: usize) -> Value {
+    let (api, kind) = match i % 10 {
+        0..=3 => ("apps/v1", "Deployment"),
+        4 | 5 => ("apps/v1", "StatefulSet"),
+        6 => ("apps/v1", "DaemonSet"),
+        7 => ("batch/v1", "Job"),
+        8 => ("batch/v1", "CronJob"),
+        _ => ("v1", "Pod"),
+    };
+    let name = format!("w-{i:05}");
+    let meta = json!({"name": name, "namespace": format!("team-{}", i % 40), "uid": format!("00000000-0000-0000-0000-{i:012}"),
+        "labels": {"app": name, "team": format!("team-{}", i % 40)}});
+    let template = json!({"metadata": {"labels": {"app": name}}, "spec": pod_spec(i)});
+    let spec = match kind {
+        "Pod" => pod_spec(i),
+        "CronJob" => {
+            json!({"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": template}}})
+        }
+        "Job" => json!({"template": template, "backoffLimit": 3}),
+        _ => {
+            json!({"replicas": 2, "selector": {"matchLabels": {"app": name}}, "template": template})
+        }
+    };
+    json!({"apiVersion": api, "kind": kind, "metadata": meta, "spec": spec})
+}
+
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs one mode in this process; prints `mode wall_ms findings peak_kib`.
+fn child(mode: &str, count: usize) {
+    let snap = SnapshotBackend::from_values("generated", (0..count).map(workload).collect());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (elapsed, findings) = match mode {
+        "native" => rt.block_on(async {
+            let start = Instant::now();
+            let mut lists = Vec::new();
+            for kind in workload_audit::KINDS {
+                let page = snap
+                    .list(
+                        &KindRef::new(kind.api_version, kind.kind),
+                        &ListQuery::default(),
+                    )
+                    .await
+                    .unwrap();
+                lists.push((
+                    kind,
+                    page.items
+                        .iter()
+                        .map(|o| o.json.clone())
+                        .collect::<Vec<_>>(),
+                ));
+            }
+            let audit = workload_audit::audit(&lists);
+            (start.elapsed(), audit.findings.len())
+        }),
+        "wasm" => rt.block_on(async {
+            let runtime = ProbeRuntime::new(RuntimeConfig::default()).unwrap();
+            let probe = sonde::builtin::find("workload-audit").unwrap();
+            let loaded = runtime
+                .load_bytes("builtin:workload-audit", probe.wasm)
+                .unwrap();
+            let info = runtime
+                .describe(&loaded, &Default::default())
+                .await
+                .unwrap();
+            let services = Arc::new(HostServices {
+                kube: Some(Arc::new(snap)),
+                ..Default::default()
+            });
+            let req = RunRequest {
+                run_id: "bench".into(),
+                config: "{}".into(),
+                grants: sonde::grants::GrantSet::from_requested(&info.capabilities),
+                limits: Default::default(),
+                services,
+            };
+            let start = Instant::now();
+            let out = runtime.run(&loaded, &info, req).await;
+            assert!(out.succeeded(), "{:?}", out.reason);
+            (start.elapsed(), out.findings.len())
+        }),
+        "data" => (Duration::ZERO, 0),
+        other => panic!("unknown mode {other}"),
+    };
+    println!(
+        "{mode} {:.1} {findings} {}",
+        elapsed.as_secs_f64() * 1000.0,
+        peak_rss_kib()
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--test" || a == "--list") {
+        return;
+    }
+    let count: usize = std::env::var("SONDE_BENCH_WORKLOADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    if let Some(pos) = args.iter().position(|a| a == "--child") {
+        return child(&args[pos + 1], count);
+    }
+    println!(
+        "workload audit over {count} generated workloads (best of 3 runs, each in its own process)"
+    );
+    println!(
+        "{:<8} {:>10} {:>10} {:>14}",
+        "mode", "wall", "findings", "peak RSS"
+    );
+    let mut best = std::collections::HashMap::new();
+    for mode in ["data", "native", "wasm"] {
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            let out = std::process::Command::new(&args[0])
+                .args(["--child", mode])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let f: Vec<&str> = line.split_whitespace().collect();
+            runs.push((
+                f[1].parse::<f64>().unwrap(),
+                f[2].to_string(),
+                f[3].parse::<u64>().unwrap(),
+            ));
+        }
+        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (ms, findings, kib) = runs[0].clone();
+        println!(
+            "{mode:<8} {ms:>8.1}ms {findings:>10} {:>10.1} MiB",
+            kib as f64 / 1024.0
+        );
+        best.insert(mode, ms);
+    }
+    println!(
+        "wasm/native wall-time ratio: {:.2}",
+        best["wasm"] / best["native"]
+    );
+}

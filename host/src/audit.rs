@@ -11,7 +11,9 @@ use crate::bindings::{Finding, ProbeInfo, Severity};
 use crate::builtin;
 use crate::caps::HostServices;
 use crate::grants::GrantSet;
-use crate::runtime::{FailureReason, LoadError, LoadedProbe, ProbeRuntime, RunLimits, RunOutcome, RunRequest};
+use crate::runtime::{
+    FailureReason, LoadError, LoadedProbe, ProbeRuntime, RunLimits, RunOutcome, RunRequest,
+};
 
 /// Where a probe comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +56,10 @@ pub enum PrepareError {
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error("{origin}: {reason}")]
-    Describe { origin: String, reason: FailureReason },
+    Describe {
+        origin: String,
+        reason: FailureReason,
+    },
 }
 
 /// Loads a probe and calls its `describe()`. `grants` of `None` grants exactly what it asks for.
@@ -72,12 +77,22 @@ pub async fn prepare(
         }
         ProbeSource::File(path) => runtime.load_file(path)?,
     };
-    let info = runtime
-        .describe(&loaded, &limits)
-        .await
-        .map_err(|reason| PrepareError::Describe { origin: loaded.origin.clone(), reason })?;
+    let info =
+        runtime
+            .describe(&loaded, &limits)
+            .await
+            .map_err(|reason| PrepareError::Describe {
+                origin: loaded.origin.clone(),
+                reason,
+            })?;
     let grants = grants.unwrap_or_else(|| GrantSet::from_requested(&info.capabilities));
-    Ok(PreparedProbe { loaded, info, grants, config, limits })
+    Ok(PreparedProbe {
+        loaded,
+        info,
+        grants,
+        config,
+        limits,
+    })
 }
 
 /// What an audit produced.
@@ -105,7 +120,9 @@ pub struct ProbeSummary {
 impl AuditReport {
     /// Every finding of every run, with the probe that made it.
     pub fn findings(&self) -> impl Iterator<Item = (&str, &Finding)> {
-        self.runs.iter().flat_map(|r| r.findings.iter().map(move |f| (r.probe.as_str(), f)))
+        self.runs
+            .iter()
+            .flat_map(|r| r.findings.iter().map(move |f| (r.probe.as_str(), f)))
     }
 
     /// Whether every run succeeded and the input had no problem.
@@ -115,7 +132,8 @@ impl AuditReport {
 
     /// Whether some finding is at or above `threshold`.
     pub fn has_finding_at_least(&self, threshold: Severity) -> bool {
-        self.findings().any(|(_, f)| f.severity.rank() >= threshold.rank())
+        self.findings()
+            .any(|(_, f)| f.severity.rank() >= threshold.rank())
     }
 
     /// Finding counts per severity, lowest first.
@@ -153,5 +171,11 @@ pub async fn run_audit(
             rules: p.info.rules.clone(),
         })
         .collect();
-    AuditReport { source, started_at, input_issues, probes, runs }
+    AuditReport {
+        source,
+        started_at,
+        input_issues,
+        probes,
+        runs,
+    }
 }

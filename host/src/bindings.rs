@@ -10,7 +10,9 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
 });
 
-pub use sonde::probe::types::{Capabilities, KubeAccess, KubeVerb, ResourceRef, RuleInfo, Severity};
+pub use self::sonde::probe::types::{
+    Capabilities, KubeAccess, KubeVerb, ResourceRef, RuleInfo, Severity,
+};
 
 /// The WIT package this host implements, as it appears in import names.
 pub const WIT_PACKAGE: &str = "sonde:probe";

@@ -369,9 +369,21 @@ mod tests {
 
     #[test]
     fn bad_specs_are_explained() {
-        assert!(GrantSet::parse_spec("kube:fly:Pod").unwrap_err().contains("unknown verb"));
-        assert!(GrantSet::parse_spec("kube").unwrap_err().contains("expected kube:VERBS"));
-        assert!(GrantSet::parse_spec("smtp:x").unwrap_err().contains("expected"));
+        assert!(
+            GrantSet::parse_spec("kube:fly:Pod")
+                .unwrap_err()
+                .contains("unknown verb")
+        );
+        assert!(
+            GrantSet::parse_spec("kube")
+                .unwrap_err()
+                .contains("expected kube:VERBS")
+        );
+        assert!(
+            GrantSet::parse_spec("smtp:x")
+                .unwrap_err()
+                .contains("expected")
+        );
         let dns = GrantSet::parse_spec("dns:127.0.0.1:*").unwrap();
         assert!(dns.allows_dns(Some("127.0.0.1:5353")));
     }

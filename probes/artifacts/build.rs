@@ -20,10 +20,23 @@ const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
-    let workspace = manifest.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let workspace = manifest
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
-    for watched in ["wit", "probes/sdk-rust", "probes/workload-audit", "tests/probes", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+    for watched in [
+        "wit",
+        "probes/sdk-rust",
+        "probes/workload-audit",
+        "tests/probes",
+        "Cargo.lock",
+    ] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(watched).display()
+        );
     }
     println!("cargo:rerun-if-env-changed=SONDE_GUEST_TARGET_DIR");
 
@@ -33,7 +46,14 @@ fn main() {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&workspace)
-        .args(["build", "--release", "--locked", "--target", TARGET, "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            TARGET,
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for (package, _, _) in GUESTS {
         cmd.args(["-p", package]);
@@ -55,7 +75,9 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run cargo for the wasm guests: {e}"));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo for the wasm guests: {e}"));
     if !status.success() {
         panic!(
             "building the WebAssembly probes failed (see above). If the error says the \
@@ -87,5 +109,9 @@ fn guest_target_dir(out_dir: &Path) -> PathBuf {
         .ancestors()
         .find(|p| p.file_name().is_some_and(|n| n == "build"))
         .expect("OUT_DIR is inside a cargo target folder");
-    build.parent().and_then(Path::parent).unwrap().join("wasm-guests")
+    build
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("wasm-guests")
 }

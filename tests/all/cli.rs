@@ -11,15 +11,26 @@ fn sonde() -> Command {
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().and_then(|d| d.parent()).unwrap().join("sonde");
     // `cargo test` does not build another package's binary: scripts/test.sh builds it first.
-    assert!(bin.exists(), "{} is missing: build it with `cargo build -p sonde`", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p sonde`",
+        bin.display()
+    );
     let mut cmd = Command::new(bin);
-    let cache = PathBuf::from(sonde_probes::TEST_TRIVIAL_PATH).ancestors().nth(3).unwrap().join("test-component-cache");
+    let cache = PathBuf::from(sonde_probes::TEST_TRIVIAL_PATH)
+        .ancestors()
+        .nth(3)
+        .unwrap()
+        .join("test-component-cache");
     cmd.env("SONDE_CACHE_DIR", cache).env_remove("SONDE_LOG");
     cmd
 }
 
 fn text(out: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn dump() -> String {
@@ -28,7 +39,10 @@ fn dump() -> String {
 
 #[test]
 fn audit_table_groups_messages_per_resource() {
-    let out = sonde().args(["audit", "--snapshot", &dump()]).output().unwrap();
+    let out = sonde()
+        .args(["audit", "--snapshot", &dump()])
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let header = stdout.lines().next().unwrap();
@@ -36,22 +50,47 @@ fn audit_table_groups_messages_per_resource() {
         assert!(header.contains(col), "{header}");
     }
     let row = stdout.lines().find(|l| l.contains("node-agent")).unwrap();
-    assert!(row.contains("kube-system") && row.contains("DaemonSet") && row.contains("PrivilegedAllowed"), "{row}");
-    assert!(stdout.contains("63 findings (1 critical, 6 high, 23 medium, 27 low, 6 info)"), "{stdout}");
+    assert!(
+        row.contains("kube-system")
+            && row.contains("DaemonSet")
+            && row.contains("PrivilegedAllowed"),
+        "{row}"
+    );
+    assert!(
+        stdout.contains("63 findings (1 critical, 6 high, 23 medium, 27 low, 6 info)"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn fail_on_sets_exit_code_three() {
-    let high = sonde().args(["audit", "--snapshot", &dump(), "--fail-on", "high", "-o", "json"]).output().unwrap();
+    let high = sonde()
+        .args([
+            "audit",
+            "--snapshot",
+            &dump(),
+            "--fail-on",
+            "high",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(high.status.code(), Some(3));
     let doc: serde_json::Value = serde_json::from_slice(&high.stdout).unwrap();
     assert_eq!(doc["summary"]["total"], 63);
     assert_eq!(doc["complete"], true);
     assert_eq!(doc["findings"].as_array().unwrap().len(), 63);
-    let yaml = sonde().args(["audit", "--snapshot", &dump(), "-o", "yaml"]).output().unwrap();
+    let yaml = sonde()
+        .args(["audit", "--snapshot", &dump(), "-o", "yaml"])
+        .output()
+        .unwrap();
     let doc: serde_yaml::Value = serde_yaml::from_slice(&yaml.stdout).unwrap();
     assert_eq!(doc["summary"]["critical"].as_u64(), Some(1));
-    let bad = sonde().args(["audit", "--snapshot", &dump(), "--fail-on", "severe"]).output().unwrap();
+    let bad = sonde()
+        .args(["audit", "--snapshot", &dump(), "--fail-on", "severe"])
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad).1.contains("unknown severity \"severe\""));
 }
@@ -60,12 +99,23 @@ fn fail_on_sets_exit_code_three() {
 fn a_bad_file_is_named_and_the_rest_still_audited() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("good.yaml"), "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  hostPID: true\n  containers: [{name: c, image: 'x:1'}]\n").unwrap();
-    std::fs::write(dir.path().join("bad.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n").unwrap();
-    let out = sonde().args(["audit", "--snapshot"]).arg(dir.path()).output().unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n",
+    )
+    .unwrap();
+    let out = sonde()
+        .args(["audit", "--snapshot"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(4), "incomplete");
     assert!(stdout.contains("HostPIDAllowed"), "{stdout}");
-    let problem = stdout.lines().find(|l| l.starts_with("input problem:")).unwrap();
+    let problem = stdout
+        .lines()
+        .find(|l| l.starts_with("input problem:"))
+        .unwrap();
     assert!(problem.contains("bad.yaml:4: invalid YAML"), "{problem}");
 }
 
@@ -81,14 +131,36 @@ fn errors_name_what_is_wrong() {
     let out = sonde().arg("run").arg(&core).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out).1;
-    assert!(stderr.contains(&format!("{}: this is a core WebAssembly module", core.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: this is a core WebAssembly module",
+            core.display()
+        )),
+        "{stderr}"
+    );
 
-    let missing = sonde().args(["audit", "--snapshot", "/no/such/dir"]).output().unwrap();
+    let missing = sonde()
+        .args(["audit", "--snapshot", "/no/such/dir"])
+        .output()
+        .unwrap();
     assert_eq!(missing.status.code(), Some(1));
-    assert!(text(&missing).1.contains("cannot read snapshot /no/such/dir"), "{}", text(&missing).1);
+    assert!(
+        text(&missing)
+            .1
+            .contains("cannot read snapshot /no/such/dir"),
+        "{}",
+        text(&missing).1
+    );
 
-    let unknown = sonde().args(["audit", "--snapshot", &dump(), "--probe", "nope"]).output().unwrap();
-    assert!(text(&unknown).1.contains("unknown probe \"nope\": not a built-in probe (workload-audit)"));
+    let unknown = sonde()
+        .args(["audit", "--snapshot", &dump(), "--probe", "nope"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&unknown)
+            .1
+            .contains("unknown probe \"nope\": not a built-in probe (workload-audit)")
+    );
 }
 
 #[test]
@@ -97,13 +169,23 @@ fn run_reports_a_failed_probe_with_exit_four() {
     let cfg = dir.path().join("c.yaml");
     std::fs::write(&cfg, "mode: loop\n").unwrap();
     let out = sonde()
-        .args(["run", sonde_probes::TEST_HOSTILE_PATH, "--grant-requested", "--timeout-ms", "300", "--config"])
+        .args([
+            "run",
+            sonde_probes::TEST_HOSTILE_PATH,
+            "--grant-requested",
+            "--timeout-ms",
+            "300",
+            "--config",
+        ])
         .arg(&cfg)
         .output()
         .unwrap();
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
-    assert!(stdout.contains("probe hostile FAILED: timed out after 300 ms"), "{stdout}");
+    assert!(
+        stdout.contains("probe hostile FAILED: timed out after 300 ms"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -111,19 +193,51 @@ fn probe_output_cannot_drive_the_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.json");
     std::fs::write(&cfg, r#"{"mode": "xss"}"#).unwrap();
-    let out = sonde().args(["run", sonde_probes::TEST_HOSTILE_PATH, "--grant-requested", "--config"]).arg(&cfg).output().unwrap();
+    let out = sonde()
+        .args([
+            "run",
+            sonde_probes::TEST_HOSTILE_PATH,
+            "--grant-requested",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     let stdout = text(&out).0;
-    assert!(!stdout.contains('\u{1b}') && !stdout.contains('\r'), "raw control characters reached the terminal");
-    assert!(stdout.contains("<img src=x onerror=alert(2)>\\u{1b}[31mred\\r\\nnext"), "{stdout}");
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\r'),
+        "raw control characters reached the terminal"
+    );
+    assert!(
+        stdout.contains("<img src=x onerror=alert(2)>\\u{1b}[31mred\\r\\nnext"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn inspect_prints_rules_and_world() {
-    let out = sonde().args(["probe", "inspect", "workload-audit"]).output().unwrap();
+    let out = sonde()
+        .args(["probe", "inspect", "workload-audit"])
+        .output()
+        .unwrap();
     let stdout = text(&out).0;
-    assert!(stdout.contains("targets sonde:probe/probe@0.1.0"), "{stdout}");
-    assert!(stdout.contains("HighRiskCapabilities") && stdout.contains("apps/Deployment list"), "{stdout}");
-    let json = sonde().args(["probe", "inspect", "--json", sonde_probes::TEST_TRIVIAL_PATH]).output().unwrap();
+    assert!(
+        stdout.contains("targets sonde:probe/probe@0.1.0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("HighRiskCapabilities") && stdout.contains("apps/Deployment list"),
+        "{stdout}"
+    );
+    let json = sonde()
+        .args([
+            "probe",
+            "inspect",
+            "--json",
+            sonde_probes::TEST_TRIVIAL_PATH,
+        ])
+        .output()
+        .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(doc["info"]["name"], "trivial");
 }

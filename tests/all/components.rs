@@ -21,7 +21,11 @@ fn load_err(name: &str, bytes: &[u8]) -> (String, LoadError) {
 fn random_bytes_are_not_a_component() {
     let (path, err) = load_err("random.wasm", b"\x7fELF this is not wasm at all");
     assert!(matches!(err, LoadError::NotWasm { .. }));
-    assert!(err.to_string().starts_with(&format!("{path}: not a WebAssembly component")), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{path}: not a WebAssembly component")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -30,7 +34,10 @@ fn a_core_module_is_told_apart_from_a_component() {
     let (path, err) = load_err("core.wasm", b"\0asm\x01\0\0\0");
     assert!(matches!(err, LoadError::CoreModule { .. }));
     let text = err.to_string();
-    assert!(text.starts_with(&path) && text.contains("core WebAssembly module, not a component"), "{text}");
+    assert!(
+        text.starts_with(&path) && text.contains("core WebAssembly module, not a component"),
+        "{text}"
+    );
     assert!(text.contains("wasm32-wasip2"), "says what to do: {text}");
 }
 
@@ -39,7 +46,11 @@ fn a_truncated_component_is_invalid() {
     let bytes = std::fs::read(TEST_TRIVIAL_PATH).unwrap();
     let (path, err) = load_err("truncated.wasm", &bytes[..bytes.len() / 2]);
     assert!(matches!(err, LoadError::Invalid { .. }), "{err}");
-    assert!(err.to_string().starts_with(&format!("{path}: invalid component")), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{path}: invalid component")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -50,22 +61,41 @@ fn a_component_for_another_world_is_refused() {
     };
     let text = err.to_string();
     assert!(matches!(err, LoadError::WrongWorld { .. }), "{text}");
-    assert!(text.contains("acme:greeter/names@1.0.0"), "names the foreign import: {text}");
+    assert!(
+        text.contains("acme:greeter/names@1.0.0"),
+        "names the foreign import: {text}"
+    );
     assert!(text.starts_with(TEST_OTHER_WORLD_PATH), "{text}");
 }
 
 #[test]
 fn a_missing_file_is_named() {
-    let err = runtime().load_file("/nonexistent/probe.wasm".as_ref()).err().expect("refused");
-    assert!(err.to_string().starts_with("/nonexistent/probe.wasm: cannot read"), "{err}");
+    let err = runtime()
+        .load_file("/nonexistent/probe.wasm".as_ref())
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/probe.wasm: cannot read"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn describe_reports_the_probe_and_its_world() {
     let probe = crate::load(TEST_TRIVIAL_PATH);
-    let info = runtime().describe(&probe, &Default::default()).await.unwrap();
+    let info = runtime()
+        .describe(&probe, &Default::default())
+        .await
+        .unwrap();
     assert_eq!(info.name, "trivial");
     assert_eq!(info.rules.len(), 1);
     assert!(probe.world.exports.contains(&"run: func".to_string()));
-    assert!(probe.world.imports.iter().any(|i| i.starts_with("sonde:probe/")));
+    assert!(
+        probe
+            .world
+            .imports
+            .iter()
+            .any(|i| i.starts_with("sonde:probe/"))
+    );
 }

@@ -29,7 +29,11 @@ impl Drop for Dnsmasq {
 }
 
 fn start_dnsmasq() -> Dnsmasq {
-    let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new("dnsmasq")
         .args([
             "--keep-in-foreground",
@@ -47,8 +51,13 @@ fn start_dnsmasq() -> Dnsmasq {
         ])
         .arg(format!("--port={port}"))
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start dnsmasq ({e}); scripts/setup.sh --for-tests installs it"));
-    Dnsmasq { child, addr: format!("127.0.0.1:{port}") }
+        .unwrap_or_else(|e| {
+            panic!("cannot start dnsmasq ({e}); scripts/setup.sh --for-tests installs it")
+        });
+    Dnsmasq {
+        child,
+        addr: format!("127.0.0.1:{port}"),
+    }
 }
 
 fn grant(nameservers: &str) -> GrantSet {
@@ -57,9 +66,25 @@ fn grant(nameservers: &str) -> GrantSet {
     g
 }
 
-async fn resolve(name: &str, rtype: &str, ns: Option<&str>, grants: GrantSet, services: Arc<HostServices>) -> RunOutcome {
+async fn resolve(
+    name: &str,
+    rtype: &str,
+    ns: Option<&str>,
+    grants: GrantSet,
+    services: Arc<HostServices>,
+) -> RunOutcome {
     let config = json!({"mode": "resolve", "name": name, "rtype": rtype, "nameserver": ns});
-    run(PROBE, config, Some(grants), RunLimits { timeout_ms: 10_000, ..Default::default() }, services).await
+    run(
+        PROBE,
+        config,
+        Some(grants),
+        RunLimits {
+            timeout_ms: 10_000,
+            ..Default::default()
+        },
+        services,
+    )
+    .await
 }
 
 fn answers(out: &RunOutcome) -> Vec<String> {
@@ -70,7 +95,14 @@ fn answers(out: &RunOutcome) -> Vec<String> {
 /// Waits until dnsmasq answers.
 async fn ready(dns: &Dnsmasq) {
     for _ in 0..50 {
-        let out = resolve("web.sonde.test", "a", Some(&dns.addr), grant("127.0.0.1:*"), Default::default()).await;
+        let out = resolve(
+            "web.sonde.test",
+            "a",
+            Some(&dns.addr),
+            grant("127.0.0.1:*"),
+            Default::default(),
+        )
+        .await;
         if out.succeeded() {
             return;
         }
@@ -86,8 +118,14 @@ async fn records_of_every_type_resolve_against_a_named_nameserver() {
     let ns = Some(dns.addr.as_str());
     let g = || grant("127.0.0.1:*");
     let none = || Arc::new(HostServices::default());
-    assert_eq!(answers(&resolve("web.sonde.test", "a", ns, g(), none()).await), vec!["A 127.0.0.7"]);
-    assert_eq!(answers(&resolve("v6.sonde.test", "aaaa", ns, g(), none()).await), vec!["AAAA fd00::7"]);
+    assert_eq!(
+        answers(&resolve("web.sonde.test", "a", ns, g(), none()).await),
+        vec!["A 127.0.0.7"]
+    );
+    assert_eq!(
+        answers(&resolve("v6.sonde.test", "aaaa", ns, g(), none()).await),
+        vec!["AAAA fd00::7"]
+    );
     let cname = answers(&resolve("alias.sonde.test", "cname", ns, g(), none()).await);
     assert_eq!(cname, vec!["CNAME web.sonde.test."]);
     let srv = answers(&resolve("_http._tcp.sonde.test", "srv", ns, g(), none()).await);
@@ -98,9 +136,18 @@ async fn records_of_every_type_resolve_against_a_named_nameserver() {
 async fn nxdomain_is_not_found() {
     let dns = start_dnsmasq();
     ready(&dns).await;
-    let out = resolve("nope.sonde.test", "a", Some(&dns.addr), grant("127.0.0.1:*"), Default::default()).await;
+    let out = resolve(
+        "nope.sonde.test",
+        "a",
+        Some(&dns.addr),
+        grant("127.0.0.1:*"),
+        Default::default(),
+    )
+    .await;
     match out.reason {
-        Some(FailureReason::ProbeError { error: ProbeError::NotFound(m) }) => assert!(m.contains("nope.sonde.test"), "{m}"),
+        Some(FailureReason::ProbeError {
+            error: ProbeError::NotFound(m),
+        }) => assert!(m.contains("nope.sonde.test"), "{m}"),
         other => panic!("expected not-found, got {other:?}"),
     }
 }
@@ -111,7 +158,10 @@ async fn the_host_resolver_is_used_when_no_nameserver_is_named() {
     ready(&dns).await;
     let services = Arc::new(HostServices {
         kube: None,
-        dns: DnsSettings { nameservers: vec![dns.addr.clone()], timeout_ms: None },
+        dns: DnsSettings {
+            nameservers: vec![dns.addr.clone()],
+            timeout_ms: None,
+        },
     });
     let out = resolve("web.sonde.test", "a", None, grant(""), services).await;
     assert_eq!(answers(&out), vec!["A 127.0.0.7"]);
@@ -120,10 +170,22 @@ async fn the_host_resolver_is_used_when_no_nameserver_is_named() {
 #[tokio::test]
 async fn a_nameserver_outside_the_grant_is_denied() {
     let dns = start_dnsmasq();
-    let out = resolve("web.sonde.test", "a", Some(&dns.addr), grant("10.96.0.10:53"), Default::default()).await;
+    let out = resolve(
+        "web.sonde.test",
+        "a",
+        Some(&dns.addr),
+        grant("10.96.0.10:53"),
+        Default::default(),
+    )
+    .await;
     match &out.reason {
-        Some(FailureReason::ProbeError { error: ProbeError::Denied(m) }) => {
-            assert!(m.contains(&format!("resolve web.sonde.test at {}", dns.addr)), "{m}")
+        Some(FailureReason::ProbeError {
+            error: ProbeError::Denied(m),
+        }) => {
+            assert!(
+                m.contains(&format!("resolve web.sonde.test at {}", dns.addr)),
+                "{m}"
+            )
         }
         other => panic!("expected denied, got {other:?}"),
     }

@@ -10,41 +10,89 @@ use sonde::kube::SnapshotBackend;
 
 use crate::{runtime, shared_fixture};
 
-const RESOURCES: &[&str] = &["NoCPULimits", "NoCPURequests", "NoMemoryLimits", "NoMemoryRequests"];
+const RESOURCES: &[&str] = &[
+    "NoCPULimits",
+    "NoCPURequests",
+    "NoMemoryLimits",
+    "NoMemoryRequests",
+];
 const NO_PROBES: &[&str] = &["NoLivenessProbe", "NoReadinessProbe"];
-const HARDENING: &[&str] = &["NoPriorityClassName", "NotReadOnlyRootFilesystem", "NotRunAsNonRoot"];
+const HARDENING: &[&str] = &[
+    "NoPriorityClassName",
+    "NotReadOnlyRootFilesystem",
+    "NotRunAsNonRoot",
+];
 
 fn expected() -> BTreeMap<String, Vec<&'static str>> {
     let mut m = BTreeMap::new();
     let mut add = |key: &str, groups: &[&[&'static str]], extra: &[&'static str]| {
-        let mut rules: Vec<&str> = groups.iter().flat_map(|g| g.iter().copied()).chain(extra.iter().copied()).collect();
+        let mut rules: Vec<&str> = groups
+            .iter()
+            .flat_map(|g| g.iter().copied())
+            .chain(extra.iter().copied())
+            .collect();
         rules.sort();
         m.insert(key.to_string(), rules);
     };
     // BAD: nginx:latest (pull policy defaults to Always: no pull-policy finding), nothing set.
-    add("shop/Deployment/web", &[RESOURCES, NO_PROBES, HARDENING], &["ImageTagIsLatest"]);
+    add(
+        "shop/Deployment/web",
+        &[RESOURCES, NO_PROBES, HARDENING],
+        &["ImageTagIsLatest"],
+    );
     // BAD: `redis` without tag, IfNotPresent, memory only.
-    add("shop/StatefulSet/cart-db", &[NO_PROBES, HARDENING], &["NoCPULimits", "NoCPURequests", "ImageTagMiss", "ImagePullPolicyNotAlways"]);
+    add(
+        "shop/StatefulSet/cart-db",
+        &[NO_PROBES, HARDENING],
+        &[
+            "NoCPULimits",
+            "NoCPURequests",
+            "ImageTagMiss",
+            "ImagePullPolicyNotAlways",
+        ],
+    );
     // BAD: privileged, host namespaces, SYS_ADMIN + NET_ADMIN.
     add(
         "kube-system/DaemonSet/node-agent",
         &[RESOURCES, NO_PROBES, HARDENING],
-        &["PrivilegedAllowed", "PrivilegeEscalationAllowed", "HostNetworkAllowed", "HostPIDAllowed", "HighRiskCapabilities", "ImagePullPolicyNotAlways"],
+        &[
+            "PrivilegedAllowed",
+            "PrivilegeEscalationAllowed",
+            "HostNetworkAllowed",
+            "HostPIDAllowed",
+            "HighRiskCapabilities",
+            "ImagePullPolicyNotAlways",
+        ],
     );
     // BAD: allowPrivilegeEscalation, runAsUser 0, CPU request only.
     add(
         "shop/Job/migrate",
         &[NO_PROBES, HARDENING],
-        &["NoCPULimits", "NoMemoryLimits", "NoMemoryRequests", "PrivilegeEscalationAllowed", "ImagePullPolicyNotAlways"],
+        &[
+            "NoCPULimits",
+            "NoMemoryLimits",
+            "NoMemoryRequests",
+            "PrivilegeEscalationAllowed",
+            "ImagePullPolicyNotAlways",
+        ],
     );
     // BAD: hostIPC, hostPort, `busybox` without tag (default policy Always), CHOWN + KILL.
     add(
         "default/CronJob/report",
         &[RESOURCES, NO_PROBES, HARDENING],
-        &["HostIPCAllowed", "HostPortAllowed", "ImageTagMiss", "InsecureCapabilities"],
+        &[
+            "HostIPCAllowed",
+            "HostPortAllowed",
+            "ImageTagMiss",
+            "InsecureCapabilities",
+        ],
     );
     // The bare pending pod (requests and limits set, image tagged, no policy default Always? No: tagged -> IfNotPresent).
-    add("default/Pod/pending-big", &[NO_PROBES, HARDENING], &["ImagePullPolicyNotAlways"]);
+    add(
+        "default/Pod/pending-big",
+        &[NO_PROBES, HARDENING],
+        &["ImagePullPolicyNotAlways"],
+    );
     m
 }
 
@@ -53,16 +101,30 @@ async fn fixture_dump_yields_the_expected_findings_per_resource() {
     let snap = SnapshotBackend::load(&shared_fixture("snapshot-dump.yaml")).unwrap();
     assert!(snap.issues().is_empty(), "{:?}", snap.issues());
     assert_eq!(snap.len(), 187, "every item of the v1/List");
-    let services = Arc::new(HostServices { kube: Some(Arc::new(snap)), ..Default::default() });
-    let probe = audit::prepare(runtime(), &ProbeSource::Builtin("workload-audit"), None, "{}".into(), Default::default())
-        .await
-        .unwrap();
+    let services = Arc::new(HostServices {
+        kube: Some(Arc::new(snap)),
+        ..Default::default()
+    });
+    let probe = audit::prepare(
+        runtime(),
+        &ProbeSource::Builtin("workload-audit"),
+        None,
+        "{}".into(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
     let report = audit::run_audit(runtime(), services, &[probe], "fixture".into(), vec![]).await;
     assert!(report.complete(), "{:?}", report.runs[0].reason);
     let mut got: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for (_, f) in report.findings() {
         let r = f.resource.as_ref().unwrap();
-        let key = format!("{}/{}/{}", r.namespace.as_deref().unwrap_or(""), r.kind, r.name);
+        let key = format!(
+            "{}/{}/{}",
+            r.namespace.as_deref().unwrap_or(""),
+            r.kind,
+            r.name
+        );
         got.entry(key).or_default().push(f.rule.as_str());
     }
     for rules in got.values_mut() {
@@ -70,5 +132,7 @@ async fn fixture_dump_yields_the_expected_findings_per_resource() {
     }
     assert_eq!(got, expected());
     // The compliant Deployment and every controlled object (ReplicaSets, their Pods, DaemonSet pods) add nothing.
-    assert!(!got.keys().any(|k| k.contains("checkout") || k.contains("/ReplicaSet/") || k.contains("web-7d9c6b5f4")));
+    assert!(!got.keys().any(|k| k.contains("checkout")
+        || k.contains("/ReplicaSet/")
+        || k.contains("web-7d9c6b5f4")));
 }

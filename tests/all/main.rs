@@ -16,9 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use sonde::caps::HostServices;
 use sonde::grants::GrantSet;
 use sonde::kube::SnapshotBackend;
-use sonde::runtime::{
-    LoadedProbe, ProbeRuntime, RunLimits, RunOutcome, RunRequest, RuntimeConfig,
-};
+use sonde::runtime::{LoadedProbe, ProbeRuntime, RunLimits, RunOutcome, RunRequest, RuntimeConfig};
 
 /// The shared runtime; its component cache lives beside the build output.
 pub fn runtime() -> &'static ProbeRuntime {
@@ -29,8 +27,11 @@ pub fn runtime() -> &'static ProbeRuntime {
             .nth(3)
             .expect("guest target folder")
             .join("test-component-cache");
-        ProbeRuntime::new(RuntimeConfig { cache_dir: Some(cache), ..Default::default() })
-            .expect("runtime starts")
+        ProbeRuntime::new(RuntimeConfig {
+            cache_dir: Some(cache),
+            ..Default::default()
+        })
+        .expect("runtime starts")
     })
 }
 
@@ -40,7 +41,13 @@ pub fn load(path: &str) -> Arc<LoadedProbe> {
     static LOADED: OnceLock<Mutex<HashMap<String, Arc<LoadedProbe>>>> = OnceLock::new();
     let mut map = LOADED.get_or_init(Default::default).lock().unwrap();
     map.entry(path.to_string())
-        .or_insert_with(|| Arc::new(runtime().load_file(path.as_ref()).unwrap_or_else(|e| panic!("{e}"))))
+        .or_insert_with(|| {
+            Arc::new(
+                runtime()
+                    .load_file(path.as_ref())
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+        })
         .clone()
 }
 
@@ -50,7 +57,10 @@ pub fn snapshot_services(yaml: &str) -> Arc<HostServices> {
     std::fs::write(dir.path().join("objects.yaml"), yaml).unwrap();
     let snap = SnapshotBackend::load(dir.path()).unwrap();
     assert!(snap.issues().is_empty(), "{:?}", snap.issues());
-    Arc::new(HostServices { kube: Some(Arc::new(snap)), ..Default::default() })
+    Arc::new(HostServices {
+        kube: Some(Arc::new(snap)),
+        ..Default::default()
+    })
 }
 
 /// Runs a component once with the given config, grant (or exactly what it asks for) and limits.
@@ -62,9 +72,18 @@ pub async fn run(
     services: Arc<HostServices>,
 ) -> RunOutcome {
     let probe = load(path);
-    let info = runtime().describe(&probe, &limits).await.expect("describe works");
+    let info = runtime()
+        .describe(&probe, &limits)
+        .await
+        .expect("describe works");
     let grants = grants.unwrap_or_else(|| GrantSet::from_requested(&info.capabilities));
-    let req = RunRequest { run_id: "test".into(), config: config.to_string(), grants, limits, services };
+    let req = RunRequest {
+        run_id: "test".into(),
+        config: config.to_string(),
+        grants,
+        limits,
+        services,
+    };
     runtime().run(&probe, &info, req).await
 }
 

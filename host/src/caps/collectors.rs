@@ -2,8 +2,8 @@
 //! the host. No collector runs in this version: the list is empty and a
 //! granted query answers `unavailable`.
 
-use crate::bindings::sonde::probe::collectors::{CollectorInfo, CollectorQuery, Host, Table};
 use crate::bindings::ProbeError;
+use crate::bindings::sonde::probe::collectors::{CollectorInfo, CollectorQuery, Host, Table};
 use crate::runtime::RunState;
 
 impl Host for RunState {

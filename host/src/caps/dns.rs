@@ -5,11 +5,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType as HickoryType};
-use hickory_resolver::TokioResolver;
-use hickory_resolver::net::NetError;
 use serde::{Deserialize, Serialize};
 
 use crate::bindings::ProbeError;
@@ -51,7 +51,11 @@ impl DnsSettings {
                 configured.push(parse_nameserver(ns).map_err(ProbeError::Unavailable)?);
             }
         }
-        let servers = if servers.is_empty() { &configured[..] } else { servers };
+        let servers = if servers.is_empty() {
+            &configured[..]
+        } else {
+            servers
+        };
         let mut builder = if servers.is_empty() {
             TokioResolver::builder_tokio()
                 .map_err(|e| ProbeError::Unavailable(format!("no system resolver: {e}")))?
@@ -171,9 +175,19 @@ mod tests {
 
     #[test]
     fn nameserver_forms() {
-        assert_eq!(parse_nameserver("10.0.0.10").unwrap().to_string(), "10.0.0.10:53");
+        assert_eq!(
+            parse_nameserver("10.0.0.10").unwrap().to_string(),
+            "10.0.0.10:53"
+        );
         assert_eq!(parse_nameserver("127.0.0.1:5353").unwrap().port(), 5353);
-        assert_eq!(parse_nameserver("[::1]:53").unwrap().to_string(), "[::1]:53");
-        assert!(parse_nameserver("dns.local").unwrap_err().contains("invalid nameserver"));
+        assert_eq!(
+            parse_nameserver("[::1]:53").unwrap().to_string(),
+            "[::1]:53"
+        );
+        assert!(
+            parse_nameserver("dns.local")
+                .unwrap_err()
+                .contains("invalid nameserver")
+        );
     }
 }

@@ -2,8 +2,8 @@
 //! (key prefixes) is in place; the client lands with the active-probing work,
 //! so a granted call answers `unavailable` until then.
 
-use crate::bindings::sonde::probe::etcd::{Host, KeyValue};
 use crate::bindings::ProbeError;
+use crate::bindings::sonde::probe::etcd::{Host, KeyValue};
 use crate::runtime::RunState;
 
 impl RunState {
@@ -19,7 +19,10 @@ impl RunState {
 }
 
 impl Host for RunState {
-    async fn get(&mut self, key: Vec<u8>) -> wasmtime::Result<Result<Option<KeyValue>, ProbeError>> {
+    async fn get(
+        &mut self,
+        key: Vec<u8>,
+    ) -> wasmtime::Result<Result<Option<KeyValue>, ProbeError>> {
         Ok(self.etcd_call("get", &key))
     }
 
@@ -31,7 +34,11 @@ impl Host for RunState {
         Ok(self.etcd_call("range", &prefix))
     }
 
-    async fn put(&mut self, key: Vec<u8>, _value: Vec<u8>) -> wasmtime::Result<Result<(), ProbeError>> {
+    async fn put(
+        &mut self,
+        key: Vec<u8>,
+        _value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), ProbeError>> {
         Ok(self.etcd_call("put", &key))
     }
 

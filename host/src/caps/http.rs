@@ -2,15 +2,18 @@
 //! is in place; the client itself lands with the active-probing work, so a
 //! granted call answers `unavailable` until then.
 
-use crate::bindings::sonde::probe::http::{Host, Request, Response};
 use crate::bindings::ProbeError;
+use crate::bindings::sonde::probe::http::{Host, Request, Response};
 use crate::runtime::RunState;
 
 /// `host:port` of a URL, with the scheme's default port.
 pub fn host_port(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
     let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority.rsplit_once('@').map(|(_, a)| a).unwrap_or(authority);
+    let authority = authority
+        .rsplit_once('@')
+        .map(|(_, a)| a)
+        .unwrap_or(authority);
     if authority.is_empty() {
         return None;
     }
@@ -53,7 +56,10 @@ mod tests {
 
     #[test]
     fn host_port_of_urls() {
-        assert_eq!(host_port("https://Example.com/x").as_deref(), Some("example.com:443"));
+        assert_eq!(
+            host_port("https://Example.com/x").as_deref(),
+            Some("example.com:443")
+        );
         assert_eq!(host_port("http://a:8080?q").as_deref(), Some("a:8080"));
         assert_eq!(host_port("http://u:p@h/").as_deref(), Some("h:80"));
         assert_eq!(host_port("http://[::1]/").as_deref(), Some("[::1]:80"));

@@ -3,11 +3,11 @@
 //! An all-namespaces list under a namespace-restricted grant is served
 //! restricted to the granted namespaces.
 
+use crate::bindings::KubeVerb;
 use crate::bindings::ProbeError;
 use crate::bindings::sonde::probe::kube::{
     ApiResource, Host, ListOptions, LogOptions, ObjectList, PatchType,
 };
-use crate::bindings::KubeVerb;
 use crate::kube::selector::{FieldSelector, LabelSelector};
 use crate::kube::{KindRef, KubeBackend, ListQuery, LogQuery, scope};
 use crate::runtime::RunState;
@@ -48,7 +48,12 @@ impl RunState {
         Err(ProbeError::Denied(self.ctx.deny("kube", detail)))
     }
 
-    async fn kube_list(&mut self, api_version: &str, kind: &str, options: ListOptions) -> Result<ObjectList, ProbeError> {
+    async fn kube_list(
+        &mut self,
+        api_version: &str,
+        kind: &str,
+        options: ListOptions,
+    ) -> Result<ObjectList, ProbeError> {
         let kref = KindRef::new(api_version, kind);
         let labels = LabelSelector::parse(options.label_selector.as_deref().unwrap_or(""))
             .map_err(|e| ProbeError::InvalidInput(e.to_string()))?;
@@ -78,7 +83,10 @@ impl RunState {
         let items: Vec<String> = page
             .items
             .iter()
-            .filter(|o| !restrict || grants.allows_kube_object(&kref.group, &kref.kind, o.namespace.as_deref()))
+            .filter(|o| {
+                !restrict
+                    || grants.allows_kube_object(&kref.group, &kref.kind, o.namespace.as_deref())
+            })
             .map(|o| o.json.clone())
             .collect();
         if restrict {
@@ -105,7 +113,9 @@ impl Host for RunState {
         name: String,
     ) -> KubeResult<String> {
         let kref = KindRef::new(&api_version, &kind);
-        let ns = namespace.as_deref().filter(|_| scope::is_namespaced(&kref.group, &kref.kind));
+        let ns = namespace
+            .as_deref()
+            .filter(|_| scope::is_namespaced(&kref.group, &kref.kind));
         if let Err(e) = self.check_kube(&kref, KubeVerb::Get, ns, Some(&name)) {
             return Ok(Err(e));
         }
@@ -120,11 +130,21 @@ impl Host for RunState {
             .map_err(Into::into))
     }
 
-    async fn list(&mut self, api_version: String, kind: String, options: ListOptions) -> KubeResult<ObjectList> {
+    async fn list(
+        &mut self,
+        api_version: String,
+        kind: String,
+        options: ListOptions,
+    ) -> KubeResult<ObjectList> {
         Ok(self.kube_list(&api_version, &kind, options).await)
     }
 
-    async fn pod_logs(&mut self, namespace: String, name: String, options: LogOptions) -> KubeResult<String> {
+    async fn pod_logs(
+        &mut self,
+        namespace: String,
+        name: String,
+        options: LogOptions,
+    ) -> KubeResult<String> {
         let pods = KindRef::new("v1", "Pod");
         if let Err(e) = self.check_kube(&pods, KubeVerb::Logs, Some(&namespace), Some(&name)) {
             return Ok(Err(e));
@@ -140,12 +160,17 @@ impl Host for RunState {
             previous: options.previous,
             limit_bytes: self.ctx.limits.max_response_bytes,
         };
-        Ok(backend.pod_logs(&namespace, &name, &query).await.map_err(Into::into))
+        Ok(backend
+            .pod_logs(&namespace, &name, &query)
+            .await
+            .map_err(Into::into))
     }
 
     async fn discover(&mut self) -> KubeResult<Vec<ApiResource>> {
         if self.ctx.grants.kube.is_empty() {
-            return Ok(Err(ProbeError::Denied(self.ctx.deny("kube", "discovery".into()))));
+            return Ok(Err(ProbeError::Denied(
+                self.ctx.deny("kube", "discovery".into()),
+            )));
         }
         let backend = match self.backend() {
             Ok(b) => b,
@@ -172,12 +197,18 @@ impl Host for RunState {
     async fn create(&mut self, object: String) -> KubeResult<String> {
         let mut value: serde_json::Value = match serde_json::from_str(&object) {
             Ok(v) => v,
-            Err(e) => return Ok(Err(ProbeError::InvalidInput(format!("object is not JSON: {e}")))),
+            Err(e) => {
+                return Ok(Err(ProbeError::InvalidInput(format!(
+                    "object is not JSON: {e}"
+                ))));
+            }
         };
         let api_version = value["apiVersion"].as_str().unwrap_or_default().to_string();
         let kind = value["kind"].as_str().unwrap_or_default().to_string();
         if api_version.is_empty() || kind.is_empty() {
-            return Ok(Err(ProbeError::InvalidInput("object needs apiVersion and kind".into())));
+            return Ok(Err(ProbeError::InvalidInput(
+                "object needs apiVersion and kind".into(),
+            )));
         }
         let kref = KindRef::new(&api_version, &kind);
         let ns = value["metadata"]["namespace"].as_str().map(str::to_string);
@@ -199,7 +230,11 @@ impl Host for RunState {
             Ok(b) => b,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(backend.create(value).await.map(|o| o.json.clone()).map_err(Into::into))
+        Ok(backend
+            .create(value)
+            .await
+            .map(|o| o.json.clone())
+            .map_err(Into::into))
     }
 
     async fn patch(
@@ -234,7 +269,8 @@ impl Host for RunState {
         name: String,
     ) -> KubeResult<()> {
         let kref = KindRef::new(&api_version, &kind);
-        if let Err(e) = self.check_kube(&kref, KubeVerb::Delete, namespace.as_deref(), Some(&name)) {
+        if let Err(e) = self.check_kube(&kref, KubeVerb::Delete, namespace.as_deref(), Some(&name))
+        {
             return Ok(Err(e));
         }
         let backend = match self.backend() {

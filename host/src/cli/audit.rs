@@ -19,11 +19,20 @@ use crate::runtime::{ProbeRuntime, RunLimits, RuntimeConfig};
 /// The services and their description, from `--snapshot` and `--dns-server`.
 fn services(args: &ReportArgs) -> Result<(Arc<HostServices>, String, Vec<String>)> {
     for ns in &args.dns_server {
-        parse_nameserver(ns).map_err(anyhow::Error::msg).context("--dns-server")?;
+        parse_nameserver(ns)
+            .map_err(anyhow::Error::msg)
+            .context("--dns-server")?;
     }
-    let dns = DnsSettings { nameservers: args.dns_server.clone(), timeout_ms: None };
+    let dns = DnsSettings {
+        nameservers: args.dns_server.clone(),
+        timeout_ms: None,
+    };
     let Some(path) = &args.snapshot else {
-        return Ok((Arc::new(HostServices { kube: None, dns }), "no cluster".into(), Vec::new()));
+        return Ok((
+            Arc::new(HostServices { kube: None, dns }),
+            "no cluster".into(),
+            Vec::new(),
+        ));
     };
     let snap = SnapshotBackend::load(path)?;
     let issues: Vec<String> = snap.issues().iter().map(ToString::to_string).collect();
@@ -31,10 +40,20 @@ fn services(args: &ReportArgs) -> Result<(Arc<HostServices>, String, Vec<String>
         tracing::warn!("{issue}");
     }
     if snap.is_empty() && issues.is_empty() {
-        bail!("{}: no Kubernetes objects found (expected YAML or JSON manifests)", path.display());
+        bail!(
+            "{}: no Kubernetes objects found (expected YAML or JSON manifests)",
+            path.display()
+        );
     }
     let source = crate::kube::KubeBackend::describe(&snap);
-    Ok((Arc::new(HostServices { kube: Some(Arc::new(snap)), dns }), source, issues))
+    Ok((
+        Arc::new(HostServices {
+            kube: Some(Arc::new(snap)),
+            dns,
+        }),
+        source,
+        issues,
+    ))
 }
 
 fn exit_code(report: &audit::AuditReport, fail_on: Option<crate::bindings::Severity>) -> u8 {
@@ -59,18 +78,28 @@ fn print(report: &audit::AuditReport, args: &ReportArgs) -> Result<u8> {
 
 pub async fn audit(args: AuditArgs) -> Result<u8> {
     if args.report.snapshot.is_none() {
-        bail!("sonde audit needs --snapshot PATH (a folder of manifests or a `kubectl get -o yaml` dump)");
+        bail!(
+            "sonde audit needs --snapshot PATH (a folder of manifests or a `kubectl get -o yaml` dump)"
+        );
     }
     let (services, source, issues) = services(&args.report)?;
     let runtime = ProbeRuntime::new(RuntimeConfig::default())?;
     let sources: Vec<ProbeSource> = if args.probes.is_empty() {
-        builtin::all().iter().map(|p| ProbeSource::Builtin(p.name)).collect()
+        builtin::all()
+            .iter()
+            .map(|p| ProbeSource::Builtin(p.name))
+            .collect()
     } else {
-        args.probes.iter().map(|p| ProbeSource::parse(p)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?
+        args.probes
+            .iter()
+            .map(|p| ProbeSource::parse(p))
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?
     };
     let mut prepared = Vec::new();
     for source in &sources {
-        prepared.push(audit::prepare(&runtime, source, None, "{}".into(), RunLimits::default()).await?);
+        prepared
+            .push(audit::prepare(&runtime, source, None, "{}".into(), RunLimits::default()).await?);
     }
     let report = audit::run_audit(&runtime, services, &prepared, source, issues).await;
     print(&report, &args.report)
@@ -78,7 +107,8 @@ pub async fn audit(args: AuditArgs) -> Result<u8> {
 
 /// Reads a probe config file (JSON or YAML) as JSON text.
 fn read_config(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let value: serde_json::Value = serde_yaml::from_str(&text)
         .with_context(|| format!("{}: not valid JSON or YAML", path.display()))?;
     Ok(value.to_string())
@@ -99,16 +129,28 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     if let Some(mib) = args.memory_mib {
         limits.memory_bytes = mib << 20;
     }
-    limits.validate(runtime.max_memory_bytes()).map_err(anyhow::Error::msg)?;
+    limits
+        .validate(runtime.max_memory_bytes())
+        .map_err(anyhow::Error::msg)?;
     let mut grants = GrantSet::default();
     for spec in &args.grants {
         grants.extend(GrantSet::parse_spec(spec).map_err(anyhow::Error::msg)?);
     }
-    let mut prepared: PreparedProbe = audit::prepare(&runtime, &probe, Some(grants), config, limits).await?;
+    let mut prepared: PreparedProbe =
+        audit::prepare(&runtime, &probe, Some(grants), config, limits).await?;
     if args.grant_requested {
-        prepared.grants.extend(GrantSet::from_requested(&prepared.info.capabilities));
+        prepared
+            .grants
+            .extend(GrantSet::from_requested(&prepared.info.capabilities));
     }
-    let report = audit::run_audit(&runtime, services, std::slice::from_ref(&prepared), source, issues).await;
+    let report = audit::run_audit(
+        &runtime,
+        services,
+        std::slice::from_ref(&prepared),
+        source,
+        issues,
+    )
+    .await;
     for run in &report.runs {
         for line in &run.logs {
             tracing::info!(source = %line.source, level = ?line.level, "{}", line.message);

@@ -124,14 +124,20 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SONDE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Parses the command line, runs the command, and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -142,7 +148,9 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Audit(args) => audit::audit(args).await,
             Command::Run(args) => audit::run(args).await,
-            Command::Probe(ProbeCommand::Inspect { probe, json }) => probe::inspect(&probe, json).await,
+            Command::Probe(ProbeCommand::Inspect { probe, json }) => {
+                probe::inspect(&probe, json).await
+            }
             Command::Probe(ProbeCommand::List) => probe::list().await,
         }
     });

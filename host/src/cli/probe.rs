@@ -41,7 +41,12 @@ pub async fn inspect(spec: &str, json: bool) -> Result<u8> {
     let p = audit::prepare(&runtime, &source, None, "{}".into(), RunLimits::default()).await?;
     let host_world = format!("{WIT_PACKAGE}/probe@{WIT_VERSION}");
     if json {
-        let doc = Inspection { origin: &p.loaded.origin, world: &p.loaded.world, host_world, info: &p.info };
+        let doc = Inspection {
+            origin: &p.loaded.origin,
+            world: &p.loaded.world,
+            host_world,
+            info: &p.info,
+        };
         w!(out, "{}", serde_json::to_string_pretty(&doc)?);
         return Ok(exit::OK);
     }
@@ -50,7 +55,14 @@ pub async fn inspect(spec: &str, json: bool) -> Result<u8> {
     w!(out, "probe:       {} {}", t(&info.name), t(&info.version));
     w!(out, "origin:      {}", t(&p.loaded.origin));
     w!(out, "description: {}", t(&info.description));
-    w!(out, "schedule:    {}", info.schedule.as_deref().map(t).unwrap_or_else(|| "-".into()));
+    w!(
+        out,
+        "schedule:    {}",
+        info.schedule
+            .as_deref()
+            .map(t)
+            .unwrap_or_else(|| "-".into())
+    );
     w!(out, "world:       targets {host_world}");
     w!(out, "  imports:   {}", p.loaded.world.imports.join(", "));
     w!(out, "  exports:   {}", p.loaded.world.exports.join(", "));
@@ -58,19 +70,35 @@ pub async fn inspect(spec: &str, json: bool) -> Result<u8> {
     w!(out, "needs:");
     for k in &caps.kube {
         let verbs: Vec<&str> = k.verbs.iter().map(|v| v.as_str()).collect();
-        w!(out, "  kube        {} {}", t(&crate::grants::qualified_kind(&k.group, &k.kind)), verbs.join(","));
+        w!(
+            out,
+            "  kube        {} {}",
+            t(&crate::grants::qualified_kind(&k.group, &k.kind)),
+            verbs.join(",")
+        );
     }
     if caps.dns {
         w!(out, "  dns");
     }
-    for (what, list) in [("http", &caps.http), ("etcd", &caps.etcd), ("collectors", &caps.collectors)] {
+    for (what, list) in [
+        ("http", &caps.http),
+        ("etcd", &caps.etcd),
+        ("collectors", &caps.collectors),
+    ] {
         for item in list {
             w!(out, "  {what:<11} {}", t(item));
         }
     }
     w!(out, "rules:");
     for r in &info.rules {
-        w!(out, "  {:<28} {:<8} {:<12} {}", t(&r.id), r.default_severity.as_str(), t(&r.category), t(&r.title));
+        w!(
+            out,
+            "  {:<28} {:<8} {:<12} {}",
+            t(&r.id),
+            r.default_severity.as_str(),
+            t(&r.category),
+            t(&r.title)
+        );
     }
     Ok(exit::OK)
 }

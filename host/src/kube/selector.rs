@@ -51,8 +51,12 @@ impl LabelSelector {
                 LabelOp::NotEq(want) => v != Some(want.as_str()),
                 LabelOp::In(set) => v.is_some_and(|v| set.iter().any(|s| s == v)),
                 LabelOp::NotIn(set) => v.is_none_or(|v| !set.iter().any(|s| s == v)),
-                LabelOp::Gt(n) => v.and_then(|v| v.parse::<i64>().ok()).is_some_and(|x| x > *n),
-                LabelOp::Lt(n) => v.and_then(|v| v.parse::<i64>().ok()).is_some_and(|x| x < *n),
+                LabelOp::Gt(n) => v
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|x| x > *n),
+                LabelOp::Lt(n) => v
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|x| x < *n),
             }
         })
     }
@@ -80,7 +84,9 @@ fn valid_key(key: &str) -> bool {
     let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key));
     let name_ok = !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric());
     let prefix_ok = prefix.len() <= 253
@@ -93,7 +99,9 @@ fn valid_key(key: &str) -> bool {
 fn valid_value(value: &str) -> bool {
     value.is_empty()
         || (value.len() <= 63
-            && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             && value.starts_with(|c: char| c.is_ascii_alphanumeric())
             && value.ends_with(|c: char| c.is_ascii_alphanumeric()))
 }
@@ -129,11 +137,14 @@ fn parse_requirement(req: &str) -> Result<(String, LabelOp), SelectorError> {
                 0 => LabelOp::Eq(value_checked(v)?),
                 1 => LabelOp::NotEq(value_checked(v)?),
                 _ => {
-                    let n = v
-                        .trim()
-                        .parse::<i64>()
-                        .map_err(|_| bad("for 'gt', 'lt' operators, the value must be an integer"))?;
-                    if ctor == 2 { LabelOp::Gt(n) } else { LabelOp::Lt(n) }
+                    let n = v.trim().parse::<i64>().map_err(|_| {
+                        bad("for 'gt', 'lt' operators, the value must be an integer")
+                    })?;
+                    if ctor == 2 {
+                        LabelOp::Gt(n)
+                    } else {
+                        LabelOp::Lt(n)
+                    }
                 }
             };
             return Ok((key, op));
@@ -255,7 +266,14 @@ mod tests {
     #[test]
     fn malformed_selectors_are_rejected() {
         // The fixture `error-400-bad-labelselector.json` is the API server's answer to this one.
-        for bad in ["app===web", "app in web", "-bad=x", "a=b c", "n>x", "tier in (a b)"] {
+        for bad in [
+            "app===web",
+            "app in web",
+            "-bad=x",
+            "a=b c",
+            "n>x",
+            "tier in (a b)",
+        ] {
             assert!(LabelSelector::parse(bad).is_err(), "{bad}");
         }
         assert!(FieldSelector::parse("status.phase").is_err());

@@ -72,7 +72,9 @@ impl SnapshotBackend {
             for entry in walkdir::WalkDir::new(path)
                 .sort_by_file_name()
                 .into_iter()
-                .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'))
+                .filter_entry(|e| {
+                    e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')
+                })
             {
                 let entry = entry.map_err(|e| unreadable(e.into()))?;
                 let p = entry.path();
@@ -162,7 +164,11 @@ impl SnapshotBackend {
                     let msg = e.to_string();
                     // serde_yaml appends "at line N column M"; the issue carries the line already.
                     let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-                    self.issue(file, line.or(Some(start_line)), format!("invalid YAML: {msg}"));
+                    self.issue(
+                        file,
+                        line.or(Some(start_line)),
+                        format!("invalid YAML: {msg}"),
+                    );
                 }
             }
         }
@@ -172,7 +178,10 @@ impl SnapshotBackend {
         let Some(obj) = value.as_object_mut() else {
             return self.issue(file, line, "a document is not a mapping".into());
         };
-        let api_version = obj.get("apiVersion").and_then(Value::as_str).map(str::to_string);
+        let api_version = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let kind = obj.get("kind").and_then(Value::as_str).map(str::to_string);
         let (Some(api_version), Some(kind)) = (api_version, kind) else {
             return self.issue(file, line, "object without apiVersion or kind".into());
@@ -183,7 +192,7 @@ impl SnapshotBackend {
             for mut item in items {
                 // Typed lists (PodList) omit apiVersion/kind on items; v1/List items carry them.
                 if let Some(m) = item.as_object_mut()
-                    && list_kind != ""
+                    && !list_kind.is_empty()
                 {
                     m.entry("apiVersion")
                         .or_insert_with(|| Value::String(api_version.clone()));
@@ -259,7 +268,10 @@ fn split_yaml_documents(text: &str) -> Vec<(usize, &str)> {
         offset += line.len();
     }
     docs.push((start_line, &text[start_byte..]));
-    docs.retain(|(_, d)| d.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')));
+    docs.retain(|(_, d)| {
+        d.lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+    });
     docs
 }
 
@@ -337,7 +349,12 @@ impl KubeBackend for SnapshotBackend {
         })
     }
 
-    async fn pod_logs(&self, namespace: &str, name: &str, _: &LogQuery) -> Result<String, KubeError> {
+    async fn pod_logs(
+        &self,
+        namespace: &str,
+        name: &str,
+        _: &LogQuery,
+    ) -> Result<String, KubeError> {
         Err(KubeError::Unavailable(format!(
             "{}: no container logs in a snapshot (pod {namespace}/{name})",
             self.source
@@ -414,8 +431,16 @@ mod tests {
             "apps/web.yaml",
             "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels: {app: web}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n",
         );
-        write(dir.path(), "broken.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n data: [\n");
-        write(dir.path(), "nodes.json", r#"{"apiVersion":"v1","kind":"NodeList","items":[{"metadata":{"name":"n1","managedFields":[{}]}}]}"#);
+        write(
+            dir.path(),
+            "broken.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n data: [\n",
+        );
+        write(
+            dir.path(),
+            "nodes.json",
+            r#"{"apiVersion":"v1","kind":"NodeList","items":[{"metadata":{"name":"n1","managedFields":[{}]}}]}"#,
+        );
         write(dir.path(), ".git/config.yaml", "not: [a, manifest\n");
         write(dir.path(), "README.md", "# not read");
         let snap = SnapshotBackend::load(dir.path()).unwrap();
@@ -430,12 +455,25 @@ mod tests {
         assert_eq!(at_end.issues()[1].line, Some(3), "{}", at_end.issues()[1]);
         assert!(issue.message.starts_with("invalid YAML"), "{issue}");
 
-        let web = snap.get(&KindRef::new("apps/v1", "Deployment"), Some("default"), "web").await.unwrap();
+        let web = snap
+            .get(
+                &KindRef::new("apps/v1", "Deployment"),
+                Some("default"),
+                "web",
+            )
+            .await
+            .unwrap();
         assert_eq!(web.namespace.as_deref(), Some("default"));
-        let node = snap.get(&KindRef::new("v1", "Node"), None, "n1").await.unwrap();
+        let node = snap
+            .get(&KindRef::new("v1", "Node"), None, "n1")
+            .await
+            .unwrap();
         assert_eq!(node.value["kind"], "Node");
         assert!(node.value["metadata"].get("managedFields").is_none());
-        let err = snap.get(&KindRef::new("v1", "Node"), None, "n9").await.unwrap_err();
+        let err = snap
+            .get(&KindRef::new("v1", "Node"), None, "n9")
+            .await
+            .unwrap_err();
         assert_eq!(err, KubeError::NotFound("nodes \"n9\" not found".into()));
     }
 
@@ -456,9 +494,19 @@ mod tests {
             labels: super::super::selector::LabelSelector::parse("i notin (0)").unwrap(),
             ..Default::default()
         };
-        let names: Vec<_> = snap.list(&pods, &q).await.unwrap().items.iter().map(|o| o.name.clone()).collect();
+        let names: Vec<_> = snap
+            .list(&pods, &q)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|o| o.name.clone())
+            .collect();
         assert_eq!(names, vec!["p1", "p2"]);
-        let mut q = ListQuery { limit: Some(2), ..Default::default() };
+        let mut q = ListQuery {
+            limit: Some(2),
+            ..Default::default()
+        };
         let mut seen = Vec::new();
         loop {
             let page = snap.list(&pods, &q).await.unwrap();
@@ -470,6 +518,9 @@ mod tests {
         }
         assert_eq!(seen, vec!["p0", "p1", "p2", "p3", "p4"]);
         q.continue_token = Some("garbage".into());
-        assert!(matches!(snap.list(&pods, &q).await, Err(KubeError::Invalid(_))));
+        assert!(matches!(
+            snap.list(&pods, &q).await,
+            Err(KubeError::Invalid(_))
+        ));
     }
 }

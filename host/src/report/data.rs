@@ -62,11 +62,18 @@ pub struct FindingRecord {
 
 impl From<&AuditReport> for ReportDocument {
     fn from(r: &AuditReport) -> Self {
-        let mut summary: BTreeMap<String, usize> =
-            r.counts().iter().map(|(s, n)| (s.as_str().to_string(), *n)).collect();
+        let mut summary: BTreeMap<String, usize> = r
+            .counts()
+            .iter()
+            .map(|(s, n)| (s.as_str().to_string(), *n))
+            .collect();
         summary.insert("total".into(), r.findings().count());
         let version_of = |probe: &str| {
-            r.probes.iter().find(|p| p.name == probe).map(|p| p.version.clone()).unwrap_or_default()
+            r.probes
+                .iter()
+                .find(|p| p.name == probe)
+                .map(|p| p.version.clone())
+                .unwrap_or_default()
         };
         ReportDocument {
             source: r.source.clone(),

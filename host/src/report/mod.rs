@@ -34,14 +34,20 @@ pub enum ReportError {
 }
 
 /// Writes `report` in `format`.
-pub fn render(report: &AuditReport, format: Format, out: &mut dyn Write) -> Result<(), ReportError> {
+pub fn render(
+    report: &AuditReport,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), ReportError> {
     match format {
         Format::Table => table::render(report, out)?,
         Format::Json => {
             let text = serde_json::to_string_pretty(&ReportDocument::from(report))?;
             writeln!(out, "{text}")?;
         }
-        Format::Yaml => out.write_all(serde_yaml::to_string(&ReportDocument::from(report))?.as_bytes())?,
+        Format::Yaml => {
+            out.write_all(serde_yaml::to_string(&ReportDocument::from(report))?.as_bytes())?
+        }
     }
     Ok(())
 }

@@ -29,7 +29,11 @@ pub fn render(report: &AuditReport, out: &mut dyn Write) -> std::io::Result<()> 
     let mut groups: BTreeMap<(String, String, String), Vec<&Finding>> = BTreeMap::new();
     for (_, f) in report.findings() {
         let key = match &f.resource {
-            Some(r) => (r.namespace.clone().unwrap_or_default(), r.kind.clone(), r.name.clone()),
+            Some(r) => (
+                r.namespace.clone().unwrap_or_default(),
+                r.kind.clone(),
+                r.name.clone(),
+            ),
             None => (String::new(), "Cluster".into(), "-".into()),
         };
         groups.entry(key).or_default().push(f);
@@ -43,12 +47,29 @@ pub fn render(report: &AuditReport, out: &mut dyn Write) -> std::io::Result<()> 
             .set_content_arrangement(ContentArrangement::Disabled)
             .set_header(["NAMESPACE", "NAME", "KIND", "MESSAGE"]);
         for ((ns, kind, name), mut findings) in groups {
-            findings.sort_by(|a, b| b.severity.rank().cmp(&a.severity.rank()).then(a.rule.cmp(&b.rule)));
+            findings.sort_by(|a, b| {
+                b.severity
+                    .rank()
+                    .cmp(&a.severity.rank())
+                    .then(a.rule.cmp(&b.rule))
+            });
             let messages: Vec<String> = findings
                 .iter()
-                .map(|f| format!("[{}] {}: {}", f.severity, terminal_safe(&f.rule), terminal_safe(&f.message)))
+                .map(|f| {
+                    format!(
+                        "[{}] {}: {}",
+                        f.severity,
+                        terminal_safe(&f.rule),
+                        terminal_safe(&f.message)
+                    )
+                })
                 .collect();
-            table.add_row([terminal_safe(&ns), terminal_safe(&name), terminal_safe(&kind), messages.join("\n")]);
+            table.add_row([
+                terminal_safe(&ns),
+                terminal_safe(&name),
+                terminal_safe(&kind),
+                messages.join("\n"),
+            ]);
         }
         writeln!(out, "{table}")?;
     }
@@ -64,13 +85,26 @@ pub fn render(report: &AuditReport, out: &mut dyn Write) -> std::io::Result<()> 
         out,
         "{} findings{} from {} probe run(s) on {}",
         report.findings().count(),
-        if counts.is_empty() { String::new() } else { format!(" ({})", counts.join(", ")) },
+        if counts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", counts.join(", "))
+        },
         report.runs.len(),
         terminal_safe(&report.source)
     )?;
     for run in report.runs.iter().filter(|r| !r.succeeded()) {
-        let reason = run.reason.as_ref().map(ToString::to_string).unwrap_or_default();
-        writeln!(out, "probe {} FAILED: {}", terminal_safe(&run.probe), terminal_safe(&reason))?;
+        let reason = run
+            .reason
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "probe {} FAILED: {}",
+            terminal_safe(&run.probe),
+            terminal_safe(&reason)
+        )?;
     }
     for issue in &report.input_issues {
         writeln!(out, "input problem: {}", terminal_safe(issue))?;
@@ -84,7 +118,10 @@ mod tests {
 
     #[test]
     fn escapes_reach_the_terminal_escaped() {
-        assert_eq!(terminal_safe("a\u{1b}[31mred\r\nb"), "a\\u{1b}[31mred\\r\\nb");
+        assert_eq!(
+            terminal_safe("a\u{1b}[31mred\r\nb"),
+            "a\\u{1b}[31mred\\r\\nb"
+        );
         assert_eq!(terminal_safe("plain ünïcode"), "plain ünïcode");
     }
 }

@@ -38,16 +38,23 @@ impl ComponentCache {
     /// The file an artifact for these bytes lives in.
     pub fn path_for(&self, engine: &Engine, bytes: &[u8]) -> PathBuf {
         let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
         let mut sha = Sha256::new();
         sha.update(bytes);
         sha.update(engine_hash.finish().to_le_bytes());
-        self.dir.join(format!("{}.cwasm", hex::encode(sha.finalize())))
+        self.dir
+            .join(format!("{}.cwasm", hex::encode(sha.finalize())))
     }
 
     /// Loads the precompiled component if present and valid, else compiles and stores it.
     /// Returns the component and whether it came from the cache.
-    pub fn load_or_compile(&self, engine: &Engine, bytes: &[u8]) -> wasmtime::Result<(Component, bool)> {
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+    ) -> wasmtime::Result<(Component, bool)> {
         let path = self.path_for(engine, bytes);
         if path.exists() {
             // SAFETY: the cache folder is this user's own; entries are written

@@ -20,7 +20,9 @@ pub enum LoadError {
         source: std::io::Error,
     },
     /// The bytes are not WebAssembly at all.
-    #[error("{origin}: not a WebAssembly component (the file does not start with the wasm magic bytes)")]
+    #[error(
+        "{origin}: not a WebAssembly component (the file does not start with the wasm magic bytes)"
+    )]
     NotWasm { origin: String },
     /// A core module, not a component.
     #[error(
@@ -46,10 +48,14 @@ pub struct WorldSummary {
 /// Classifies raw bytes before handing them to the compiler, for clear errors.
 pub fn check_kind(origin: &str, bytes: &[u8]) -> Result<(), LoadError> {
     if !bytes.starts_with(b"\0asm") {
-        return Err(LoadError::NotWasm { origin: origin.into() });
+        return Err(LoadError::NotWasm {
+            origin: origin.into(),
+        });
     }
     if wasmparser::Parser::is_core_wasm(bytes) {
-        return Err(LoadError::CoreModule { origin: origin.into() });
+        return Err(LoadError::CoreModule {
+            origin: origin.into(),
+        });
     }
     Ok(())
 }
@@ -73,7 +79,10 @@ pub fn world_of(engine: &Engine, component: &Component) -> WorldSummary {
 /// Checks that the component targets `sonde:probe@0.1.x`: imports only WASI and
 /// `sonde:probe` interfaces of a compatible version, and exports `describe` and `run`.
 pub fn check_world(origin: &str, world: &WorldSummary) -> Result<(), LoadError> {
-    let wrong = |message: String| LoadError::WrongWorld { origin: origin.into(), message };
+    let wrong = |message: String| LoadError::WrongWorld {
+        origin: origin.into(),
+        message,
+    };
     for import in &world.imports {
         let (package, version) = match import.split_once('@') {
             Some((name, v)) => (name.split('/').next().unwrap_or(name), Some(v)),
@@ -95,11 +104,19 @@ pub fn check_world(origin: &str, world: &WorldSummary) -> Result<(), LoadError> 
         }
     }
     for needed in ["describe", "run"] {
-        if !world.exports.iter().any(|e| e == &format!("{needed}: func")) {
+        if !world
+            .exports
+            .iter()
+            .any(|e| e == &format!("{needed}: func"))
+        {
             return Err(wrong(format!(
                 "the component does not export `{needed}`; it is not a {WIT_PACKAGE} probe \
                  (exports: {})",
-                if world.exports.is_empty() { "none".into() } else { world.exports.join(", ") }
+                if world.exports.is_empty() {
+                    "none".into()
+                } else {
+                    world.exports.join(", ")
+                }
             )));
         }
     }
@@ -133,25 +150,50 @@ mod tests {
 
     #[test]
     fn kinds_are_told_apart() {
-        assert!(matches!(check_kind("x", b"hello"), Err(LoadError::NotWasm { .. })));
+        assert!(matches!(
+            check_kind("x", b"hello"),
+            Err(LoadError::NotWasm { .. })
+        ));
         let core = b"\0asm\x01\0\0\0";
-        assert!(matches!(check_kind("x", core), Err(LoadError::CoreModule { .. })));
+        assert!(matches!(
+            check_kind("x", core),
+            Err(LoadError::CoreModule { .. })
+        ));
         let component = b"\0asm\x0d\0\x01\0";
         assert!(check_kind("x", component).is_ok());
     }
 
     #[test]
     fn world_versions() {
-        let ok = world(&["sonde:probe/kube@0.1.0", "wasi:cli/stdout@0.2.0"], &["describe: func", "run: func"]);
+        let ok = world(
+            &["sonde:probe/kube@0.1.0", "wasi:cli/stdout@0.2.0"],
+            &["describe: func", "run: func"],
+        );
         assert!(check_world("p", &ok).is_ok());
         let patch = world(&["sonde:probe/log@0.1.7"], &["describe: func", "run: func"]);
         assert!(check_world("p", &patch).is_ok());
-        let newer = world(&["sonde:probe/kube@0.2.0"], &["describe: func", "run: func"]);
+        let newer = world(
+            &["sonde:probe/kube@0.2.0"],
+            &["describe: func", "run: func"],
+        );
         let err = check_world("p.wasm", &newer).unwrap_err().to_string();
-        assert!(err.contains("targets sonde:probe@0.2.0") && err.starts_with("p.wasm:"), "{err}");
+        assert!(
+            err.contains("targets sonde:probe@0.2.0") && err.starts_with("p.wasm:"),
+            "{err}"
+        );
         let foreign = world(&["acme:thing/api"], &["describe: func", "run: func"]);
-        assert!(check_world("p", &foreign).unwrap_err().to_string().contains("acme:thing/api"));
+        assert!(
+            check_world("p", &foreign)
+                .unwrap_err()
+                .to_string()
+                .contains("acme:thing/api")
+        );
         let no_run = world(&[], &["hello: func"]);
-        assert!(check_world("p", &no_run).unwrap_err().to_string().contains("does not export `describe`"));
+        assert!(
+            check_world("p", &no_run)
+                .unwrap_err()
+                .to_string()
+                .contains("does not export `describe`")
+        );
     }
 }

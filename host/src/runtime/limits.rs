@@ -30,8 +30,8 @@ impl Default for RunLimits {
         RunLimits {
             timeout_ms: 60_000,
             memory_bytes: 512 << 20,
-            max_findings: 100_000,
-            max_output_bytes: 64 << 20,
+            max_findings: 1_000_000,
+            max_output_bytes: 256 << 20,
             max_log_lines: 10_000,
             max_log_bytes: 1 << 20,
             max_response_bytes: 4 << 20,

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
 
 use crate::bindings::{Probe, ProbeInfo, ProbePre};
 use crate::caps::HostServices;
@@ -153,12 +155,19 @@ impl ProbeRuntime {
         }
         let engine = Engine::new(&wasm).map_err(|e| RuntimeError(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| RuntimeError(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError(format!("{e:#}")))?;
         Probe::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError(format!("{e:#}")))?;
         let cache = config.cache_dir.clone().map(ComponentCache::new);
         let ticker = EpochTicker::start(&engine);
-        Ok(ProbeRuntime { engine, linker, cache, config, _ticker: ticker })
+        Ok(ProbeRuntime {
+            engine,
+            linker,
+            cache,
+            config,
+            _ticker: ticker,
+        })
     }
 
     /// The engine (for tools that inspect components).
@@ -174,23 +183,36 @@ impl ProbeRuntime {
     /// Reads and loads a component file.
     pub fn load_file(&self, path: &Path) -> Result<LoadedProbe, LoadError> {
         let origin = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { origin: origin.clone(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            origin: origin.clone(),
+            source,
+        })?;
         self.load_bytes(&origin, &bytes)
     }
 
     /// Validates, compiles (or loads from the cache) and links a component.
     pub fn load_bytes(&self, origin: &str, bytes: &[u8]) -> Result<LoadedProbe, LoadError> {
         component::check_kind(origin, bytes)?;
-        let invalid = |e: wasmtime::Error| LoadError::Invalid { origin: origin.into(), message: format!("{e:#}") };
+        let invalid = |e: wasmtime::Error| LoadError::Invalid {
+            origin: origin.into(),
+            message: format!("{e:#}"),
+        };
         let (component, from_cache) = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, bytes).map_err(invalid)?,
+            Some(cache) => cache
+                .load_or_compile(&self.engine, bytes)
+                .map_err(invalid)?,
             None => (Component::new(&self.engine, bytes).map_err(invalid)?, false),
         };
         let world = component::world_of(&self.engine, &component);
         component::check_world(origin, &world)?;
         let pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
         let pre = ProbePre::new(pre).map_err(invalid)?;
-        Ok(LoadedProbe { origin: origin.to_string(), world, from_cache, pre })
+        Ok(LoadedProbe {
+            origin: origin.to_string(),
+            world,
+            from_cache,
+            pre,
+        })
     }
 
     fn store(&self, ctx: RunContext) -> Store<RunState> {
@@ -209,7 +231,11 @@ impl ProbeRuntime {
     }
 
     /// Calls `describe()` in a fresh instance with no grant, under `limits`.
-    pub async fn describe(&self, probe: &LoadedProbe, limits: &RunLimits) -> Result<ProbeInfo, FailureReason> {
+    pub async fn describe(
+        &self,
+        probe: &LoadedProbe,
+        limits: &RunLimits,
+    ) -> Result<ProbeInfo, FailureReason> {
         let ctx = RunContext {
             probe: probe.origin.clone(),
             run_id: "describe".into(),
@@ -230,7 +256,9 @@ impl ProbeRuntime {
         match result {
             Ok(Ok(info)) => verdict::check_info(info),
             Ok(Err(e)) => Err(verdict::classify(&e, store.data())),
-            Err(_) => Err(FailureReason::Timeout { limit_ms: limits.timeout_ms }),
+            Err(_) => Err(FailureReason::Timeout {
+                limit_ms: limits.timeout_ms,
+            }),
         }
     }
 
@@ -241,7 +269,12 @@ impl ProbeRuntime {
         self.run_in_span(probe, info, req).instrument(span).await
     }
 
-    async fn run_in_span(&self, probe: &LoadedProbe, info: &ProbeInfo, req: RunRequest) -> RunOutcome {
+    async fn run_in_span(
+        &self,
+        probe: &LoadedProbe,
+        info: &ProbeInfo,
+        req: RunRequest,
+    ) -> RunOutcome {
         let started = Instant::now();
         let mut outcome = RunOutcome {
             probe: info.name.clone(),
@@ -255,7 +288,9 @@ impl ProbeRuntime {
         };
         let missing = req.grants.missing(&info.capabilities);
         if !missing.is_empty() {
-            outcome.reason = Some(FailureReason::Refused { missing: missing.into_iter().map(|m| m.0).collect() });
+            outcome.reason = Some(FailureReason::Refused {
+                missing: missing.into_iter().map(|m| m.0).collect(),
+            });
             tracing::warn!(reason = %outcome.reason.as_ref().map(|r| r.to_string()).unwrap_or_default(), "run refused");
             return outcome;
         }
@@ -279,12 +314,17 @@ impl ProbeRuntime {
             let instance = probe.pre.instantiate_async(&mut store).await?;
             instance.call_run(&mut store, &req.config).await
         };
-        let result = tokio::time::timeout(req.limits.timeout() + Duration::from_secs(1), call).await;
+        let result =
+            tokio::time::timeout(req.limits.timeout() + Duration::from_secs(1), call).await;
         let result = match result {
-            Ok(Ok(Ok(findings))) => verdict::check_findings(findings, info, &mut store.data_mut().ctx),
+            Ok(Ok(Ok(findings))) => {
+                verdict::check_findings(findings, info, &mut store.data_mut().ctx)
+            }
             Ok(Ok(Err(error))) => Err(FailureReason::ProbeError { error }),
             Ok(Err(e)) => Err(verdict::classify(&e, store.data())),
-            Err(_) => Err(FailureReason::Timeout { limit_ms: req.limits.timeout_ms }),
+            Err(_) => Err(FailureReason::Timeout {
+                limit_ms: req.limits.timeout_ms,
+            }),
         };
         let state = store.into_data();
         outcome.logs = verdict::collect_logs(&state);

@@ -26,7 +26,9 @@ pub enum FailureReason {
     #[error("timed out after {limit_ms} ms")]
     Timeout { limit_ms: u64 },
     /// The guest tried to grow its memory past the cap.
-    #[error("memory limit exceeded: the probe asked for {requested} bytes, the limit is {limit} bytes")]
+    #[error(
+        "memory limit exceeded: the probe asked for {requested} bytes, the limit is {limit} bytes"
+    )]
     MemoryLimit { requested: u64, limit: u64 },
     /// The guest produced more output than allowed.
     #[error("output limit exceeded: {what}")]

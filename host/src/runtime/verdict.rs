@@ -14,12 +14,17 @@ use crate::bindings::{Finding, ProbeInfo};
 /// The failure reason for an error raised while the guest ran.
 pub fn classify(error: &wasmtime::Error, state: &RunState) -> FailureReason {
     if let Some(requested) = state.limiter.exceeded {
-        return FailureReason::MemoryLimit { requested, limit: state.limiter.limit };
+        return FailureReason::MemoryLimit {
+            requested,
+            limit: state.limiter.limit,
+        };
     }
     if let Some(limit) = error.downcast_ref::<LimitTrap>() {
         return match limit {
             LimitTrap::Output(what) => FailureReason::OutputLimit { what: what.clone() },
-            LimitTrap::Deadline => FailureReason::Timeout { limit_ms: state.ctx.limits.timeout_ms },
+            LimitTrap::Deadline => FailureReason::Timeout {
+                limit_ms: state.ctx.limits.timeout_ms,
+            },
             LimitTrap::Memory => FailureReason::MemoryLimit {
                 requested: state.limiter.limit,
                 limit: state.limiter.limit,
@@ -29,15 +34,21 @@ pub fn classify(error: &wasmtime::Error, state: &RunState) -> FailureReason {
     let cap = state.ctx.limits.max_log_bytes;
     for (name, pipe) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
         if pipe.contents().len() >= cap {
-            return FailureReason::OutputLimit { what: format!("more than {cap} bytes on {name}") };
+            return FailureReason::OutputLimit {
+                what: format!("more than {cap} bytes on {name}"),
+            };
         }
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::StackOverflow) => FailureReason::StackOverflow,
-        Some(Trap::Interrupt) => FailureReason::Timeout { limit_ms: state.ctx.limits.timeout_ms },
+        Some(Trap::Interrupt) => FailureReason::Timeout {
+            limit_ms: state.ctx.limits.timeout_ms,
+        },
         Some(Trap::UnreachableCodeReached) => match panic_message(&state.stderr.contents()) {
             Some(message) => FailureReason::Panic { message },
-            None => FailureReason::Trap { message: "unreachable code reached (the probe aborted)".into() },
+            None => FailureReason::Trap {
+                message: "unreachable code reached (the probe aborted)".into(),
+            },
         },
         Some(Trap::MemoryOutOfBounds) => FailureReason::Trap {
             message: format!(
@@ -45,8 +56,12 @@ pub fn classify(error: &wasmtime::Error, state: &RunState) -> FailureReason {
                 Trap::MemoryOutOfBounds
             ),
         },
-        Some(trap) => FailureReason::Trap { message: trap.to_string() },
-        None => FailureReason::Trap { message: first_line(&format!("{error:#}")) },
+        Some(trap) => FailureReason::Trap {
+            message: trap.to_string(),
+        },
+        None => FailureReason::Trap {
+            message: first_line(&format!("{error:#}")),
+        },
     }
 }
 
@@ -60,31 +75,56 @@ fn panic_message(stderr: &[u8]) -> Option<String> {
     let at = text.rfind("panicked at ")?;
     let rest = &text[at + "panicked at ".len()..];
     let (location, body) = rest.split_once('\n').unwrap_or((rest, ""));
-    let message: Vec<&str> = body.lines().take_while(|l| !l.starts_with("note:")).collect();
+    let message: Vec<&str> = body
+        .lines()
+        .take_while(|l| !l.starts_with("note:"))
+        .collect();
     let location = location.trim_end_matches(':');
-    Some(cut(&format!("{} (at {location})", message.join("\n").trim()), 2048))
+    Some(cut(
+        &format!("{} (at {location})", message.join("\n").trim()),
+        2048,
+    ))
 }
 
 /// `text` cut to at most `max` bytes on a character boundary, marked when cut.
 pub fn cut(text: &str, max: usize) -> String {
+    let mut owned = text.to_string();
+    cut_in_place(&mut owned, max);
+    owned
+}
+
+/// Like `cut`, without copying text that fits.
+pub fn cut_in_place(text: &mut String, max: usize) {
     if text.len() <= max {
-        return text.to_string();
+        return;
     }
     let mut end = max;
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…[truncated]", &text[..end])
+    text.truncate(end);
+    text.push_str("…[truncated]");
 }
 
 /// Checks a probe's self-description.
 pub fn check_info(info: ProbeInfo) -> Result<ProbeInfo, FailureReason> {
-    let bad = |m: String| Err(FailureReason::Load { message: format!("describe(): {m}") });
+    let bad = |m: String| {
+        Err(FailureReason::Load {
+            message: format!("describe(): {m}"),
+        })
+    };
     if info.name.trim().is_empty() || info.name.len() > 128 {
         return bad("the probe name must be 1 to 128 characters".into());
     }
-    if !info.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return bad(format!("the probe name {:?} may use only letters, digits, '-', '_' and '.'", info.name));
+    if !info
+        .name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return bad(format!(
+            "the probe name {:?} may use only letters, digits, '-', '_' and '.'",
+            info.name
+        ));
     }
     let mut seen = HashSet::new();
     for rule in &info.rules {
@@ -109,7 +149,10 @@ fn finding_size(f: &Finding) -> usize {
     f.rule.len()
         + f.message.len()
         + f.remedy.as_ref().map_or(0, String::len)
-        + f.labels.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+        + f.labels
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
         + resource
 }
 
@@ -123,25 +166,34 @@ pub fn check_findings(
     let limits = &ctx.limits;
     if findings.len() > limits.max_findings {
         return Err(FailureReason::OutputLimit {
-            what: format!("{} findings, the limit is {}", findings.len(), limits.max_findings),
+            what: format!(
+                "{} findings, the limit is {}",
+                findings.len(),
+                limits.max_findings
+            ),
         });
     }
     let total: usize = findings.iter().map(finding_size).sum();
     if total > limits.max_output_bytes {
         return Err(FailureReason::OutputLimit {
-            what: format!("{total} bytes of findings, the limit is {}", limits.max_output_bytes),
+            what: format!(
+                "{total} bytes of findings, the limit is {}",
+                limits.max_output_bytes
+            ),
         });
     }
+    let rules: std::collections::HashMap<&str, &crate::bindings::RuleInfo> =
+        info.rules.iter().map(|r| (r.id.as_str(), r)).collect();
     let mut undeclared = HashSet::new();
     for f in &mut findings {
-        f.message = cut(&f.message, MAX_FIELD_BYTES);
-        f.rule = cut(&f.rule, 256);
+        cut_in_place(&mut f.message, MAX_FIELD_BYTES);
+        cut_in_place(&mut f.rule, 256);
         f.labels.truncate(MAX_LABELS);
         for (k, v) in &mut f.labels {
-            *k = cut(k, 256);
-            *v = cut(v, 1024);
+            cut_in_place(k, 256);
+            cut_in_place(v, 1024);
         }
-        match info.rules.iter().find(|r| r.id == f.rule) {
+        match rules.get(f.rule.as_str()) {
             Some(rule) => {
                 if f.remedy.is_none() {
                     f.remedy = Some(rule.remedy.clone());
@@ -152,13 +204,16 @@ pub fn check_findings(
             }
         }
         if let Some(r) = &mut f.remedy {
-            *r = cut(r, MAX_FIELD_BYTES);
+            cut_in_place(r, MAX_FIELD_BYTES);
         }
     }
     let mut undeclared: Vec<_> = undeclared.into_iter().collect();
     undeclared.sort();
     for rule in undeclared {
-        ctx.host_note(LogLevel::Warn, format!("finding for rule {rule:?}, which describe() does not declare"));
+        ctx.host_note(
+            LogLevel::Warn,
+            format!("finding for rule {rule:?}, which describe() does not declare"),
+        );
     }
     Ok(findings)
 }
@@ -172,7 +227,10 @@ pub fn collect_logs(state: &RunState) -> Vec<LogLine> {
         ("stderr", &state.stderr, LogLevel::Warn),
     ] {
         let bytes = pipe.contents();
-        for line in String::from_utf8_lossy(&bytes).lines().filter(|l| !l.trim().is_empty()) {
+        for line in String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+        {
             logs.push(LogLine {
                 at_ms,
                 level,
@@ -192,7 +250,10 @@ mod tests {
     #[test]
     fn panic_text_is_extracted() {
         let stderr = b"\nthread '<unnamed>' panicked at src/lib.rs:12:9:\nboom: 42\nnote: run with `RUST_BACKTRACE=1`\n";
-        assert_eq!(panic_message(stderr).unwrap(), "boom: 42 (at src/lib.rs:12:9)");
+        assert_eq!(
+            panic_message(stderr).unwrap(),
+            "boom: 42 (at src/lib.rs:12:9)"
+        );
         assert_eq!(panic_message(b"nothing"), None);
     }
 

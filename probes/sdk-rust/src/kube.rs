@@ -19,11 +19,16 @@ pub struct ListParams {
 }
 
 fn parse<K: DeserializeOwned>(kind: &str, json: &str) -> Result<K, ProbeError> {
-    serde_json::from_str(json).map_err(|e| ProbeError::Internal(format!("cannot parse a {kind}: {e}")))
+    serde_json::from_str(json)
+        .map_err(|e| ProbeError::Internal(format!("cannot parse a {kind}: {e}")))
 }
 
 /// Every object of a kind as JSON text, following continue tokens.
-pub fn list_raw(api_version: &str, kind: &str, params: &ListParams) -> Result<Vec<String>, ProbeError> {
+pub fn list_raw(
+    api_version: &str,
+    kind: &str,
+    params: &ListParams,
+) -> Result<Vec<String>, ProbeError> {
     let mut items = Vec::new();
     let mut token = None;
     loop {
@@ -47,8 +52,15 @@ pub fn list_raw(api_version: &str, kind: &str, params: &ListParams) -> Result<Ve
 }
 
 /// Every object of a kind, as parsed JSON values.
-pub fn list_values(api_version: &str, kind: &str, params: &ListParams) -> Result<Vec<serde_json::Value>, ProbeError> {
-    list_raw(api_version, kind, params)?.iter().map(|j| parse(kind, j)).collect()
+pub fn list_values(
+    api_version: &str,
+    kind: &str,
+    params: &ListParams,
+) -> Result<Vec<serde_json::Value>, ProbeError> {
+    list_raw(api_version, kind, params)?
+        .iter()
+        .map(|j| parse(kind, j))
+        .collect()
 }
 
 /// Every object of a typed kind.
@@ -56,7 +68,10 @@ pub fn list<K>(params: &ListParams) -> Result<Vec<K>, ProbeError>
 where
     K: k8s_openapi::Resource + DeserializeOwned,
 {
-    list_raw(K::API_VERSION, K::KIND, params)?.iter().map(|j| parse(K::KIND, j)).collect()
+    list_raw(K::API_VERSION, K::KIND, params)?
+        .iter()
+        .map(|j| parse(K::KIND, j))
+        .collect()
 }
 
 /// One object of a typed kind; `namespace` is `None` for cluster-scoped kinds.
@@ -68,4 +83,4 @@ where
     parse(K::KIND, &json)
 }
 
-pub use host::{discover, pod_logs, LogOptions};
+pub use host::{LogOptions, discover, pod_logs};

@@ -4,7 +4,7 @@
 //! (k8s-openapi) from the host's `kube` interface, rules declared once and
 //! turned into findings, a typed config, and one macro that exports it all:
 //!
-//! ```ignore
+//! ```no_run
 //! use sonde_sdk::{Probe, ProbeInfo, ProbeError, Finding, Rule, Severity, kube};
 //! use sonde_sdk::k8s_openapi::api::core::v1::Pod;
 //!
@@ -52,6 +52,13 @@ pub use serde_json;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+/// Probes built with the SDK allocate with talc rather than dlmalloc: a run
+/// that returns many findings frees them all at the boundary, and talc's
+/// free path is several times faster in WebAssembly (see BENCHMARKS.md).
+#[cfg(all(not(target_feature = "atomics"), target_family = "wasm"))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 /// What every probe implements; `export_probe!` turns it into the component's exports.
 pub trait Probe {
     /// The probe's config, parsed from the operator's JSON (`{}` when none is given).
@@ -64,7 +71,11 @@ pub trait Probe {
 
 /// Parses the config and runs the probe; used by `export_probe!`.
 pub fn run_probe<P: Probe>(config: &str) -> Result<Vec<Finding>, ProbeError> {
-    let text = if config.trim().is_empty() { "{}" } else { config };
+    let text = if config.trim().is_empty() {
+        "{}"
+    } else {
+        config
+    };
     let parsed = match serde_json::from_str::<P::Config>(text) {
         Ok(c) => c,
         // A probe without config (`()`) accepts `{}`.
@@ -86,12 +97,15 @@ macro_rules! export_probe {
                 fn describe() -> $crate::ProbeInfo {
                     <$probe as $crate::Probe>::describe()
                 }
-                fn run(config: ::std::string::String) -> ::std::result::Result<::std::vec::Vec<$crate::Finding>, $crate::ProbeError> {
+                fn run(
+                    config: ::std::string::String,
+                ) -> ::std::result::Result<::std::vec::Vec<$crate::Finding>, $crate::ProbeError>
+                {
                     $crate::run_probe::<$probe>(&config)
                 }
             }
             #[cfg(target_arch = "wasm32")]
-            $crate::bindings::export_guest!(SondeGuest with_types_in $crate::bindings);
+    $crate::bindings::export_guest!(SondeGuest with_types_in $crate::bindings);
         };
     };
 }
@@ -117,7 +131,14 @@ impl Rule {
         description: &'static str,
         remedy: &'static str,
     ) -> Self {
-        Rule { id, title, category, severity, description, remedy }
+        Rule {
+            id,
+            title,
+            category,
+            severity,
+            description,
+            remedy,
+        }
     }
 
     /// The rule as `describe()` reports it.
@@ -132,23 +153,33 @@ impl Rule {
         }
     }
 
-    /// A finding of this rule about `resource`, with the rule's severity and remedy.
-    pub fn finding(&self, resource: impl Into<ResourceRef>, message: impl Into<String>) -> FindingBuilder {
+    /// A finding of this rule about `resource`, with the rule's severity (the
+    /// host adds the rule's remedy unless `remedy()` sets another).
+    pub fn finding(
+        &self,
+        resource: impl Into<ResourceRef>,
+        message: impl Into<String>,
+    ) -> FindingBuilder {
         FindingBuilder(Finding {
             rule: self.id.into(),
             severity: self.severity,
             resource: Some(resource.into()),
             message: message.into(),
-            remedy: Some(self.remedy.into()),
+            remedy: None,
             labels: Vec::new(),
         })
     }
 
     /// A finding about the cluster as a whole.
     pub fn cluster_finding(&self, message: impl Into<String>) -> FindingBuilder {
-        let mut b = self.finding(ResourceRef::default(), message);
-        b.0.resource = None;
-        b
+        FindingBuilder(Finding {
+            rule: self.id.into(),
+            severity: self.severity,
+            resource: None,
+            message: message.into(),
+            remedy: None,
+            labels: Vec::new(),
+        })
     }
 }
 
@@ -179,12 +210,6 @@ impl FindingBuilder {
 impl From<FindingBuilder> for Finding {
     fn from(b: FindingBuilder) -> Finding {
         b.0
-    }
-}
-
-impl Default for ResourceRef {
-    fn default() -> Self {
-        ResourceRef { api_version: String::new(), kind: String::new(), namespace: None, name: String::new(), uid: None }
     }
 }
 
@@ -242,7 +267,11 @@ impl DescribeBuilder {
 
     /// Access to a kind, by group and kind name.
     pub fn kube(mut self, group: &str, kind: &str, verbs: &[KubeVerb]) -> Self {
-        self.0.capabilities.kube.push(KubeAccess { group: group.into(), kind: kind.into(), verbs: verbs.to_vec() });
+        self.0.capabilities.kube.push(KubeAccess {
+            group: group.into(),
+            kind: kind.into(),
+            verbs: verbs.to_vec(),
+        });
         self
     }
 

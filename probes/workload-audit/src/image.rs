@@ -15,14 +15,18 @@ fn valid_tag(tag: &str) -> bool {
     !tag.is_empty()
         && tag.len() <= 128
         && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-        && tag.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
 fn valid_digest(digest: &str) -> bool {
     match digest.split_once(':') {
         Some((alg, hex)) => {
             !alg.is_empty()
-                && alg.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+._-".contains(c))
+                && alg
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+._-".contains(c))
                 && hex.len() >= 32
                 && hex.chars().all(|c| c.is_ascii_hexdigit())
         }
@@ -34,7 +38,11 @@ fn valid_digest(digest: &str) -> bool {
 /// example an unrendered template), in which case no image rule can judge it.
 pub fn parse(image: &str) -> Option<ImageRef<'_>> {
     let image = image.trim();
-    if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c == '{' || c == '}') {
+    if image.is_empty()
+        || image
+            .chars()
+            .any(|c| c.is_whitespace() || c == '{' || c == '}')
+    {
         return None;
     }
     let (rest, digest) = match image.split_once('@') {
@@ -91,14 +99,25 @@ mod tests {
         let p = parse("registry.local:5000/team/app").unwrap();
         assert_eq!((p.name, p.tag), ("registry.local:5000/team/app", None));
         let p = parse("registry.local:5000/team/app:v2").unwrap();
-        assert_eq!((p.name, p.tag), ("registry.local:5000/team/app", Some("v2")));
+        assert_eq!(
+            (p.name, p.tag),
+            ("registry.local:5000/team/app", Some("v2"))
+        );
         let with_digest = format!("ghcr.io/a/b@{DIGEST}");
         let p = parse(&with_digest).unwrap();
         assert_eq!((p.tag, p.digest.is_some()), (None, true));
         let both = format!("a/b:latest@{DIGEST}");
         assert_eq!(parse(&both).unwrap().tag, Some("latest"));
         assert_eq!(parse("localhost:5000/x").unwrap().tag, None);
-        for bad in ["", "{{ .Values.image }}", "a:b:c", "a@sha256:xyz", "a: b", "/a", "a/:t"] {
+        for bad in [
+            "",
+            "{{ .Values.image }}",
+            "a:b:c",
+            "a@sha256:xyz",
+            "a: b",
+            "/a",
+            "a/:t",
+        ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
     }
@@ -106,9 +125,18 @@ mod tests {
     #[test]
     fn default_pull_policy_follows_kubernetes() {
         assert_eq!(parse("nginx").unwrap().default_pull_policy(), "Always");
-        assert_eq!(parse("nginx:latest").unwrap().default_pull_policy(), "Always");
-        assert_eq!(parse("nginx:1.25").unwrap().default_pull_policy(), "IfNotPresent");
+        assert_eq!(
+            parse("nginx:latest").unwrap().default_pull_policy(),
+            "Always"
+        );
+        assert_eq!(
+            parse("nginx:1.25").unwrap().default_pull_policy(),
+            "IfNotPresent"
+        );
         let pinned = format!("nginx:latest@{DIGEST}");
-        assert_eq!(parse(&pinned).unwrap().default_pull_policy(), "IfNotPresent");
+        assert_eq!(
+            parse(&pinned).unwrap().default_pull_policy(),
+            "IfNotPresent"
+        );
     }
 }

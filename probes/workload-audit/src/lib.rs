@@ -40,13 +40,48 @@ pub struct WorkloadKind {
 
 /// Every kind audited, controllers first.
 pub const KINDS: &[WorkloadKind] = &[
-    WorkloadKind { api_version: "batch/v1", group: "batch", kind: "CronJob", pod_spec: PodSpecAt::JobTemplate },
-    WorkloadKind { api_version: "apps/v1", group: "apps", kind: "Deployment", pod_spec: PodSpecAt::Template },
-    WorkloadKind { api_version: "apps/v1", group: "apps", kind: "StatefulSet", pod_spec: PodSpecAt::Template },
-    WorkloadKind { api_version: "apps/v1", group: "apps", kind: "DaemonSet", pod_spec: PodSpecAt::Template },
-    WorkloadKind { api_version: "apps/v1", group: "apps", kind: "ReplicaSet", pod_spec: PodSpecAt::Template },
-    WorkloadKind { api_version: "batch/v1", group: "batch", kind: "Job", pod_spec: PodSpecAt::Template },
-    WorkloadKind { api_version: "v1", group: "", kind: "Pod", pod_spec: PodSpecAt::Spec },
+    WorkloadKind {
+        api_version: "batch/v1",
+        group: "batch",
+        kind: "CronJob",
+        pod_spec: PodSpecAt::JobTemplate,
+    },
+    WorkloadKind {
+        api_version: "apps/v1",
+        group: "apps",
+        kind: "Deployment",
+        pod_spec: PodSpecAt::Template,
+    },
+    WorkloadKind {
+        api_version: "apps/v1",
+        group: "apps",
+        kind: "StatefulSet",
+        pod_spec: PodSpecAt::Template,
+    },
+    WorkloadKind {
+        api_version: "apps/v1",
+        group: "apps",
+        kind: "DaemonSet",
+        pod_spec: PodSpecAt::Template,
+    },
+    WorkloadKind {
+        api_version: "apps/v1",
+        group: "apps",
+        kind: "ReplicaSet",
+        pod_spec: PodSpecAt::Template,
+    },
+    WorkloadKind {
+        api_version: "batch/v1",
+        group: "batch",
+        kind: "Job",
+        pod_spec: PodSpecAt::Template,
+    },
+    WorkloadKind {
+        api_version: "v1",
+        group: "",
+        kind: "Pod",
+        pod_spec: PodSpecAt::Spec,
+    },
 ];
 
 #[derive(Deserialize, Default)]
@@ -90,13 +125,20 @@ fn parse(kind: &WorkloadKind, json: &str) -> Result<Option<Workload>, String> {
             (o.metadata, o.spec)
         }
         PodSpecAt::Template => {
-            let o: Object<TemplateHolder> = serde_json::from_str(json).map_err(|e| e.to_string())?;
-            (o.metadata, o.spec.and_then(|s| s.template).and_then(|t| t.spec))
+            let o: Object<TemplateHolder> =
+                serde_json::from_str(json).map_err(|e| e.to_string())?;
+            (
+                o.metadata,
+                o.spec.and_then(|s| s.template).and_then(|t| t.spec),
+            )
         }
         PodSpecAt::JobTemplate => {
             let o: Object<CronJobSpec> = serde_json::from_str(json).map_err(|e| e.to_string())?;
             let spec = o.spec.and_then(|s| s.job_template).and_then(|j| j.spec);
-            (o.metadata, spec.and_then(|s| s.template).and_then(|t| t.spec))
+            (
+                o.metadata,
+                spec.and_then(|s| s.template).and_then(|t| t.spec),
+            )
         }
     };
     let Some(spec) = spec else { return Ok(None) };
@@ -113,7 +155,11 @@ fn parse(kind: &WorkloadKind, json: &str) -> Result<Option<Workload>, String> {
         name: meta.name.unwrap_or_default(),
         uid: meta.uid,
     };
-    Ok(Some(Workload { resource, controller, spec }))
+    Ok(Some(Workload {
+        resource,
+        controller,
+        spec,
+    }))
 }
 
 /// The result of an audit over listed objects.
@@ -133,11 +179,16 @@ pub fn audit(lists: &[(&WorkloadKind, Vec<String>)]) -> Audit {
             match parse(kind, json) {
                 Ok(Some(w)) => workloads.push(w),
                 Ok(None) => {}
-                Err(e) => result.skipped.push(format!("a {} could not be read: {e}", kind.kind)),
+                Err(e) => result
+                    .skipped
+                    .push(format!("a {} could not be read: {e}", kind.kind)),
             }
         }
     }
-    let uids: HashSet<&str> = workloads.iter().filter_map(|w| w.resource.uid.as_deref()).collect();
+    let uids: HashSet<&str> = workloads
+        .iter()
+        .filter_map(|w| w.resource.uid.as_deref())
+        .collect();
     for w in &workloads {
         // Reported at its controller, when the controller is audited too.
         if w.controller.as_deref().is_some_and(|c| uids.contains(c)) {
@@ -178,7 +229,10 @@ impl Probe for WorkloadAudit {
     }
 
     fn run(config: Option<Config>) -> Result<Vec<Finding>, ProbeError> {
-        let params = kube::ListParams { namespace: config.and_then(|c| c.namespace), ..Default::default() };
+        let params = kube::ListParams {
+            namespace: config.and_then(|c| c.namespace),
+            ..Default::default()
+        };
         let mut lists = Vec::new();
         let mut last_error = None;
         for kind in KINDS {

@@ -8,7 +8,14 @@
 use sonde_sdk::bindings::sonde::probe::{dns, etcd, http, kube as raw_kube};
 use sonde_sdk::{Finding, KubeVerb, Probe, ProbeError, ProbeInfo, Rule, Severity, log};
 
-const SAW: Rule = Rule::new("Saw", "What the probe saw", "test", Severity::Info, "A host answer.", "None.");
+const SAW: Rule = Rule::new(
+    "Saw",
+    "What the probe saw",
+    "test",
+    Severity::Info,
+    "A host answer.",
+    "None.",
+);
 
 #[derive(serde::Deserialize)]
 struct Config {
@@ -36,7 +43,9 @@ fn resolve(config: &Config) -> Result<Vec<Finding>, ProbeError> {
                 dns::RecordData::A(a) => format!("A {a}"),
                 dns::RecordData::Aaaa(a) => format!("AAAA {a}"),
                 dns::RecordData::Cname(c) => format!("CNAME {c}"),
-                dns::RecordData::Srv(s) => format!("SRV {} {} {} {}", s.priority, s.weight, s.port, s.target),
+                dns::RecordData::Srv(s) => {
+                    format!("SRV {} {} {} {}", s.priority, s.weight, s.port, s.target)
+                }
             };
             SAW.cluster_finding(data).into()
         })
@@ -47,7 +56,11 @@ struct Hostile;
 
 fn recurse(n: u64) -> u64 {
     // Small frames: the engine's wasm stack runs out before the shadow stack.
-    if std::hint::black_box(n) == u64::MAX { 0 } else { std::hint::black_box(recurse(n + 1)).wrapping_add(1) }
+    if std::hint::black_box(n) == u64::MAX {
+        0
+    } else {
+        std::hint::black_box(recurse(n + 1)).wrapping_add(1)
+    }
 }
 
 fn describe_error(call: &str, e: &ProbeError) -> Finding {
@@ -79,13 +92,17 @@ impl Probe for Hostile {
                 for _ in 0..64 {
                     chunks.push(vec![1u8; 64 << 20]);
                 }
-                Ok(vec![SAW.cluster_finding(format!("{}", chunks.len())).into()])
+                Ok(vec![
+                    SAW.cluster_finding(format!("{}", chunks.len())).into(),
+                ])
             }
             "recurse" => Ok(vec![SAW.cluster_finding(format!("{}", recurse(1))).into()]),
             "findings" => {
                 // About 100 MB of findings.
                 let text = "x".repeat(1000);
-                Ok((0..100_000).map(|i| SAW.cluster_finding(format!("{i} {text}")).into()).collect())
+                Ok((0..100_000)
+                    .map(|i| SAW.cluster_finding(format!("{i} {text}")).into())
+                    .collect())
             }
             "logs" => loop {
                 log::info("flooding the log");
@@ -137,7 +154,8 @@ impl Probe for Hostile {
             }
             "xss" => Ok(vec![
                 SAW.cluster_finding("<script>alert(1)</script>").into(),
-                SAW.cluster_finding("<img src=x onerror=alert(2)>\u{1b}[31mred\r\nnext").into(),
+                SAW.cluster_finding("<img src=x onerror=alert(2)>\u{1b}[31mred\r\nnext")
+                    .into(),
             ]),
             other => Err(ProbeError::InvalidInput(format!("unknown mode {other:?}"))),
         }

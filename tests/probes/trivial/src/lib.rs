@@ -5,7 +5,14 @@
 
 use sonde_sdk::{Finding, Probe, ProbeError, ProbeInfo, Rule, Severity};
 
-const ALIVE: Rule = Rule::new("Alive", "Probe ran", "test", Severity::Info, "The probe ran.", "Nothing to do.");
+const ALIVE: Rule = Rule::new(
+    "Alive",
+    "Probe ran",
+    "test",
+    Severity::Info,
+    "The probe ran.",
+    "Nothing to do.",
+);
 
 struct Trivial;
 
@@ -13,7 +20,9 @@ impl Probe for Trivial {
     type Config = ();
 
     fn describe() -> ProbeInfo {
-        sonde_sdk::describe("trivial", "0.1.0", "Returns one finding").rules(&[ALIVE]).build()
+        sonde_sdk::describe("trivial", "0.1.0", "Returns one finding")
+            .rules(&[ALIVE])
+            .build()
     }
 
     fn run(_: ()) -> Result<Vec<Finding>, ProbeError> {
