@@ -1,4 +1,7 @@
-# Sourced by the scripts: where cargo builds go (outside the clone, reused
-# across clones; cargo's own fingerprints decide what is rebuilt).
+# Sourced by the scripts: where cargo builds go. Outside the clone, so that
+# a fresh clone (CI) reuses the compiled registry dependencies; the clone's
+# own crates and probes are rebuilt because a fresh checkout's files are
+# newer than anything in the cache. Two long-lived checkouts should not share
+# one folder: set CARGO_TARGET_DIR per checkout.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sonde-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"

@@ -14,6 +14,7 @@ const GUESTS: &[(&str, &str, bool)] = &[
     ("test-probe-trivial", "TEST_TRIVIAL", false),
     ("test-probe-hostile", "TEST_HOSTILE", false),
     ("test-probe-other-world", "TEST_OTHER_WORLD", false),
+    ("test-probe-future-version", "TEST_FUTURE_VERSION", false),
 ];
 
 const TARGET: &str = "wasm32-wasip2";

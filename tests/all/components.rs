@@ -2,7 +2,7 @@
 //! the file and what is wrong.
 
 use sonde::runtime::LoadError;
-use sonde_probes::{TEST_OTHER_WORLD_PATH, TEST_TRIVIAL_PATH};
+use sonde_probes::{TEST_FUTURE_VERSION_PATH, TEST_OTHER_WORLD_PATH, TEST_TRIVIAL_PATH};
 
 use crate::runtime;
 
@@ -66,6 +66,20 @@ fn a_component_for_another_world_is_refused() {
         "names the foreign import: {text}"
     );
     assert!(text.starts_with(TEST_OTHER_WORLD_PATH), "{text}");
+}
+
+#[test]
+fn a_component_for_an_incompatible_version_is_refused() {
+    let err = match runtime().load_file(TEST_FUTURE_VERSION_PATH.as_ref()) {
+        Ok(_) => panic!("a sonde:probe@0.2.0 component must be refused"),
+        Err(e) => e,
+    };
+    let text = err.to_string();
+    assert!(matches!(err, LoadError::WrongWorld { .. }), "{text}");
+    assert!(
+        text.contains("targets sonde:probe@0.2.0, but this host implements sonde:probe@0.1.0"),
+        "{text}"
+    );
 }
 
 #[test]

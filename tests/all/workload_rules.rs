@@ -41,8 +41,8 @@ fn with(name: &str, edit: impl FnOnce(&mut Value)) -> Value {
     d
 }
 
-/// Runs the built-in workload audit over `objects`; returns (rule, object name) pairs.
-async fn audit(objects: Vec<Value>) -> Vec<(String, String)> {
+/// The built-in workload audit, loaded and described.
+async fn workload_audit() -> (sonde::runtime::LoadedProbe, sonde::bindings::ProbeInfo) {
     let probe = builtin::find("workload-audit").unwrap();
     let loaded = runtime()
         .load_bytes("builtin:workload-audit", probe.wasm)
@@ -51,6 +51,12 @@ async fn audit(objects: Vec<Value>) -> Vec<(String, String)> {
         .describe(&loaded, &Default::default())
         .await
         .unwrap();
+    (loaded, info)
+}
+
+/// Runs the built-in workload audit over `objects`; returns (rule, object name) pairs.
+async fn audit(objects: Vec<Value>) -> Vec<(String, String)> {
+    let (loaded, info) = workload_audit().await;
     let snap = SnapshotBackend::from_values("test", objects);
     let services = Arc::new(HostServices {
         kube: Some(Arc::new(snap)),
@@ -189,14 +195,7 @@ async fn each_rule_fires_on_its_trigger() {
         );
     }
     // Every rule of the probe is covered by a case above.
-    let probe = sonde::builtin::find("workload-audit").unwrap();
-    let loaded = runtime()
-        .load_bytes("builtin:workload-audit", probe.wasm)
-        .unwrap();
-    let info = runtime()
-        .describe(&loaded, &Default::default())
-        .await
-        .unwrap();
+    let (_, info) = workload_audit().await;
     for rule in &info.rules {
         assert!(
             cases.iter().any(|(r, _)| *r == rule.id),

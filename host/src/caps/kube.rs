@@ -48,6 +48,114 @@ impl RunState {
         Err(ProbeError::Denied(self.ctx.deny("kube", detail)))
     }
 
+    async fn kube_get(
+        &mut self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<String, ProbeError> {
+        let kref = KindRef::new(api_version, kind);
+        let ns = namespace.filter(|_| scope::is_namespaced(&kref.group, &kref.kind));
+        self.check_kube(&kref, KubeVerb::Get, ns, Some(name))?;
+        Ok(self.backend()?.get(&kref, ns, name).await?.json.clone())
+    }
+
+    async fn kube_pod_logs(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        options: LogOptions,
+    ) -> Result<String, ProbeError> {
+        self.check_kube(
+            &KindRef::new("v1", "Pod"),
+            KubeVerb::Logs,
+            Some(namespace),
+            Some(name),
+        )?;
+        let query = LogQuery {
+            container: options.container,
+            tail_lines: options.tail_lines,
+            since_seconds: options.since_seconds,
+            previous: options.previous,
+            limit_bytes: self.ctx.limits.max_response_bytes,
+        };
+        Ok(self.backend()?.pod_logs(namespace, name, &query).await?)
+    }
+
+    async fn kube_discover(&mut self) -> Result<Vec<ApiResource>, ProbeError> {
+        if self.ctx.grants.kube.is_empty() {
+            return Err(ProbeError::Denied(
+                self.ctx.deny("kube", "discovery".into()),
+            ));
+        }
+        let list = self.backend()?.discover().await?;
+        Ok(list
+            .into_iter()
+            .map(|r| ApiResource {
+                group: r.group,
+                version: r.version,
+                kind: r.kind,
+                plural: r.plural,
+                namespaced: r.namespaced,
+                verbs: r.verbs,
+            })
+            .collect())
+    }
+
+    async fn kube_create(&mut self, object: &str) -> Result<String, ProbeError> {
+        let mut value: serde_json::Value = serde_json::from_str(object)
+            .map_err(|e| ProbeError::InvalidInput(format!("object is not JSON: {e}")))?;
+        let api_version = value["apiVersion"].as_str().unwrap_or_default().to_string();
+        let kind = value["kind"].as_str().unwrap_or_default().to_string();
+        if api_version.is_empty() || kind.is_empty() {
+            return Err(ProbeError::InvalidInput(
+                "object needs apiVersion and kind".into(),
+            ));
+        }
+        let kref = KindRef::new(&api_version, &kind);
+        let ns = value["metadata"]["namespace"].as_str().map(str::to_string);
+        let name = value["metadata"]["name"].as_str().map(str::to_string);
+        self.check_kube(&kref, KubeVerb::Create, ns.as_deref(), name.as_deref())?;
+        // Every object a probe creates carries its probe and run, for cleanup.
+        if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            let labels = meta
+                .entry("labels")
+                .or_insert_with(|| serde_json::json!({}));
+            if let Some(labels) = labels.as_object_mut() {
+                labels.insert("sonde.dev/probe".into(), self.ctx.probe.clone().into());
+                labels.insert("sonde.dev/run".into(), self.ctx.run_id.clone().into());
+            }
+        }
+        Ok(self.backend()?.create(value).await?.json.clone())
+    }
+
+    async fn kube_patch(
+        &mut self,
+        kref: KindRef,
+        namespace: Option<&str>,
+        name: &str,
+        patch_type: PatchType,
+        patch: &str,
+    ) -> Result<String, ProbeError> {
+        self.check_kube(&kref, KubeVerb::Patch, namespace, Some(name))?;
+        let patched = self
+            .backend()?
+            .patch(&kref, namespace, name, patch_type, patch)
+            .await?;
+        Ok(patched.json.clone())
+    }
+
+    async fn kube_delete(
+        &mut self,
+        kref: KindRef,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<(), ProbeError> {
+        self.check_kube(&kref, KubeVerb::Delete, namespace, Some(name))?;
+        Ok(self.backend()?.delete(&kref, namespace, name).await?)
+    }
+
     async fn kube_list(
         &mut self,
         api_version: &str,
@@ -112,22 +220,9 @@ impl Host for RunState {
         namespace: Option<String>,
         name: String,
     ) -> KubeResult<String> {
-        let kref = KindRef::new(&api_version, &kind);
-        let ns = namespace
-            .as_deref()
-            .filter(|_| scope::is_namespaced(&kref.group, &kref.kind));
-        if let Err(e) = self.check_kube(&kref, KubeVerb::Get, ns, Some(&name)) {
-            return Ok(Err(e));
-        }
-        let backend = match self.backend() {
-            Ok(b) => b,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(backend
-            .get(&kref, ns, &name)
-            .await
-            .map(|o| o.json.clone())
-            .map_err(Into::into))
+        Ok(self
+            .kube_get(&api_version, &kind, namespace.as_deref(), &name)
+            .await)
     }
 
     async fn list(
@@ -145,96 +240,15 @@ impl Host for RunState {
         name: String,
         options: LogOptions,
     ) -> KubeResult<String> {
-        let pods = KindRef::new("v1", "Pod");
-        if let Err(e) = self.check_kube(&pods, KubeVerb::Logs, Some(&namespace), Some(&name)) {
-            return Ok(Err(e));
-        }
-        let backend = match self.backend() {
-            Ok(b) => b,
-            Err(e) => return Ok(Err(e)),
-        };
-        let query = LogQuery {
-            container: options.container,
-            tail_lines: options.tail_lines,
-            since_seconds: options.since_seconds,
-            previous: options.previous,
-            limit_bytes: self.ctx.limits.max_response_bytes,
-        };
-        Ok(backend
-            .pod_logs(&namespace, &name, &query)
-            .await
-            .map_err(Into::into))
+        Ok(self.kube_pod_logs(&namespace, &name, options).await)
     }
 
     async fn discover(&mut self) -> KubeResult<Vec<ApiResource>> {
-        if self.ctx.grants.kube.is_empty() {
-            return Ok(Err(ProbeError::Denied(
-                self.ctx.deny("kube", "discovery".into()),
-            )));
-        }
-        let backend = match self.backend() {
-            Ok(b) => b,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(backend
-            .discover()
-            .await
-            .map(|list| {
-                list.into_iter()
-                    .map(|r| ApiResource {
-                        group: r.group,
-                        version: r.version,
-                        kind: r.kind,
-                        plural: r.plural,
-                        namespaced: r.namespaced,
-                        verbs: r.verbs,
-                    })
-                    .collect()
-            })
-            .map_err(Into::into))
+        Ok(self.kube_discover().await)
     }
 
     async fn create(&mut self, object: String) -> KubeResult<String> {
-        let mut value: serde_json::Value = match serde_json::from_str(&object) {
-            Ok(v) => v,
-            Err(e) => {
-                return Ok(Err(ProbeError::InvalidInput(format!(
-                    "object is not JSON: {e}"
-                ))));
-            }
-        };
-        let api_version = value["apiVersion"].as_str().unwrap_or_default().to_string();
-        let kind = value["kind"].as_str().unwrap_or_default().to_string();
-        if api_version.is_empty() || kind.is_empty() {
-            return Ok(Err(ProbeError::InvalidInput(
-                "object needs apiVersion and kind".into(),
-            )));
-        }
-        let kref = KindRef::new(&api_version, &kind);
-        let ns = value["metadata"]["namespace"].as_str().map(str::to_string);
-        let name = value["metadata"]["name"].as_str().map(str::to_string);
-        if let Err(e) = self.check_kube(&kref, KubeVerb::Create, ns.as_deref(), name.as_deref()) {
-            return Ok(Err(e));
-        }
-        // Every object a probe creates carries its probe and run, for cleanup.
-        if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-            let labels = meta
-                .entry("labels")
-                .or_insert_with(|| serde_json::json!({}));
-            if let Some(labels) = labels.as_object_mut() {
-                labels.insert("sonde.dev/probe".into(), self.ctx.probe.clone().into());
-                labels.insert("sonde.dev/run".into(), self.ctx.run_id.clone().into());
-            }
-        }
-        let backend = match self.backend() {
-            Ok(b) => b,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(backend
-            .create(value)
-            .await
-            .map(|o| o.json.clone())
-            .map_err(Into::into))
+        Ok(self.kube_create(&object).await)
     }
 
     async fn patch(
@@ -247,18 +261,9 @@ impl Host for RunState {
         patch: String,
     ) -> KubeResult<String> {
         let kref = KindRef::new(&api_version, &kind);
-        if let Err(e) = self.check_kube(&kref, KubeVerb::Patch, namespace.as_deref(), Some(&name)) {
-            return Ok(Err(e));
-        }
-        let backend = match self.backend() {
-            Ok(b) => b,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(backend
-            .patch(&kref, namespace.as_deref(), &name, patch_type, &patch)
-            .await
-            .map(|o| o.json.clone())
-            .map_err(Into::into))
+        Ok(self
+            .kube_patch(kref, namespace.as_deref(), &name, patch_type, &patch)
+            .await)
     }
 
     async fn delete(
@@ -269,17 +274,6 @@ impl Host for RunState {
         name: String,
     ) -> KubeResult<()> {
         let kref = KindRef::new(&api_version, &kind);
-        if let Err(e) = self.check_kube(&kref, KubeVerb::Delete, namespace.as_deref(), Some(&name))
-        {
-            return Ok(Err(e));
-        }
-        let backend = match self.backend() {
-            Ok(b) => b,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(backend
-            .delete(&kref, namespace.as_deref(), &name)
-            .await
-            .map_err(Into::into))
+        Ok(self.kube_delete(kref, namespace.as_deref(), &name).await)
     }
 }

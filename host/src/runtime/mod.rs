@@ -236,17 +236,13 @@ impl ProbeRuntime {
         probe: &LoadedProbe,
         limits: &RunLimits,
     ) -> Result<ProbeInfo, FailureReason> {
-        let ctx = RunContext {
-            probe: probe.origin.clone(),
-            run_id: "describe".into(),
-            grants: GrantSet::default(),
-            limits: limits.clone(),
-            services: Arc::new(HostServices::default()),
-            started: Instant::now(),
-            logs: Vec::new(),
-            log_bytes: 0,
-            denials: Vec::new(),
-        };
+        let ctx = RunContext::new(
+            probe.origin.clone(),
+            "describe".into(),
+            GrantSet::default(),
+            limits.clone(),
+            Arc::new(HostServices::default()),
+        );
         let mut store = self.store(ctx);
         let call = async {
             let instance = probe.pre.instantiate_async(&mut store).await?;
@@ -298,17 +294,14 @@ impl ProbeRuntime {
             outcome.reason = Some(FailureReason::Load { message: e });
             return outcome;
         }
-        let ctx = RunContext {
-            probe: info.name.clone(),
-            run_id: req.run_id,
-            grants: req.grants,
-            limits: req.limits.clone(),
-            services: req.services,
-            started,
-            logs: Vec::new(),
-            log_bytes: 0,
-            denials: Vec::new(),
-        };
+        let mut ctx = RunContext::new(
+            info.name.clone(),
+            req.run_id,
+            req.grants,
+            req.limits.clone(),
+            req.services,
+        );
+        ctx.started = started;
         let mut store = self.store(ctx);
         let call = async {
             let instance = probe.pre.instantiate_async(&mut store).await?;

@@ -73,6 +73,27 @@ pub struct RunContext {
 }
 
 impl RunContext {
+    /// A context for a run starting now.
+    pub fn new(
+        probe: String,
+        run_id: String,
+        grants: GrantSet,
+        limits: RunLimits,
+        services: Arc<HostServices>,
+    ) -> Self {
+        RunContext {
+            probe,
+            run_id,
+            grants,
+            limits,
+            services,
+            started: Instant::now(),
+            logs: Vec::new(),
+            log_bytes: 0,
+            denials: Vec::new(),
+        }
+    }
+
     /// Records a call refused by the grant and returns the message for the guest.
     pub fn deny(&mut self, capability: &str, detail: String) -> String {
         let message = format!("{capability} access not granted: {detail}");
