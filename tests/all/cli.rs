@@ -121,9 +121,20 @@ fn a_bad_file_is_named_and_the_rest_still_audited() {
 
 #[test]
 fn errors_name_what_is_wrong() {
-    let none = sonde().args(["audit"]).output().unwrap();
+    let none = sonde()
+        .args(["audit"])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap();
     assert_eq!(none.status.code(), Some(1));
-    assert!(text(&none).1.contains("sonde audit needs --snapshot PATH"));
+    assert!(
+        text(&none)
+            .1
+            .contains("no cluster to audit: pass --snapshot PATH"),
+        "{}",
+        text(&none).1
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let core = dir.path().join("core.wasm");
@@ -240,4 +251,52 @@ fn inspect_prints_rules_and_world() {
         .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(doc["info"]["name"], "trivial");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_a_live_cluster_through_a_kubeconfig() {
+    use sonde_fake_apiserver::{ADMIN_TOKEN, FakeApiServer};
+    let server = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = server.kubeconfig(dir.path(), ADMIN_TOKEN);
+    let kc = kubeconfig.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        sonde()
+            .args(["audit", "-o", "json", "--kubeconfig"])
+            .arg(kc)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["summary"]["total"], 63);
+    assert_eq!(
+        doc["source"],
+        format!("cluster {} (context fake)", server.url())
+    );
+
+    let mut server = server;
+    server.stop();
+    let kc = kubeconfig.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        sonde()
+            .args(["audit", "--kubeconfig"])
+            .arg(kc)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = text(&out).1;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot reach the API server {} (context fake)",
+            server.url()
+        )),
+        "{stderr}"
+    );
 }

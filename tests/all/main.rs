@@ -7,6 +7,7 @@ mod dns;
 mod fixture_audit;
 mod grants;
 mod hostile;
+mod live;
 mod workload_rules;
 
 use std::collections::HashMap;

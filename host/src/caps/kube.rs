@@ -182,6 +182,8 @@ impl RunState {
             namespace: ns.map(str::to_string),
             labels,
             fields,
+            raw_labels: options.label_selector.filter(|s| !s.trim().is_empty()),
+            raw_fields: options.field_selector.filter(|s| !s.trim().is_empty()),
             limit: options.limit,
             continue_token: options.continue_token,
         };

@@ -12,12 +12,15 @@ use crate::builtin;
 use crate::caps::HostServices;
 use crate::caps::dns::{DnsSettings, parse_nameserver};
 use crate::grants::GrantSet;
-use crate::kube::SnapshotBackend;
+use crate::kube::{LiveBackend, LiveOptions, SnapshotBackend};
 use crate::report;
 use crate::runtime::{ProbeRuntime, RunLimits, RuntimeConfig};
 
-/// The services and their description, from `--snapshot` and `--dns-server`.
-fn services(args: &ReportArgs) -> Result<(Arc<HostServices>, String, Vec<String>)> {
+/// The services and their description, from `--snapshot`, `--kubeconfig`/`--context` and `--dns-server`.
+async fn services(
+    args: &ReportArgs,
+    require_cluster: bool,
+) -> Result<(Arc<HostServices>, String, Vec<String>)> {
     for ns in &args.dns_server {
         parse_nameserver(ns)
             .map_err(anyhow::Error::msg)
@@ -27,32 +30,63 @@ fn services(args: &ReportArgs) -> Result<(Arc<HostServices>, String, Vec<String>
         nameservers: args.dns_server.clone(),
         timeout_ms: None,
     };
-    let Some(path) = &args.snapshot else {
+    if let Some(path) = &args.snapshot {
+        let snap = SnapshotBackend::load(path)?;
+        let issues: Vec<String> = snap.issues().iter().map(ToString::to_string).collect();
+        for issue in &issues {
+            tracing::warn!("{issue}");
+        }
+        if snap.is_empty() && issues.is_empty() {
+            bail!(
+                "{}: no Kubernetes objects found (expected YAML or JSON manifests)",
+                path.display()
+            );
+        }
+        let source = crate::kube::KubeBackend::describe(&snap);
+        return Ok((
+            Arc::new(HostServices {
+                kube: Some(Arc::new(snap)),
+                dns,
+            }),
+            source,
+            issues,
+        ));
+    }
+    let explicit = args.kubeconfig.is_some() || args.context.is_some();
+    if !explicit && !require_cluster {
         return Ok((
             Arc::new(HostServices { kube: None, dns }),
             "no cluster".into(),
             Vec::new(),
         ));
+    }
+    let options = LiveOptions {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+        ..Default::default()
     };
-    let snap = SnapshotBackend::load(path)?;
-    let issues: Vec<String> = snap.issues().iter().map(ToString::to_string).collect();
-    for issue in &issues {
-        tracing::warn!("{issue}");
-    }
-    if snap.is_empty() && issues.is_empty() {
-        bail!(
-            "{}: no Kubernetes objects found (expected YAML or JSON manifests)",
-            path.display()
-        );
-    }
-    let source = crate::kube::KubeBackend::describe(&snap);
+    let live = match LiveBackend::connect(options).await {
+        Ok(live) => live,
+        Err(e) if !explicit => {
+            return Err(anyhow::Error::new(e).context(
+                "no cluster to audit: pass --snapshot PATH (manifests or a dump), or --kubeconfig FILE / --context NAME",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let source = crate::kube::KubeBackend::describe(&live);
+    let version = live
+        .check()
+        .await
+        .map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
+    tracing::info!(%source, %version, "connected");
     Ok((
         Arc::new(HostServices {
-            kube: Some(Arc::new(snap)),
+            kube: Some(Arc::new(live)),
             dns,
         }),
         source,
-        issues,
+        Vec::new(),
     ))
 }
 
@@ -77,12 +111,7 @@ fn print(report: &audit::AuditReport, args: &ReportArgs) -> Result<u8> {
 }
 
 pub async fn audit(args: AuditArgs) -> Result<u8> {
-    if args.report.snapshot.is_none() {
-        bail!(
-            "sonde audit needs --snapshot PATH (a folder of manifests or a `kubectl get -o yaml` dump)"
-        );
-    }
-    let (services, source, issues) = services(&args.report)?;
+    let (services, source, issues) = services(&args.report, true).await?;
     let runtime = ProbeRuntime::new(RuntimeConfig::default())?;
     let sources: Vec<ProbeSource> = if args.probes.is_empty() {
         builtin::all()
@@ -115,7 +144,7 @@ fn read_config(path: &Path) -> Result<String> {
 }
 
 pub async fn run(args: RunArgs) -> Result<u8> {
-    let (services, source, issues) = services(&args.report)?;
+    let (services, source, issues) = services(&args.report, false).await?;
     let runtime = ProbeRuntime::new(RuntimeConfig::default())?;
     let probe = ProbeSource::parse(&args.probe).map_err(anyhow::Error::msg)?;
     let config = match &args.config {

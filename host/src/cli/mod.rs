@@ -56,8 +56,14 @@ enum Command {
 #[derive(Debug, Args)]
 struct ReportArgs {
     /// A folder of manifests (YAML/JSON, recursively) or a `kubectl get -o yaml` dump.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["kubeconfig", "context"])]
     snapshot: Option<PathBuf>,
+    /// A kubeconfig file (default: KUBECONFIG, then ~/.kube/config, then in-cluster).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
     /// Output format.
     #[arg(short, long, value_enum, default_value = "table")]
     output: Format,

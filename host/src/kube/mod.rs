@@ -1,7 +1,8 @@
 //! Where probes' Kubernetes reads are served from. `KubeBackend` is the one
 //! trait both backends implement: the snapshot backend (files, in memory)
-//! and, later, the live backend (kube-rs against an API server).
+//! and the live backend (kube-rs against an API server).
 
+pub mod live;
 pub mod scope;
 pub mod selector;
 pub mod snapshot;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 
 use crate::bindings::ProbeError;
 
+pub use live::{LiveBackend, LiveError, LiveOptions};
 pub use snapshot::{SnapshotBackend, SnapshotIssue};
 
 /// A kind as probes address it: API group and kind (the version is ignored
@@ -42,6 +44,9 @@ pub struct ListQuery {
     pub namespace: Option<String>,
     pub labels: selector::LabelSelector,
     pub fields: selector::FieldSelector,
+    /// The selectors as the probe wrote them, for backends that forward them.
+    pub raw_labels: Option<String>,
+    pub raw_fields: Option<String>,
     pub limit: Option<u32>,
     pub continue_token: Option<String>,
 }

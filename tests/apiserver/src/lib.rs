@@ -75,16 +75,7 @@ impl FakeApiServer {
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app_state = state.clone();
-        let app = axum::Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let state = app_state.clone();
-                async move { handle(&state, method, uri, headers, body) }
-            },
-        );
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let task = serve(listener, state.clone());
         FakeApiServer { addr, state, task }
     }
 
@@ -124,8 +115,20 @@ impl FakeApiServer {
     }
 
     /// Stops serving: new connections are refused, as when an apiserver goes away.
-    pub fn stop(&self) {
+    pub fn stop(&mut self) {
         self.task.abort();
+    }
+
+    /// Serves again on the same address, as an apiserver that came back.
+    pub async fn resume(&mut self) {
+        self.task.abort();
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        };
+        self.task = serve(listener, self.state.clone());
     }
 }
 
@@ -133,6 +136,27 @@ impl Drop for FakeApiServer {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+fn serve(listener: tokio::net::TcpListener, state: Arc<State>) -> tokio::task::JoinHandle<()> {
+    let app = axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let state = state.clone();
+            async move { handle(&state, method, uri, headers, body) }
+        },
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
+}
+
+/// `/version`, `/api`, `/apis`, `/api/v1`, `/apis/GROUP/VERSION`.
+fn is_discovery(path: &str) -> bool {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    matches!(
+        segs.as_slice(),
+        ["version"] | ["api"] | ["apis"] | ["api", _] | ["apis", _, _]
+    )
 }
 
 fn user_of(headers: &HeaderMap) -> Option<&'static str> {
@@ -190,7 +214,17 @@ fn handle(state: &State, method: Method, uri: Uri, headers: HeaderMap, _body: By
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string),
             };
-            match state.recordings.get(&key) {
+            // Discovery is open to every authenticated user (system:discovery).
+            let as_admin = RequestKey {
+                user: ADMIN.into(),
+                ..key.clone()
+            };
+            let recorded = state.recordings.get(&key);
+            match recorded.or_else(|| {
+                is_discovery(&path)
+                    .then(|| state.recordings.get(&as_admin))
+                    .flatten()
+            }) {
                 Some(rec) => respond(rec.status, &rec.content_type, rec.body.clone()),
                 None => generated(state, &method, &path, &key.query, user),
             }

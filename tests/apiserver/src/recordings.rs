@@ -108,15 +108,14 @@ pub fn load(responses: &Path) -> HashMap<RequestKey, Recording> {
         };
         let body = std::fs::read(responses.join(file))
             .unwrap_or_else(|e| panic!("cannot read {file}: {e}"));
-        map.insert(
-            key,
-            Recording {
-                file: file.to_string(),
-                status: status.parse().unwrap_or(200),
-                content_type: content_type.to_string(),
-                body,
-            },
-        );
+        // The first recording of a request is the normal state; later ones (the 410 after
+        // compaction) need the server put in that state.
+        map.entry(key).or_insert(Recording {
+            file: file.to_string(),
+            status: status.parse().unwrap_or(200),
+            content_type: content_type.to_string(),
+            body,
+        });
     }
     map
 }

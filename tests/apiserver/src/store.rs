@@ -49,42 +49,41 @@ pub struct Store {
     pub resource_version: u64,
 }
 
-fn discovery_files(responses: &Path) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(responses)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy();
-            name.starts_with("discovery-") && name.ends_with("-v1.json")
-                || name == "discovery-autoscaling-v2.json"
-        })
-        .collect();
-    files.sort();
-    files
+/// Every served resource, from the recorded aggregated discovery documents (all groups, all versions).
+fn discovered(responses: &Path) -> Vec<Resource> {
+    let mut resources = Vec::new();
+    for file in [
+        "discovery-aggregated-api.json",
+        "discovery-aggregated-apis.json",
+    ] {
+        let doc: Value =
+            serde_json::from_slice(&std::fs::read(responses.join(file)).unwrap()).unwrap();
+        for group in doc["items"].as_array().into_iter().flatten() {
+            let name = group["metadata"]["name"].as_str().unwrap_or_default();
+            for version in group["versions"].as_array().into_iter().flatten() {
+                let v = version["version"].as_str().unwrap_or_default();
+                for r in version["resources"].as_array().into_iter().flatten() {
+                    resources.push(Resource {
+                        group: name.into(),
+                        version: v.into(),
+                        plural: r["resource"].as_str().unwrap_or_default().into(),
+                        kind: r["responseKind"]["kind"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .into(),
+                        namespaced: r["scope"].as_str() == Some("Namespaced"),
+                    });
+                }
+            }
+        }
+    }
+    resources
 }
 
 impl Store {
     /// The resources of the recorded discovery documents, and the objects of the recorded lists.
     pub fn seed(responses: &Path) -> Self {
-        let mut resources = Vec::new();
-        for file in discovery_files(responses) {
-            let doc: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-            let gv = doc["groupVersion"].as_str().unwrap_or_default();
-            let (group, version) = gv.rsplit_once('/').unwrap_or(("", gv));
-            for r in doc["resources"].as_array().into_iter().flatten() {
-                let plural = r["name"].as_str().unwrap_or_default();
-                if plural.contains('/') {
-                    continue;
-                }
-                resources.push(Resource {
-                    group: group.into(),
-                    version: version.into(),
-                    plural: plural.into(),
-                    kind: r["kind"].as_str().unwrap_or_default().into(),
-                    namespaced: r["namespaced"].as_bool().unwrap_or(true),
-                });
-            }
-        }
+        let resources = discovered(responses);
         let mut store = Store {
             resources,
             objects: BTreeMap::new(),

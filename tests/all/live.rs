@@ -1,0 +1,294 @@
+//! The live backend against the fake API server that serves a real
+//! kube-apiserver's recorded answers: same findings as the snapshot backend,
+//! pagination, RBAC refusals, and a server that goes away and comes back.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use sonde::audit::{self, ProbeSource};
+use sonde::caps::HostServices;
+use sonde::kube::{
+    KindRef, KubeBackend, KubeError, ListQuery, LiveBackend, LiveOptions, SnapshotBackend,
+};
+use sonde::runtime::FailureReason;
+use sonde_fake_apiserver::{ADMIN_TOKEN, FakeApiServer, RESTRICTED_TOKEN};
+use sonde_probes::TEST_HOSTILE_PATH as PROBE;
+
+use crate::{run, runtime, shared_fixture};
+
+async fn live(
+    server: &FakeApiServer,
+    token: &str,
+    page_size: u32,
+) -> (LiveBackend, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = server.kubeconfig(dir.path(), token);
+    let options = LiveOptions {
+        kubeconfig: Some(kubeconfig),
+        page_size,
+        ..Default::default()
+    };
+    (LiveBackend::connect(options).await.expect("connects"), dir)
+}
+
+/// (rule, namespace/kind/name) of every finding of the workload audit over `backend`.
+async fn workload_findings(backend: Arc<dyn KubeBackend>) -> Vec<(String, String)> {
+    let services = Arc::new(HostServices {
+        kube: Some(backend),
+        ..Default::default()
+    });
+    let probe = audit::prepare(
+        runtime(),
+        &ProbeSource::Builtin("workload-audit"),
+        None,
+        "{}".into(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let report = audit::run_audit(runtime(), services, &[probe], "t".into(), vec![]).await;
+    assert!(report.complete(), "{:?}", report.runs[0].reason);
+    let mut found: Vec<(String, String)> = report
+        .findings()
+        .map(|(_, f)| {
+            let r = f.resource.as_ref().unwrap();
+            (
+                f.rule.clone(),
+                format!(
+                    "{}/{}/{}",
+                    r.namespace.as_deref().unwrap_or(""),
+                    r.kind,
+                    r.name
+                ),
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn live_and_snapshot_backends_give_the_same_findings() {
+    // The snapshot: the very list responses the fake server answers with.
+    let dir = tempfile::tempdir().unwrap();
+    for kind in [
+        "cronjobs",
+        "deployments",
+        "statefulsets",
+        "daemonsets",
+        "replicasets",
+        "jobs",
+        "pods",
+    ] {
+        let file = format!("list-{kind}.json");
+        std::fs::copy(
+            shared_fixture("responses").join(&file),
+            dir.path().join(&file),
+        )
+        .unwrap();
+    }
+    let snapshot = Arc::new(SnapshotBackend::load(dir.path()).unwrap());
+    let server = FakeApiServer::start().await;
+    let (backend, _kc) = live(&server, ADMIN_TOKEN, 500).await;
+    let from_snapshot = workload_findings(snapshot).await;
+    let from_live = workload_findings(Arc::new(backend)).await;
+    assert_eq!(from_live.len(), 63);
+    assert_eq!(from_live, from_snapshot);
+    // One paginated list per kind, after discovery.
+    for path in [
+        "/apis/apps/v1/deployments",
+        "/apis/batch/v1/cronjobs",
+        "/api/v1/pods",
+    ] {
+        assert_eq!(
+            server.count("GET", path),
+            1,
+            "{path}: {:?}",
+            server.requests()
+        );
+    }
+    assert!(
+        server.requests().iter().all(|r| r.status == 200),
+        "{:?}",
+        server.requests()
+    );
+}
+
+#[tokio::test]
+async fn lists_follow_continue_tokens() {
+    let server = FakeApiServer::start().await;
+    let (backend, _kc) = live(&server, ADMIN_TOKEN, 2).await;
+    let page = backend
+        .list(&KindRef::new("v1", "Pod"), &ListQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 10);
+    let queries: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/v1/pods")
+        .map(|r| r.query.clone())
+        .collect();
+    assert_eq!(queries.len(), 5, "{queries:?}");
+    assert_eq!(queries[0], "limit=2");
+    assert!(
+        queries[1..]
+            .iter()
+            .all(|q| q.starts_with("limit=2&continue="))
+    );
+    // Items carry kind and apiVersion, as kubectl shows them, and no managedFields.
+    let first = &page.items[0].value;
+    assert_eq!(
+        (first["kind"].as_str(), first["apiVersion"].as_str()),
+        (Some("Pod"), Some("v1"))
+    );
+    assert!(first["metadata"].get("managedFields").is_none());
+}
+
+#[tokio::test]
+async fn rbac_refusals_reach_the_probe_as_denied() {
+    let server = FakeApiServer::start().await;
+    let (backend, _kc) = live(&server, RESTRICTED_TOKEN, 500).await;
+    let err = backend
+        .list(&KindRef::new("v1", "Pod"), &ListQuery::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        KubeError::Forbidden(
+            "pods is forbidden: User \"realkube-restricted\" cannot list resource \"pods\" in API group \"\" at the cluster scope".into()
+        )
+    );
+    let shop = ListQuery {
+        namespace: Some("shop".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        backend
+            .list(&KindRef::new("v1", "Pod"), &shop)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        6
+    );
+
+    let services = Arc::new(HostServices {
+        kube: Some(Arc::new(backend)),
+        ..Default::default()
+    });
+    let out = run(
+        PROBE,
+        json!({"mode": "list-pods"}),
+        None,
+        Default::default(),
+        services,
+    )
+    .await;
+    match out.reason {
+        Some(FailureReason::ProbeError { error }) => assert!(
+            error.text().starts_with("denied: pods is forbidden"),
+            "{}",
+            error.text()
+        ),
+        other => panic!("expected denied, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_kind_the_cluster_does_not_serve_is_not_found() {
+    let server = FakeApiServer::start().await;
+    let (backend, _kc) = live(&server, ADMIN_TOKEN, 500).await;
+    let err = backend
+        .list(
+            &KindRef::new("example.com/v1", "Widget"),
+            &ListQuery::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, KubeError::NotFound(m) if m.contains("does not serve example.com/Widget")),
+        "{err:?}"
+    );
+    let err = backend
+        .get(&KindRef::new("v1", "Pod"), Some("shop"), "does-not-exist")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        KubeError::NotFound("pods \"does-not-exist\" not found".into())
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_goes_away_fails_the_run_and_the_next_run_recovers() {
+    let mut server = FakeApiServer::start().await;
+    let (backend, _kc) = live(&server, ADMIN_TOKEN, 500).await;
+    let backend: Arc<dyn KubeBackend> = Arc::new(backend);
+    let services = Arc::new(HostServices {
+        kube: Some(backend),
+        ..Default::default()
+    });
+    let ok = run(
+        PROBE,
+        json!({"mode": "list-pods"}),
+        None,
+        Default::default(),
+        services.clone(),
+    )
+    .await;
+    assert!(ok.succeeded(), "{:?}", ok.reason);
+    server.stop();
+    let down = run(
+        PROBE,
+        json!({"mode": "list-pods"}),
+        None,
+        Default::default(),
+        services.clone(),
+    )
+    .await;
+    match &down.reason {
+        Some(FailureReason::ProbeError { error }) => {
+            let text = error.text();
+            assert!(
+                text.starts_with("unavailable: cannot reach the API server http://127.0.0.1:"),
+                "{text}"
+            );
+            assert!(text.contains("(context fake)"), "{text}");
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    server.resume().await;
+    let again = run(
+        PROBE,
+        json!({"mode": "list-pods"}),
+        None,
+        Default::default(),
+        services,
+    )
+    .await;
+    assert!(again.succeeded(), "{:?}", again.reason);
+    assert_eq!(again.findings.len(), 10);
+}
+
+#[tokio::test]
+async fn refused_credentials_name_the_context_and_server() {
+    let server = FakeApiServer::start().await;
+    let (backend, _kc) = live(&server, "stolen-token", 500).await;
+    let err = backend
+        .get(&KindRef::new("v1", "Pod"), Some("shop"), "x")
+        .await
+        .unwrap_err();
+    match err {
+        KubeError::Forbidden(m) => {
+            assert!(
+                m.starts_with(&format!(
+                    "the API server {} refused the credentials of context fake",
+                    server.url()
+                )),
+                "{m}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
