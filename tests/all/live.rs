@@ -292,3 +292,62 @@ async fn refused_credentials_name_the_context_and_server() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn objects_a_probe_creates_are_labelled_and_deleted_after_the_run() {
+    let server = FakeApiServer::start().await;
+    let (backend, _kc) = live(&server, ADMIN_TOKEN, 500).await;
+    let backend: Arc<dyn KubeBackend> = Arc::new(backend);
+    let services = Arc::new(HostServices {
+        kube: Some(backend.clone()),
+        ..Default::default()
+    });
+    let mut grants = sonde::grants::GrantSet::parse_spec("kube:create:ConfigMap:shop").unwrap();
+    grants.extend(sonde::grants::GrantSet::parse_spec("kube:list:Pod").unwrap());
+    let configmap = KindRef::new("v1", "ConfigMap");
+
+    for mode in ["create", "create-then-panic"] {
+        let out = run(
+            PROBE,
+            json!({"mode": mode}),
+            Some(grants.clone()),
+            Default::default(),
+            services.clone(),
+        )
+        .await;
+        if mode == "create" {
+            assert!(out.succeeded(), "{:?}", out.reason);
+            let created: serde_json::Value =
+                serde_json::from_str(&out.findings[0].message).unwrap();
+            assert_eq!(created["metadata"]["labels"]["sonde.dev/probe"], "hostile");
+            assert_eq!(created["metadata"]["labels"]["sonde.dev/run"], "test");
+        } else {
+            assert!(
+                matches!(out.reason, Some(FailureReason::Panic { .. })),
+                "{:?}",
+                out.reason
+            );
+        }
+        assert!(
+            out.logs
+                .iter()
+                .any(|l| l.source == "host"
+                    && l.message.contains("deleted ConfigMap shop/sonde-check")),
+            "{:?}",
+            out.logs
+        );
+        let gone = backend
+            .get(&configmap, Some("shop"), "sonde-check")
+            .await
+            .unwrap_err();
+        assert!(matches!(gone, KubeError::NotFound(_)), "{mode}: {gone:?}");
+    }
+    assert_eq!(
+        server.count("POST", "/api/v1/namespaces/shop/configmaps"),
+        2
+    );
+    assert_eq!(
+        server.count("DELETE", "/api/v1/namespaces/shop/configmaps/sonde-check"),
+        2
+    );
+}

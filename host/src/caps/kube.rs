@@ -127,7 +127,13 @@ impl RunState {
                 labels.insert("sonde.dev/run".into(), self.ctx.run_id.clone().into());
             }
         }
-        Ok(self.backend()?.create(value).await?.json.clone())
+        let created = self.backend()?.create(value).await?;
+        self.ctx.created.push(crate::runtime::CreatedObject {
+            kind: kref,
+            namespace: created.namespace.clone(),
+            name: created.name.clone(),
+        });
+        Ok(created.json.clone())
     }
 
     async fn kube_patch(

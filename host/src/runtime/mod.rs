@@ -28,7 +28,7 @@ pub use cache::ComponentCache;
 pub use component::{LoadError, WorldSummary};
 pub use limits::RunLimits;
 pub use outcome::{Denial, FailureReason, LogLevel, LogLine, RunOutcome, RunStatus};
-pub use state::{LimitTrap, RunContext, RunState};
+pub use state::{CreatedObject, LimitTrap, RunContext, RunState};
 
 /// How instance memory is allocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,7 +319,8 @@ impl ProbeRuntime {
                 limit_ms: req.limits.timeout_ms,
             }),
         };
-        let state = store.into_data();
+        let mut state = store.into_data();
+        state.ctx.clean_up().await;
         outcome.logs = verdict::collect_logs(&state);
         outcome.denials = state.ctx.denials;
         match result {

@@ -70,6 +70,16 @@ pub struct RunContext {
     pub logs: Vec<LogLine>,
     pub log_bytes: usize,
     pub denials: Vec<Denial>,
+    /// Objects the probe created, deleted when the run ends.
+    pub created: Vec<CreatedObject>,
+}
+
+/// An object a probe created through the `kube` interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedObject {
+    pub kind: crate::kube::KindRef,
+    pub namespace: Option<String>,
+    pub name: String,
 }
 
 impl RunContext {
@@ -91,6 +101,36 @@ impl RunContext {
             logs: Vec::new(),
             log_bytes: 0,
             denials: Vec::new(),
+            created: Vec::new(),
+        }
+    }
+
+    /// Deletes every object the probe created (and did not delete itself), newest first.
+    pub async fn clean_up(&mut self) {
+        let Some(backend) = self.services.kube.clone() else {
+            return;
+        };
+        while let Some(obj) = self.created.pop() {
+            let what = format!(
+                "{} {}/{}",
+                obj.kind,
+                obj.namespace.as_deref().unwrap_or(""),
+                obj.name
+            );
+            match backend
+                .delete(&obj.kind, obj.namespace.as_deref(), &obj.name)
+                .await
+            {
+                Ok(()) => self.host_note(
+                    LogLevel::Info,
+                    format!("deleted {what}, created by the run"),
+                ),
+                Err(crate::kube::KubeError::NotFound(_)) => {}
+                Err(e) => self.host_note(
+                    LogLevel::Error,
+                    format!("could not delete {what}, created by the run: {e}"),
+                ),
+            }
         }
     }
 

@@ -192,7 +192,7 @@ fn recorded_file(state: &State, file: &str, status: u16, content_type: &str) -> 
     )
 }
 
-fn handle(state: &State, method: Method, uri: Uri, headers: HeaderMap, _body: Bytes) -> Response {
+fn handle(state: &State, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
     let user = user_of(&headers);
@@ -219,14 +219,17 @@ fn handle(state: &State, method: Method, uri: Uri, headers: HeaderMap, _body: By
                 user: ADMIN.into(),
                 ..key.clone()
             };
-            let recorded = state.recordings.get(&key);
+            // Writes depend on their body, which the index does not record: they are always computed.
+            let recorded = (method == Method::GET)
+                .then(|| state.recordings.get(&key))
+                .flatten();
             match recorded.or_else(|| {
                 is_discovery(&path)
                     .then(|| state.recordings.get(&as_admin))
                     .flatten()
             }) {
                 Some(rec) => respond(rec.status, &rec.content_type, rec.body.clone()),
-                None => generated(state, &method, &path, &key.query, user),
+                None => generated(state, &method, &path, &key.query, user, &body),
             }
         }
     };
@@ -331,8 +334,9 @@ fn generated(
     path: &str,
     query: &std::collections::BTreeMap<String, String>,
     user: &str,
+    body: &[u8],
 ) -> Response {
-    let store = state.store.lock().unwrap();
+    let mut store = state.store.lock().unwrap();
     let target = match parse_path(&store, path) {
         Parsed::UnknownGroup => {
             return recorded_file(
@@ -352,32 +356,31 @@ fn generated(
         }
         Parsed::Target(t) => t,
     };
-    if method != Method::GET {
-        return json_response(
-            405,
-            &status(
-                405,
-                "MethodNotAllowed",
-                "the server does not allow this method on the requested resource",
-                json!({}),
-            ),
-        );
-    }
-    let verb = if query.get("watch").is_some_and(|w| w == "1" || w == "true") {
-        "watch"
-    } else if target.name.is_some() {
-        "get"
-    } else {
-        "list"
+    let verb = match (method.as_str(), target.name) {
+        ("GET", _) if query.get("watch").is_some_and(|w| w == "1" || w == "true") => "watch",
+        ("GET", Some(_)) => "get",
+        ("GET", None) => "list",
+        ("POST", None) => "create",
+        ("DELETE", Some(_)) => "delete",
+        _ => {
+            let msg = "the server does not allow this method on the requested resource";
+            return json_response(405, &status(405, "MethodNotAllowed", msg, json!({})));
+        }
     };
     let allowed = user == ADMIN
         || (target.resource.group.is_empty()
             && target.resource.plural == "pods"
             && target.namespace == Some("shop")
-            && verb != "watch");
+            && matches!(verb, "get" | "list"));
     if !allowed {
         return json_response(403, &forbidden(user, verb, &target));
     }
+    match verb {
+        "create" => return create(&mut store, &target, body),
+        "delete" => return delete(&mut store, &target),
+        _ => {}
+    }
+    let store = &*store;
     let objects = store.objects.get(&(
         target.resource.group.clone(),
         target.resource.plural.clone(),
@@ -411,7 +414,98 @@ fn generated(
                 json!({}),
             ),
         ),
-        (None, _) => list(&store, &target, objects, query),
+        (None, _) => list(store, &target, objects, query),
+    }
+}
+
+fn details(target: &Target, name: &str) -> Value {
+    let mut d = json!({"name": name});
+    if !target.resource.group.is_empty() {
+        d["group"] = json!(target.resource.group);
+    }
+    d["kind"] = json!(target.resource.plural);
+    d
+}
+
+fn object_key(target: &Target, name: &str) -> String {
+    match target.namespace {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_string(),
+    }
+}
+
+fn create(store: &mut Store, target: &Target, body: &[u8]) -> Response {
+    let Ok(mut object) = serde_json::from_slice::<Value>(body) else {
+        let msg = "the object provided is unrecognized";
+        return json_response(400, &status(400, "BadRequest", msg, json!({})));
+    };
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let key = object_key(target, &name);
+    let slot = (
+        target.resource.group.clone(),
+        target.resource.plural.clone(),
+    );
+    if store
+        .objects
+        .get(&slot)
+        .is_some_and(|o| o.contains_key(&key))
+    {
+        let msg = format!("{} \"{name}\" already exists", target.resource.qualified());
+        return json_response(
+            409,
+            &status(409, "AlreadyExists", &msg, details(target, &name)),
+        );
+    }
+    store.resource_version += 1;
+    let rv = store.resource_version;
+    if let Some(obj) = object.as_object_mut() {
+        obj.remove("kind");
+        obj.remove("apiVersion");
+    }
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        if let Some(ns) = target.namespace {
+            meta.insert("namespace".into(), json!(ns));
+        }
+        meta.insert(
+            "uid".into(),
+            json!(format!("00000000-0000-4000-8000-{rv:012}")),
+        );
+        meta.insert("resourceVersion".into(), json!(rv.to_string()));
+        meta.insert("creationTimestamp".into(), json!("2026-11-22T18:30:00Z"));
+    }
+    store
+        .objects
+        .entry(slot)
+        .or_default()
+        .insert(key, object.clone());
+    json_response(201, &with_type(&target.resource, &object))
+}
+
+fn delete(store: &mut Store, target: &Target) -> Response {
+    let name = target.name.unwrap_or_default();
+    let slot = (
+        target.resource.group.clone(),
+        target.resource.plural.clone(),
+    );
+    let removed = store
+        .objects
+        .get_mut(&slot)
+        .and_then(|o| o.remove(&object_key(target, name)));
+    match removed {
+        Some(object) => {
+            store.resource_version += 1;
+            let mut d = details(target, name);
+            d["uid"] = object["metadata"]["uid"].clone();
+            let doc = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": d});
+            json_response(200, &doc)
+        }
+        None => {
+            let msg = format!("{} \"{name}\" not found", target.resource.qualified());
+            json_response(404, &status(404, "NotFound", &msg, details(target, name)))
+        }
     }
 }
 
@@ -507,8 +601,9 @@ mod tests {
     #[tokio::test]
     async fn generated_answers_equal_the_recorded_ones() {
         let s = state();
-        let get =
-            |path: &str, query: &str| generated(&s, &Method::GET, path, &parse_query(query), ADMIN);
+        let get = |path: &str, query: &str| {
+            generated(&s, &Method::GET, path, &parse_query(query), ADMIN, b"")
+        };
         assert_eq!(
             body(get("/apis/apps/v1/deployments", "")).await,
             (200, recorded("list-deployments.json"))
@@ -565,8 +660,20 @@ mod tests {
             body(get("/api/v1/namespaces/shop/widgets", "")).await,
             (404, recorded("error-404-unknown-resource.json"))
         );
+        let post = generated(
+            &s,
+            &Method::POST,
+            "/api/v1/namespaces/shop/configmaps",
+            &Default::default(),
+            ADMIN,
+            br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"web-config"}}"#,
+        );
+        assert_eq!(
+            body(post).await,
+            (409, recorded("error-409-already-exists.json"))
+        );
         let restricted =
-            |path: &str| generated(&s, &Method::GET, path, &Default::default(), RESTRICTED);
+            |path: &str| generated(&s, &Method::GET, path, &Default::default(), RESTRICTED, b"");
         assert_eq!(
             body(restricted("/api/v1/pods")).await,
             (403, recorded("error-403-list-pods-cluster.json"))

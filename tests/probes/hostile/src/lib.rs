@@ -152,6 +152,14 @@ impl Probe for Hostile {
                     })
                     .collect())
             }
+            "create" | "create-then-panic" => {
+                let cm = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"sonde-check","namespace":"shop"},"data":{"k":"v"}}"#;
+                let created = raw_kube::create(cm)?;
+                if config.mode == "create-then-panic" {
+                    panic!("gave up after creating {}", created.len());
+                }
+                Ok(vec![SAW.cluster_finding(created).into()])
+            }
             "xss" => Ok(vec![
                 SAW.cluster_finding("<script>alert(1)</script>").into(),
                 SAW.cluster_finding("<img src=x onerror=alert(2)>\u{1b}[31mred\r\nnext")
