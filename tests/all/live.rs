@@ -351,3 +351,142 @@ async fn objects_a_probe_creates_are_labelled_and_deleted_after_the_run() {
         2
     );
 }
+
+async fn cached(server: &FakeApiServer, token: &str) -> (LiveBackend, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = server.kubeconfig(dir.path(), token);
+    let options = LiveOptions {
+        kubeconfig: Some(kubeconfig),
+        watch_cache: true,
+        ..Default::default()
+    };
+    (LiveBackend::connect(options).await.expect("connects"), dir)
+}
+
+fn pod_requests(server: &FakeApiServer) -> (usize, usize) {
+    let reqs: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/v1/pods")
+        .collect();
+    let watches = reqs.iter().filter(|r| r.query.contains("watch=")).count();
+    (reqs.len() - watches, watches)
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_probes_reading_pods_cost_one_list_and_one_watch() {
+    let server = FakeApiServer::start().await;
+    let (backend, _kc) = cached(&server, ADMIN_TOKEN).await;
+    let services = Arc::new(HostServices {
+        kube: Some(Arc::new(backend)),
+        ..Default::default()
+    });
+    let runs = (0..10).map(|_| {
+        let services = services.clone();
+        tokio::spawn(async move {
+            run(
+                PROBE,
+                json!({"mode": "list-pods"}),
+                None,
+                Default::default(),
+                services,
+            )
+            .await
+        })
+    });
+    for handle in runs.collect::<Vec<_>>() {
+        let out = handle.await.unwrap();
+        assert!(out.succeeded(), "{:?}", out.reason);
+        assert_eq!(out.findings.len(), 10);
+    }
+    eventually("the watch to start", || pod_requests(&server).1 == 1).await;
+    assert_eq!(pod_requests(&server), (1, 1), "{:?}", server.requests());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cache_follows_the_watch_and_survives_410_gone_by_relisting() {
+    let server = FakeApiServer::start().await;
+    let (backend, _kc) = cached(&server, ADMIN_TOKEN).await;
+    let pods = KindRef::new("v1", "Pod");
+    let names = |page: sonde::kube::ObjectPage| {
+        page.items
+            .iter()
+            .map(|o| o.name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        backend
+            .list(&pods, &ListQuery::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        10
+    );
+    eventually("the watch to start", || pod_requests(&server).1 == 1).await;
+
+    let pod = json!({"metadata": {"name": "added-by-watch", "namespace": "shop", "uid": "u-1"}, "spec": {"containers": [{"name": "c", "image": "x:1"}]}});
+    server.apply("", "pods", pod);
+    for _ in 0..200 {
+        if names(backend.list(&pods, &ListQuery::default()).await.unwrap())
+            .contains(&"added-by-watch".to_string())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        names(backend.list(&pods, &ListQuery::default()).await.unwrap())
+            .contains(&"added-by-watch".to_string())
+    );
+
+    // The apiserver restarts: the watch ends, the re-watch gets 410 Expired, the cache relists.
+    server.expire_watches();
+    eventually("a relist after 410", || pod_requests(&server).0 == 2).await;
+    let pod = json!({"metadata": {"name": "after-relist", "namespace": "shop", "uid": "u-2"}, "spec": {"containers": [{"name": "c", "image": "x:1"}]}});
+    eventually("a new watch", || pod_requests(&server).1 >= 3).await;
+    server.apply("", "pods", pod);
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        seen = names(backend.list(&pods, &ListQuery::default()).await.unwrap());
+        if seen.contains(&"after-relist".to_string()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        seen.contains(&"after-relist".to_string()) && seen.contains(&"added-by-watch".to_string()),
+        "{seen:?}"
+    );
+    assert_eq!(seen.len(), 12);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forbidden_cluster_wide_watch_falls_back_to_the_namespace() {
+    let server = FakeApiServer::start().await;
+    let (backend, _kc) = cached(&server, RESTRICTED_TOKEN).await;
+    let pods = KindRef::new("v1", "Pod");
+    let err = backend
+        .list(&pods, &ListQuery::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, KubeError::Forbidden(m) if m.contains("cannot list resource \"pods\"")),
+        "{err:?}"
+    );
+    let shop = ListQuery {
+        namespace: Some("shop".into()),
+        ..Default::default()
+    };
+    assert_eq!(backend.list(&pods, &shop).await.unwrap().items.len(), 6);
+}

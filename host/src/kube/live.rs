@@ -15,6 +15,7 @@ use kube::{Client, Config};
 use serde_json::{Map, Value};
 use tokio::sync::{Mutex, OnceCell};
 
+use super::cache::KindCache;
 use super::{
     ApiResourceInfo, KindRef, KubeBackend, KubeError, ListQuery, LogQuery, ObjectPage,
     StoredObject, StoredObjectInner,
@@ -36,6 +37,8 @@ pub struct LiveOptions {
     pub burst: u32,
     /// Attempts for a request answered 429 or 5xx, or not answered.
     pub attempts: u32,
+    /// Serve whole-kind lists from a shared watch cache (daemon mode) instead of listing per call.
+    pub watch_cache: bool,
 }
 
 impl Default for LiveOptions {
@@ -47,6 +50,7 @@ impl Default for LiveOptions {
             qps: 50.0,
             burst: 100,
             attempts: 4,
+            watch_cache: false,
         }
     }
 }
@@ -97,6 +101,7 @@ pub struct LiveBackend {
     options: LiveOptions,
     limit: RateLimit,
     resources: OnceCell<Arc<Vec<ApiResourceInfo>>>,
+    caches: Mutex<std::collections::HashMap<KindRef, Arc<KindCache>>>,
 }
 
 impl LiveBackend {
@@ -158,6 +163,7 @@ impl LiveBackend {
             options,
             limit,
             resources: OnceCell::new(),
+            caches: Mutex::new(Default::default()),
         })
     }
 
@@ -169,23 +175,61 @@ impl LiveBackend {
     }
 
     fn unreachable(&self, e: &kube::Error) -> KubeError {
-        KubeError::Unavailable(format!(
-            "cannot reach the API server {} (context {}): {e}",
-            self.server, self.context
-        ))
+        unreachable(&self.server, &self.context, e)
     }
 
     fn api_error(&self, status: &kube::core::Status) -> KubeError {
-        let msg = status.message.clone();
-        match status.code {
-            401 => KubeError::Forbidden(format!(
-                "the API server {} refused the credentials of context {}: {msg}",
-                self.server, self.context
-            )),
-            403 => KubeError::Forbidden(msg),
-            404 => KubeError::NotFound(msg),
-            400 | 409 | 422 => KubeError::Invalid(msg),
-            _ => KubeError::Unavailable(format!("{} ({}): {msg}", self.server, status.code)),
+        api_error(&self.server, &self.context, status)
+    }
+
+    /// The watch cache of a kind, started on first use.
+    async fn cache_for(&self, kind: &KindRef, r: &ApiResourceInfo) -> Arc<KindCache> {
+        let mut caches = self.caches.lock().await;
+        if let Some(c) = caches.get(kind).filter(|c| !c.failed()) {
+            return c.clone();
+        }
+        let (server, context, res) = (self.server.clone(), self.context.clone(), r.clone());
+        let cache = Arc::new(KindCache::start(
+            self.client.clone(),
+            r,
+            move |v| stored(&res, v),
+            move |e| match e {
+                kube::Error::Api(status) => api_error(&server, &context, status),
+                other => unreachable(&server, &context, other),
+            },
+        ));
+        caches.insert(kind.clone(), cache.clone());
+        cache
+    }
+
+    /// A whole-kind list from the watch cache, filtered here; `None` when the
+    /// cache cannot serve it and a direct list should be tried.
+    async fn cached_list(
+        &self,
+        kind: &KindRef,
+        r: &ApiResourceInfo,
+        query: &ListQuery,
+    ) -> Option<Result<ObjectPage, KubeError>> {
+        let cache = self.cache_for(kind, r).await;
+        match cache.objects().await {
+            Ok(objects) => {
+                let items = objects
+                    .into_iter()
+                    .filter(|o| query.namespace.is_none() || o.namespace == query.namespace)
+                    .filter(|o| {
+                        query.labels.matches(o.value.pointer("/metadata/labels"))
+                            && query.fields.matches(&o.value)
+                    })
+                    .collect();
+                Some(Ok(ObjectPage {
+                    items,
+                    resource_version: None,
+                    continue_token: None,
+                }))
+            }
+            // Sonde may not watch the kind cluster-wide, yet may list one namespace.
+            Err(KubeError::Forbidden(_)) if query.namespace.is_some() => None,
+            Err(e) => Some(Err(e)),
         }
     }
 
@@ -368,6 +412,25 @@ impl LiveBackend {
     }
 }
 
+fn unreachable(server: &str, context: &str, e: &kube::Error) -> KubeError {
+    KubeError::Unavailable(format!(
+        "cannot reach the API server {server} (context {context}): {e}"
+    ))
+}
+
+fn api_error(server: &str, context: &str, status: &kube::core::Status) -> KubeError {
+    let msg = status.message.clone();
+    match status.code {
+        401 => KubeError::Forbidden(format!(
+            "the API server {server} refused the credentials of context {context}: {msg}"
+        )),
+        403 => KubeError::Forbidden(msg),
+        404 => KubeError::NotFound(msg),
+        400 | 409 | 422 => KubeError::Invalid(msg),
+        _ => KubeError::Unavailable(format!("{server} ({}): {msg}", status.code)),
+    }
+}
+
 /// The `Accept` of aggregated discovery (apidiscovery.k8s.io/v2beta1), with a plain fallback.
 const AGGREGATED: &str =
     "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
@@ -457,6 +520,13 @@ impl KubeBackend for LiveBackend {
 
     async fn list(&self, kind: &KindRef, query: &ListQuery) -> Result<ObjectPage, KubeError> {
         let r = self.resolve(kind).await?;
+        if self.options.watch_cache
+            && query.limit.is_none()
+            && query.continue_token.is_none()
+            && let Some(result) = self.cached_list(kind, &r, query).await
+        {
+            return result;
+        }
         let base = Self::path(&r, query.namespace.as_deref(), None);
         let mut params = Vec::new();
         if let Some(l) = &query.raw_labels {

@@ -2,6 +2,7 @@
 //! trait both backends implement: the snapshot backend (files, in memory)
 //! and the live backend (kube-rs against an API server).
 
+pub mod cache;
 pub mod live;
 pub mod scope;
 pub mod selector;

@@ -39,8 +39,25 @@ pub struct LoggedRequest {
     pub status: u16,
 }
 
+/// What open watches hear: an event line for a resource, or the order to close.
+#[derive(Debug, Clone)]
+enum WatchSignal {
+    Event {
+        group: String,
+        plural: String,
+        namespace: Option<String>,
+        line: Bytes,
+    },
+    CloseAll,
+}
+
 struct State {
     recordings: HashMap<RequestKey, Recording>,
+    events: tokio::sync::broadcast::Sender<WatchSignal>,
+    /// Watches from a resourceVersion below this get 410 Expired (the watch cache moved on).
+    oldest_rv: Mutex<u64>,
+    /// True until the objects change: only then are the recordings the server's state.
+    pristine: std::sync::atomic::AtomicBool,
     store: Mutex<Store>,
     log: Mutex<Vec<LoggedRequest>>,
     responses: PathBuf,
@@ -69,6 +86,9 @@ impl FakeApiServer {
         let responses = dir.join("responses");
         let state = Arc::new(State {
             recordings: recordings::load(&responses),
+            events: tokio::sync::broadcast::channel(1024).0,
+            oldest_rv: Mutex::new(0),
+            pristine: std::sync::atomic::AtomicBool::new(true),
             store: Mutex::new(Store::seed(&responses)),
             log: Mutex::new(Vec::new()),
             responses,
@@ -111,7 +131,48 @@ impl FakeApiServer {
 
     /// Replaces every object of a resource (e.g. 10,000 generated pods).
     pub fn set_objects(&self, group: &str, plural: &str, items: Vec<Value>) {
+        self.state
+            .pristine
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         self.state.store.lock().unwrap().set(group, plural, items);
+    }
+
+    /// As after an apiserver restart: open watches end, and a watch from any
+    /// resourceVersion seen so far gets `410 Expired`, so clients must relist.
+    pub fn expire_watches(&self) {
+        self.state
+            .pristine
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut store = self.state.store.lock().unwrap();
+        store.resource_version += 21;
+        *self.state.oldest_rv.lock().unwrap() = store.resource_version;
+        let _ = self.state.events.send(WatchSignal::CloseAll);
+    }
+
+    /// Creates or replaces an object and tells open watches (ADDED or MODIFIED).
+    pub fn apply(&self, group: &str, plural: &str, mut object: Value) {
+        let mut store = self.state.store.lock().unwrap();
+        store.resource_version += 1;
+        object["metadata"]["resourceVersion"] = json!(store.resource_version.to_string());
+        let Some(resource) = store
+            .resources
+            .iter()
+            .find(|r| r.group == group && r.plural == plural)
+            .cloned()
+        else {
+            panic!("unknown resource {group}/{plural}");
+        };
+        let key = store::key_of(&object);
+        let objects = store
+            .objects
+            .entry((group.to_string(), plural.to_string()))
+            .or_default();
+        let kind = if objects.insert(key, object.clone()).is_some() {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        notify(&self.state, &resource, kind, &object);
     }
 
     /// Stops serving: new connections are refused, as when an apiserver goes away.
@@ -136,6 +197,102 @@ impl Drop for FakeApiServer {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Sends one watch event line to the open watches (every change goes through here).
+fn notify(state: &State, resource: &Resource, kind: &str, object: &Value) {
+    state
+        .pristine
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut line =
+        serde_json::to_vec(&json!({"type": kind, "object": with_type(resource, object)})).unwrap();
+    line.push(b'\n');
+    let _ = state.events.send(WatchSignal::Event {
+        group: resource.group.clone(),
+        plural: resource.plural.clone(),
+        namespace: object["metadata"]["namespace"].as_str().map(str::to_string),
+        line: Bytes::from(line),
+    });
+}
+
+/// A watch: HTTP 200, one JSON event per line, flushed per event, closed at `timeoutSeconds`.
+fn watch(
+    state: &State,
+    store: &Store,
+    target: &Target,
+    query: &std::collections::BTreeMap<String, String>,
+) -> Response {
+    use futures::StreamExt;
+    let rv: u64 = query
+        .get("resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1800u64);
+    let mut initial = Vec::new();
+    let oldest = *state.oldest_rv.lock().unwrap();
+    if rv != 0 && rv < oldest {
+        let msg = format!("too old resource version: {rv} ({oldest})");
+        let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+            "metadata": {}, "status": "Failure", "message": msg, "reason": "Expired", "code": 410}}))
+        .unwrap();
+        line.push(b'\n');
+        return respond(200, "application/json", line);
+    }
+    if rv == 0 {
+        // resourceVersion=0: synthetic ADDED for every current object first.
+        let slot = (
+            target.resource.group.clone(),
+            target.resource.plural.clone(),
+        );
+        for (key, object) in store.objects.get(&slot).into_iter().flatten() {
+            if target
+                .namespace
+                .is_none_or(|ns| key.starts_with(&format!("{ns}/")))
+            {
+                let mut line = serde_json::to_vec(
+                    &json!({"type": "ADDED", "object": with_type(&target.resource, object)}),
+                )
+                .unwrap();
+                line.push(b'\n');
+                initial.push(Bytes::from(line));
+            }
+        }
+    }
+    let (group, plural) = (
+        target.resource.group.clone(),
+        target.resource.plural.clone(),
+    );
+    let namespace = target.namespace.map(str::to_string);
+    let live = tokio_stream::wrappers::BroadcastStream::new(state.events.subscribe())
+        .take_while(|signal| std::future::ready(!matches!(signal, Ok(WatchSignal::CloseAll))))
+        .filter_map(move |signal| {
+            let wanted = match signal {
+                Ok(WatchSignal::Event {
+                    group: g,
+                    plural: p,
+                    namespace: ns,
+                    line,
+                }) => (g == group
+                    && p == plural
+                    && namespace.as_ref().is_none_or(|n| ns.as_ref() == Some(n)))
+                .then_some(line),
+                _ => None,
+            };
+            std::future::ready(wanted)
+        });
+    let stream = futures::stream::iter(initial)
+        .chain(live)
+        .take_until(tokio::time::sleep(std::time::Duration::from_secs(timeout)))
+        .map(Ok::<Bytes, std::convert::Infallible>);
+    Response::builder()
+        .status(200)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("cache-control", "no-cache, private")
+        .body(Body::from_stream(stream))
+        .unwrap()
 }
 
 fn serve(listener: tokio::net::TcpListener, state: Arc<State>) -> tokio::task::JoinHandle<()> {
@@ -220,7 +377,8 @@ fn handle(state: &State, method: Method, uri: Uri, headers: HeaderMap, body: Byt
                 ..key.clone()
             };
             // Writes depend on their body, which the index does not record: they are always computed.
-            let recorded = (method == Method::GET)
+            let pristine = state.pristine.load(std::sync::atomic::Ordering::SeqCst);
+            let recorded = (method == Method::GET && pristine)
                 .then(|| state.recordings.get(&key))
                 .flatten();
             match recorded.or_else(|| {
@@ -376,8 +534,9 @@ fn generated(
         return json_response(403, &forbidden(user, verb, &target));
     }
     match verb {
-        "create" => return create(&mut store, &target, body),
-        "delete" => return delete(&mut store, &target),
+        "create" => return create(state, &mut store, &target, body),
+        "delete" => return delete(state, &mut store, &target),
+        "watch" => return watch(state, &store, &target, query),
         _ => {}
     }
     let store = &*store;
@@ -434,7 +593,7 @@ fn object_key(target: &Target, name: &str) -> String {
     }
 }
 
-fn create(store: &mut Store, target: &Target, body: &[u8]) -> Response {
+fn create(state: &State, store: &mut Store, target: &Target, body: &[u8]) -> Response {
     let Ok(mut object) = serde_json::from_slice::<Value>(body) else {
         let msg = "the object provided is unrecognized";
         return json_response(400, &status(400, "BadRequest", msg, json!({})));
@@ -481,10 +640,11 @@ fn create(store: &mut Store, target: &Target, body: &[u8]) -> Response {
         .entry(slot)
         .or_default()
         .insert(key, object.clone());
+    notify(state, &target.resource, "ADDED", &object);
     json_response(201, &with_type(&target.resource, &object))
 }
 
-fn delete(store: &mut Store, target: &Target) -> Response {
+fn delete(state: &State, store: &mut Store, target: &Target) -> Response {
     let name = target.name.unwrap_or_default();
     let slot = (
         target.resource.group.clone(),
@@ -497,6 +657,7 @@ fn delete(store: &mut Store, target: &Target) -> Response {
     match removed {
         Some(object) => {
             store.resource_version += 1;
+            notify(state, &target.resource, "DELETED", &object);
             let mut d = details(target, name);
             d["uid"] = object["metadata"]["uid"].clone();
             let doc = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": d});
@@ -579,6 +740,9 @@ mod tests {
         let responses = default_fixtures().join("responses");
         State {
             recordings: HashMap::new(),
+            events: tokio::sync::broadcast::channel(16).0,
+            oldest_rv: Mutex::new(0),
+            pristine: std::sync::atomic::AtomicBool::new(true),
             store: Mutex::new(Store::seed(&responses)),
             log: Mutex::new(Vec::new()),
             responses,

@@ -121,7 +121,7 @@ impl Store {
     }
 }
 
-fn key_of(item: &Value) -> String {
+pub fn key_of(item: &Value) -> String {
     let ns = item["metadata"]["namespace"].as_str().unwrap_or_default();
     let name = item["metadata"]["name"].as_str().unwrap_or_default();
     if ns.is_empty() {
