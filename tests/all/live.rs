@@ -490,3 +490,93 @@ async fn a_forbidden_cluster_wide_watch_falls_back_to_the_namespace() {
     };
     assert_eq!(backend.list(&pods, &shop).await.unwrap().items.len(), 6);
 }
+
+#[tokio::test]
+async fn pod_logs_and_discovery() {
+    let server = FakeApiServer::start().await;
+    let (backend, _kc) = live(&server, ADMIN_TOKEN, 500).await;
+    let query = sonde::kube::LogQuery {
+        container: Some("web".into()),
+        tail_lines: Some(50),
+        limit_bytes: 4096,
+        ..Default::default()
+    };
+    let err = backend
+        .pod_logs("shop", "web-7d9c6b5f4-9hzrm", &query)
+        .await
+        .unwrap_err();
+    match err {
+        KubeError::Unavailable(m) => assert!(
+            m.ends_with("Get \"https://127.0.0.12:10250/containerLogs/shop/web-7d9c6b5f4-9hzrm/web?limitBytes=4096&tailLines=50\": dial tcp 127.0.0.12:10250: connect: connection refused"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let kinds = backend.discover().await.unwrap();
+    let find = |group: &str, kind: &str| {
+        kinds
+            .iter()
+            .find(|r| r.group == group && r.kind == kind)
+            .cloned()
+    };
+    let deploy = find("apps", "Deployment").expect("apps/Deployment");
+    assert_eq!(
+        (
+            deploy.version.as_str(),
+            deploy.plural.as_str(),
+            deploy.namespaced
+        ),
+        ("v1", "deployments", true)
+    );
+    assert!(!find("", "Node").unwrap().namespaced);
+    assert!(
+        find("storage.k8s.io", "StorageClass").is_some(),
+        "every group, from aggregated discovery"
+    );
+    // Aggregated discovery: two requests, not one per group.
+    assert_eq!(
+        server.count("GET", "/api") + server.count("GET", "/apis"),
+        2
+    );
+}
+
+#[tokio::test]
+async fn leftovers_of_a_crashed_run_are_swept_and_recent_ones_kept() {
+    let server = FakeApiServer::start().await;
+    let (backend, _kc) = live(&server, ADMIN_TOKEN, 500).await;
+    let now = jiff::Timestamp::now();
+    let old = (now - jiff::SignedDuration::from_hours(2)).to_string();
+    let cm = |name: &str, created: &str, labelled: bool| {
+        let mut o = json!({"metadata": {"name": name, "namespace": "shop", "creationTimestamp": created}, "data": {}});
+        if labelled {
+            o["metadata"]["labels"] =
+                json!({"sonde.dev/probe": "dns-check", "sonde.dev/run": "r-1"});
+        }
+        o
+    };
+    server.apply("", "configmaps", cm("left-behind", &old, true));
+    server.apply("", "configmaps", cm("in-progress", &now.to_string(), true));
+    server.apply("", "configmaps", cm("not-ours", &old, false));
+    let grants =
+        sonde::grants::GrantSet::parse_spec("kube:create,delete:ConfigMap,apps/*:shop").unwrap();
+    let kinds = sonde::kube::sweep::creatable_kinds(&grants);
+    assert_eq!(kinds, vec![KindRef::new("v1", "ConfigMap")]);
+    let swept = sonde::kube::sweep::sweep_leftovers(
+        &backend,
+        &kinds,
+        std::time::Duration::from_secs(600),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(swept, vec!["ConfigMap shop/left-behind"]);
+    let cms = KindRef::new("v1", "ConfigMap");
+    assert!(
+        backend
+            .get(&cms, Some("shop"), "left-behind")
+            .await
+            .is_err()
+    );
+    assert!(backend.get(&cms, Some("shop"), "in-progress").await.is_ok());
+    assert!(backend.get(&cms, Some("shop"), "not-ours").await.is_ok());
+}

@@ -123,8 +123,14 @@ impl RunState {
                 .entry("labels")
                 .or_insert_with(|| serde_json::json!({}));
             if let Some(labels) = labels.as_object_mut() {
-                labels.insert("sonde.dev/probe".into(), self.ctx.probe.clone().into());
-                labels.insert("sonde.dev/run".into(), self.ctx.run_id.clone().into());
+                labels.insert(
+                    crate::kube::sweep::PROBE_LABEL.into(),
+                    self.ctx.probe.clone().into(),
+                );
+                labels.insert(
+                    crate::kube::sweep::RUN_LABEL.into(),
+                    self.ctx.run_id.clone().into(),
+                );
             }
         }
         let created = self.backend()?.create(value).await?;

@@ -60,9 +60,14 @@ async fn services(
             Vec::new(),
         ));
     }
+    if !args.qps.is_finite() || args.qps <= 0.0 || args.burst == 0 {
+        bail!("--qps and --burst must be greater than 0");
+    }
     let options = LiveOptions {
         kubeconfig: args.kubeconfig.clone(),
         context: args.context.clone(),
+        qps: args.qps,
+        burst: args.burst,
         ..Default::default()
     };
     let live = match LiveBackend::connect(options).await {
@@ -130,8 +135,38 @@ pub async fn audit(args: AuditArgs) -> Result<u8> {
         prepared
             .push(audit::prepare(&runtime, source, None, "{}".into(), RunLimits::default()).await?);
     }
+    sweep(&services, &prepared).await;
     let report = audit::run_audit(&runtime, services, &prepared, source, issues).await;
     print(&report, &args.report)
+}
+
+/// Deletes objects that crashed runs of these probes left in the cluster.
+async fn sweep(services: &HostServices, probes: &[PreparedProbe]) {
+    let Some(backend) = &services.kube else {
+        return;
+    };
+    for p in probes {
+        let kinds = crate::kube::sweep::creatable_kinds(&p.grants);
+        if kinds.is_empty() {
+            continue;
+        }
+        let older_than = p.limits.timeout() + std::time::Duration::from_secs(60);
+        match crate::kube::sweep::sweep_leftovers(
+            backend.as_ref(),
+            &kinds,
+            older_than,
+            jiff::Timestamp::now(),
+        )
+        .await
+        {
+            Ok(swept) => {
+                for s in swept {
+                    tracing::warn!(probe = %p.info.name, "deleted {s}, left behind by an earlier run");
+                }
+            }
+            Err(e) => tracing::warn!(probe = %p.info.name, "could not sweep leftovers: {e}"),
+        }
+    }
 }
 
 /// Reads a probe config file (JSON or YAML) as JSON text.

@@ -64,6 +64,12 @@ struct ReportArgs {
     /// The kubeconfig context to use (default: its current context).
     #[arg(long, value_name = "NAME")]
     context: Option<String>,
+    /// Client-side limit on API requests per second (sustained).
+    #[arg(long, value_name = "N", default_value_t = 50.0)]
+    qps: f64,
+    /// Requests allowed at once above --qps.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    burst: u32,
     /// Output format.
     #[arg(short, long, value_enum, default_value = "table")]
     output: Format,

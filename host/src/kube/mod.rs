@@ -7,6 +7,7 @@ pub mod live;
 pub mod scope;
 pub mod selector;
 pub mod snapshot;
+pub mod sweep;
 
 use std::sync::Arc;
 

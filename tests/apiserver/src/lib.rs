@@ -564,6 +564,16 @@ fn generated(
                 }
             }
         }
+        (Some(name), Some("log")) if target.resource.plural == "pods" => {
+            let key = object_key(&target, name);
+            match objects.get(&key) {
+                Some(pod) => pod_log(&target, name, pod, query),
+                None => {
+                    let msg = format!("pods \"{name}\" not found");
+                    json_response(404, &status(404, "NotFound", &msg, details(&target, name)))
+                }
+            }
+        }
         (Some(_), Some(_)) => json_response(
             404,
             &status(
@@ -575,6 +585,42 @@ fn generated(
         ),
         (None, _) => list(store, &target, objects, query),
     }
+}
+
+/// No kubelet runs behind the recorded apiserver: a log request for a
+/// scheduled pod fails as recorded (500, the dial error to the node's kubelet).
+fn pod_log(
+    target: &Target,
+    name: &str,
+    pod: &Value,
+    query: &std::collections::BTreeMap<String, String>,
+) -> Response {
+    let Some(host) = pod["status"]["hostIP"].as_str() else {
+        return respond(200, "text/plain", Vec::new());
+    };
+    let container = match query.get("container") {
+        Some(c) => c.clone(),
+        None => pod["spec"]["containers"][0]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    };
+    // The apiserver forwards the other options to the kubelet, keys sorted (Go's url.Values).
+    let forwarded: Vec<String> = query
+        .iter()
+        .filter(|(k, _)| *k != "container")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let ns = target.namespace.unwrap_or_default();
+    let mut url = format!("https://{host}:10250/containerLogs/{ns}/{name}/{container}");
+    if !forwarded.is_empty() {
+        url = format!("{url}?{}", forwarded.join("&"));
+    }
+    let message = format!("Get \"{url}\": dial tcp {host}:10250: connect: connection refused");
+    json_response(
+        500,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "code": 500}),
+    )
 }
 
 fn details(target: &Target, name: &str) -> Value {
