@@ -7,6 +7,7 @@
 //! Tokens: `admin-token` is `realkube-admin`, `restricted-token` is
 //! `realkube-restricted` (may read pods in `shop` only); anything else is 401.
 
+pub mod generate;
 pub mod recordings;
 pub mod store;
 
@@ -127,6 +128,13 @@ impl FakeApiServer {
             .iter()
             .filter(|r| r.method == method && r.path == path)
             .count()
+    }
+
+    /// Replaces the cluster with a generated one in the recorded shape (`generate::cluster`).
+    pub fn generate(&self, workloads: usize, pods: usize) {
+        for (group, plural, items) in generate::cluster(&self.state.responses, workloads, pods) {
+            self.set_objects(group, plural, items);
+        }
     }
 
     /// Replaces every object of a resource (e.g. 10,000 generated pods).
