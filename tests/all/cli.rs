@@ -300,3 +300,50 @@ async fn audit_a_live_cluster_through_a_kubeconfig() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubeconfig_from_several_files_with_an_exec_plugin() {
+    use sonde_fake_apiserver::FakeApiServer;
+    let server = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The exec plugin prints an ExecCredential holding the admin token.
+    let plugin = dir.path().join("credential.sh");
+    std::fs::write(
+        &plugin,
+        "#!/bin/sh\necho '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{\"token\":\"admin-token\"}}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // As kubectl merges KUBECONFIG=a:b: clusters and users in one file, contexts in the other.
+    let a = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\nusers:\n- name: exec-user\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      interactiveMode: Never\n",
+        server.url(),
+        plugin.display()
+    );
+    let b = "apiVersion: v1\nkind: Config\ncurrent-context: other\ncontexts:\n- name: other\n  context: {cluster: nowhere, user: nobody}\n- name: via-exec\n  context: {cluster: fake, user: exec-user}\n";
+    std::fs::write(dir.path().join("a.yaml"), a).unwrap();
+    std::fs::write(dir.path().join("b.yaml"), b).unwrap();
+    let kubeconfig = format!(
+        "{}:{}",
+        dir.path().join("a.yaml").display(),
+        dir.path().join("b.yaml").display()
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        sonde()
+            .args(["audit", "-o", "json", "--context", "via-exec"])
+            .env("KUBECONFIG", kubeconfig)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["summary"]["total"], 63);
+    assert!(!server.requests().is_empty());
+    assert!(
+        server.requests().iter().all(|r| r.user == "realkube-admin"),
+        "the exec plugin's token was used"
+    );
+}

@@ -580,3 +580,39 @@ async fn leftovers_of_a_crashed_run_are_swept_and_recent_ones_kept() {
     assert!(backend.get(&cms, Some("shop"), "in-progress").await.is_ok());
     assert!(backend.get(&cms, Some("shop"), "not-ours").await.is_ok());
 }
+
+#[tokio::test]
+async fn throttling_and_server_errors_are_retried_with_backoff() {
+    let server = FakeApiServer::start().await;
+    let (backend, _kc) = live(&server, ADMIN_TOKEN, 500).await;
+    let pods = KindRef::new("v1", "Pod");
+    backend.discover().await.unwrap();
+    let path = "/api/v1/namespaces/shop/pods/web-7d9c6b5f4-x2bqk";
+    server.fail_next(&[429, 503]);
+    let pod = backend
+        .get(&pods, Some("shop"), "web-7d9c6b5f4-x2bqk")
+        .await
+        .unwrap();
+    assert_eq!(pod.name, "web-7d9c6b5f4-x2bqk");
+    let statuses: Vec<u16> = server
+        .requests()
+        .iter()
+        .filter(|r| r.path == path)
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, vec![429, 503, 200]);
+    server.fail_next(&[503, 503, 503, 503]);
+    let err = backend
+        .get(&pods, Some("shop"), "web-7d9c6b5f4-x2bqk")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, KubeError::Unavailable(m) if m.contains("(503)")),
+        "{err:?}"
+    );
+    assert_eq!(
+        server.count("GET", path),
+        7,
+        "four attempts, then the error"
+    );
+}

@@ -150,6 +150,9 @@ impl LiveBackend {
             .to_string()
             .trim_end_matches('/')
             .to_string();
+        // One retry policy, ours (attempts with jittered backoff), rather than two stacked.
+        let mut config = config;
+        config.default_retry = false;
         let client = Client::try_from(config).map_err(|e| config_error(e.into()))?;
         let limit = RateLimit {
             state: Mutex::new((options.burst as f64, Instant::now())),

@@ -57,6 +57,8 @@ struct State {
     events: tokio::sync::broadcast::Sender<WatchSignal>,
     /// Watches from a resourceVersion below this get 410 Expired (the watch cache moved on).
     oldest_rv: Mutex<u64>,
+    /// Answers to give before any other: (status, Retry-After seconds), oldest first.
+    injected: Mutex<std::collections::VecDeque<u16>>,
     /// True until the objects change: only then are the recordings the server's state.
     pristine: std::sync::atomic::AtomicBool,
     store: Mutex<Store>,
@@ -90,6 +92,7 @@ impl FakeApiServer {
             events: tokio::sync::broadcast::channel(1024).0,
             oldest_rv: Mutex::new(0),
             pristine: std::sync::atomic::AtomicBool::new(true),
+            injected: Mutex::new(Default::default()),
             store: Mutex::new(Store::seed(&responses)),
             log: Mutex::new(Vec::new()),
             responses,
@@ -128,6 +131,12 @@ impl FakeApiServer {
             .iter()
             .filter(|r| r.method == method && r.path == path)
             .count()
+    }
+
+    /// The next requests get these statuses (429 TooManyRequests, 503 ServiceUnavailable, ...)
+    /// as `kind: Status` answers, before the server answers normally again.
+    pub fn fail_next(&self, statuses: &[u16]) {
+        self.state.injected.lock().unwrap().extend(statuses);
     }
 
     /// Replaces the cluster with a generated one in the recorded shape (`generate::cluster`).
@@ -361,7 +370,28 @@ fn handle(state: &State, method: Method, uri: Uri, headers: HeaderMap, body: Byt
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
     let user = user_of(&headers);
+    let injected = state.injected.lock().unwrap().pop_front();
     let response = match user {
+        Some(_) if injected.is_some() => {
+            let code = injected.unwrap_or(503);
+            let (reason, message) = match code {
+                429 => (
+                    "TooManyRequests",
+                    "Too many requests, please try again later.",
+                ),
+                _ => (
+                    "ServiceUnavailable",
+                    "the server is currently unable to handle the request",
+                ),
+            };
+            let mut r = json_response(
+                code,
+                &status(code, reason, message, json!({"retryAfterSeconds": 1})),
+            );
+            r.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+            r
+        }
         None => recorded_file(state, "error-401-bad-token.json", 401, "application/json"),
         Some(user) => {
             let accept = headers
@@ -797,6 +827,7 @@ mod tests {
             events: tokio::sync::broadcast::channel(16).0,
             oldest_rv: Mutex::new(0),
             pristine: std::sync::atomic::AtomicBool::new(true),
+            injected: Mutex::new(Default::default()),
             store: Mutex::new(Store::seed(&responses)),
             log: Mutex::new(Vec::new()),
             responses,
