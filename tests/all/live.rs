@@ -616,3 +616,24 @@ async fn throttling_and_server_errors_are_retried_with_backoff() {
         "four attempts, then the error"
     );
 }
+
+#[tokio::test]
+async fn a_list_whose_continuation_expires_is_listed_again() {
+    let server = FakeApiServer::start().await;
+    let (backend, _kc) = live(&server, ADMIN_TOKEN, 2).await;
+    backend.discover().await.unwrap();
+    // The server restarts after the second page: the third page's token is too old.
+    server.expire_after(2);
+    let page = backend
+        .list(&KindRef::new("v1", "Pod"), &ListQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 10, "a complete, consistent list");
+    let statuses: Vec<u16> = server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/v1/pods")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, vec![200, 200, 410, 200, 200, 200, 200, 200]);
+}

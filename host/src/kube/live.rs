@@ -429,6 +429,7 @@ fn api_error(server: &str, context: &str, status: &kube::core::Status) -> KubeEr
         )),
         403 => KubeError::Forbidden(msg),
         404 => KubeError::NotFound(msg),
+        410 => KubeError::Expired(msg),
         400 | 409 | 422 => KubeError::Invalid(msg),
         _ => KubeError::Unavailable(format!("{server} ({}): {msg}", status.code)),
     }
@@ -543,13 +544,23 @@ impl KubeBackend for LiveBackend {
         let limit = query.limit.unwrap_or(self.options.page_size);
         let mut token = query.continue_token.clone();
         let mut page = ObjectPage::default();
+        let mut restarted = false;
         loop {
             let mut q = params.clone();
             q.push(format!("limit={limit}"));
             if let Some(t) = &token {
                 q.push(format!("continue={}", encode(t)));
             }
-            let doc = self.get_json(&format!("{base}?{}", q.join("&"))).await?;
+            let doc = match self.get_json(&format!("{base}?{}", q.join("&"))).await {
+                // The server lost the list's snapshot between pages: list again from the start, once.
+                Err(KubeError::Expired(_)) if !one_page && !restarted && token.is_some() => {
+                    restarted = true;
+                    token = None;
+                    page = ObjectPage::default();
+                    continue;
+                }
+                other => other?,
+            };
             page.resource_version = doc["metadata"]["resourceVersion"]
                 .as_str()
                 .map(str::to_string);

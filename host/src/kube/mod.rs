@@ -99,6 +99,9 @@ pub enum KubeError {
     /// The backend cannot serve this call (read-only snapshot, unreachable server).
     #[error("{0}")]
     Unavailable(String),
+    /// A list continuation or resourceVersion the server can no longer serve (410).
+    #[error("{0}")]
+    Expired(String),
 }
 
 impl From<KubeError> for ProbeError {
@@ -107,7 +110,7 @@ impl From<KubeError> for ProbeError {
             KubeError::NotFound(m) => ProbeError::NotFound(m),
             KubeError::Forbidden(m) => ProbeError::Denied(m),
             KubeError::Invalid(m) => ProbeError::InvalidInput(m),
-            KubeError::Unavailable(m) => ProbeError::Unavailable(m),
+            KubeError::Unavailable(m) | KubeError::Expired(m) => ProbeError::Unavailable(m),
         }
     }
 }

@@ -57,6 +57,8 @@ struct State {
     events: tokio::sync::broadcast::Sender<WatchSignal>,
     /// Watches from a resourceVersion below this get 410 Expired (the watch cache moved on).
     oldest_rv: Mutex<u64>,
+    /// Requests left before an automatic `expire_watches`.
+    expire_countdown: Mutex<Option<usize>>,
     /// Answers to give before any other: (status, Retry-After seconds), oldest first.
     injected: Mutex<std::collections::VecDeque<u16>>,
     /// True until the objects change: only then are the recordings the server's state.
@@ -93,6 +95,7 @@ impl FakeApiServer {
             oldest_rv: Mutex::new(0),
             pristine: std::sync::atomic::AtomicBool::new(true),
             injected: Mutex::new(Default::default()),
+            expire_countdown: Mutex::new(None),
             store: Mutex::new(Store::seed(&responses)),
             log: Mutex::new(Vec::new()),
             responses,
@@ -131,6 +134,12 @@ impl FakeApiServer {
             .iter()
             .filter(|r| r.method == method && r.path == path)
             .count()
+    }
+
+    /// After `requests` more requests, the server restarts as `expire_watches` does
+    /// (e.g. between the pages of a list).
+    pub fn expire_after(&self, requests: usize) {
+        *self.state.expire_countdown.lock().unwrap() = Some(requests);
     }
 
     /// The next requests get these statuses (429 TooManyRequests, 503 ServiceUnavailable, ...)
@@ -214,6 +223,16 @@ impl Drop for FakeApiServer {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+fn expire(state: &State) {
+    state
+        .pristine
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut store = state.store.lock().unwrap();
+    store.resource_version += 21;
+    *state.oldest_rv.lock().unwrap() = store.resource_version;
+    let _ = state.events.send(WatchSignal::CloseAll);
 }
 
 /// Sends one watch event line to the open watches (every change goes through here).
@@ -370,6 +389,17 @@ fn handle(state: &State, method: Method, uri: Uri, headers: HeaderMap, body: Byt
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
     let user = user_of(&headers);
+    {
+        let mut countdown = state.expire_countdown.lock().unwrap();
+        if let Some(n) = countdown.as_mut() {
+            if *n == 0 {
+                *countdown = None;
+                expire(state);
+            } else {
+                *n -= 1;
+            }
+        }
+    }
     let injected = state.injected.lock().unwrap().pop_front();
     let response = match user {
         Some(_) if injected.is_some() => {
@@ -621,7 +651,13 @@ fn generated(
                 json!({}),
             ),
         ),
-        (None, _) => list(store, &target, objects, query),
+        (None, _) => {
+            let oldest = *state.oldest_rv.lock().unwrap();
+            if let Some(expired) = expired_list(query, oldest) {
+                return expired;
+            }
+            list(store, &target, objects, query)
+        }
     }
 }
 
@@ -754,6 +790,44 @@ fn delete(state: &State, store: &mut Store, target: &Target) -> Response {
     }
 }
 
+/// A list the compacted (or restarted) server can no longer serve consistently: 410 Expired as recorded.
+fn expired_list(
+    query: &std::collections::BTreeMap<String, String>,
+    oldest: u64,
+) -> Option<Response> {
+    // A token with rv -1 (offered by a 410) continues inconsistently, as asked.
+    if let Some((rv, start)) = query.get("continue").and_then(|t| parse_continue(t))
+        && rv >= 0
+        && (rv as u64) < oldest
+    {
+        let message = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
+        let fresh = store::continue_token_raw(-1, &start);
+        let doc = json!({"kind": "Status", "apiVersion": "v1", "metadata": {"continue": fresh}, "status": "Failure",
+            "message": message, "reason": "Expired", "code": 410});
+        return Some(json_response(410, &doc));
+    }
+    let exact = query
+        .get("resourceVersionMatch")
+        .is_some_and(|m| m == "Exact");
+    if exact
+        && query
+            .get("resourceVersion")
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|rv| rv < oldest)
+    {
+        let doc = status(
+            410,
+            "Expired",
+            "The resourceVersion for the provided list is too old.",
+            json!({}),
+        );
+        let mut doc = doc;
+        doc.as_object_mut().map(|o| o.remove("details"));
+        return Some(json_response(410, &doc));
+    }
+    None
+}
+
 fn list(
     store: &Store,
     target: &Target,
@@ -828,6 +902,7 @@ mod tests {
             oldest_rv: Mutex::new(0),
             pristine: std::sync::atomic::AtomicBool::new(true),
             injected: Mutex::new(Default::default()),
+            expire_countdown: Mutex::new(None),
             store: Mutex::new(Store::seed(&responses)),
             log: Mutex::new(Vec::new()),
             responses,

@@ -137,12 +137,18 @@ pub fn continue_token(rv: u64, last_key: &str) -> String {
     URL_SAFE_NO_PAD.encode(doc.to_string())
 }
 
+/// A continue token with any RV (the apiserver offers `-1` after an expiry).
+pub fn continue_token_raw(rv: i64, start_key: &str) -> String {
+    let doc = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": format!("{start_key}\u{0}")});
+    URL_SAFE_NO_PAD.encode(doc.to_string())
+}
+
 /// The key a continue token resumes after, and its RV.
-pub fn parse_continue(token: &str) -> Option<(u64, String)> {
+pub fn parse_continue(token: &str) -> Option<(i64, String)> {
     let bytes = URL_SAFE_NO_PAD.decode(token.trim_end_matches('=')).ok()?;
     let doc: Value = serde_json::from_slice(&bytes).ok()?;
     let start = doc["start"].as_str()?.trim_end_matches('\u{0}').to_string();
-    Some((doc["rv"].as_u64()?, start))
+    Some((doc["rv"].as_i64()?, start))
 }
 
 /// A `kind: Status` failure in the apiserver's shape.
