@@ -10,6 +10,7 @@
 pub mod generate;
 pub mod recordings;
 pub mod store;
+pub mod validate;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -718,6 +719,9 @@ fn create(state: &State, store: &mut Store, target: &Target, body: &[u8]) -> Res
         let msg = "the object provided is unrecognized";
         return json_response(400, &status(400, "BadRequest", msg, json!({})));
     };
+    if let Some(invalid) = validate::invalid(&target.resource, &object) {
+        return json_response(422, &invalid);
+    }
     let name = object["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
