@@ -11,6 +11,7 @@ use std::process::Command;
 /// (package, constant name, embedded in the host as a built-in probe)
 const GUESTS: &[(&str, &str, bool)] = &[
     ("workload-audit", "WORKLOAD_AUDIT", true),
+    ("rbac-audit", "RBAC_AUDIT", true),
     ("test-probe-trivial", "TEST_TRIVIAL", false),
     ("test-probe-hostile", "TEST_HOSTILE", false),
     ("test-probe-other-world", "TEST_OTHER_WORLD", false),
@@ -27,13 +28,7 @@ fn main() {
         .unwrap()
         .to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
-    for watched in [
-        "wit",
-        "probes/sdk-rust",
-        "probes/workload-audit",
-        "tests/probes",
-        "Cargo.lock",
-    ] {
+    for watched in ["wit", "probes", "tests/probes", "Cargo.lock", "Cargo.toml"] {
         println!(
             "cargo:rerun-if-changed={}",
             workspace.join(watched).display()

@@ -57,7 +57,7 @@ fn audit_table_groups_messages_per_resource() {
         "{row}"
     );
     assert!(
-        stdout.contains("63 findings (1 critical, 6 high, 23 medium, 27 low, 6 info)"),
+        stdout.contains("69 findings (2 critical, 8 high, 26 medium, 27 low, 6 info)"),
         "{stdout}"
     );
 }
@@ -78,15 +78,15 @@ fn fail_on_sets_exit_code_three() {
         .unwrap();
     assert_eq!(high.status.code(), Some(3));
     let doc: serde_json::Value = serde_json::from_slice(&high.stdout).unwrap();
-    assert_eq!(doc["summary"]["total"], 63);
+    assert_eq!(doc["summary"]["total"], 69);
     assert_eq!(doc["complete"], true);
-    assert_eq!(doc["findings"].as_array().unwrap().len(), 63);
+    assert_eq!(doc["findings"].as_array().unwrap().len(), 69);
     let yaml = sonde()
         .args(["audit", "--snapshot", &dump(), "-o", "yaml"])
         .output()
         .unwrap();
     let doc: serde_yaml::Value = serde_yaml::from_slice(&yaml.stdout).unwrap();
-    assert_eq!(doc["summary"]["critical"].as_u64(), Some(1));
+    assert_eq!(doc["summary"]["critical"].as_u64(), Some(2));
     let bad = sonde()
         .args(["audit", "--snapshot", &dump(), "--fail-on", "severe"])
         .output()
@@ -170,7 +170,7 @@ fn errors_name_what_is_wrong() {
     assert!(
         text(&unknown)
             .1
-            .contains("unknown probe \"nope\": not a built-in probe (workload-audit)")
+            .contains("unknown probe \"nope\": not a built-in probe (workload-audit, rbac-audit)")
     );
 }
 
@@ -272,7 +272,7 @@ async fn audit_a_live_cluster_through_a_kubeconfig() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(doc["summary"]["total"], 63);
+    assert_eq!(doc["summary"]["total"], 69);
     assert_eq!(
         doc["source"],
         format!("cluster {} (context fake)", server.url())
@@ -340,7 +340,7 @@ async fn kubeconfig_from_several_files_with_an_exec_plugin() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(doc["summary"]["total"], 63);
+    assert_eq!(doc["summary"]["total"], 69);
     assert!(!server.requests().is_empty());
     assert!(
         server.requests().iter().all(|r| r.user == "realkube-admin"),

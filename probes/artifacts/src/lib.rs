@@ -15,7 +15,13 @@ pub struct BuiltinProbe {
 }
 
 /// Every built-in probe.
-pub const BUILTIN: &[BuiltinProbe] = &[BuiltinProbe {
-    name: "workload-audit",
-    wasm: WORKLOAD_AUDIT,
-}];
+pub const BUILTIN: &[BuiltinProbe] = &[
+    BuiltinProbe {
+        name: "workload-audit",
+        wasm: WORKLOAD_AUDIT,
+    },
+    BuiltinProbe {
+        name: "rbac-audit",
+        wasm: RBAC_AUDIT,
+    },
+];
