@@ -347,3 +347,78 @@ async fn kubeconfig_from_several_files_with_an_exec_plugin() {
         "the exec plugin's token was used"
     );
 }
+
+#[test]
+fn rules_lists_every_rule_of_the_built_in_probes() {
+    let out = sonde().args(["rules", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 25, "20 workload rules and 5 RBAC rules");
+    let high_risk = rows
+        .iter()
+        .find(|r| r["id"] == "HighRiskCapabilities")
+        .unwrap();
+    assert_eq!(
+        (high_risk["probe"].as_str(), high_risk["severity"].as_str()),
+        (Some("workload-audit"), Some("high"))
+    );
+    assert!(
+        rows.iter()
+            .all(|r| !r["remedy"].as_str().unwrap().is_empty()
+                && !r["description"].as_str().unwrap().is_empty())
+    );
+    let table = sonde().arg("rules").output().unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.lines().next().unwrap().contains("RULE") && text.contains("ClusterAdminBinding"),
+        "{text}"
+    );
+}
+
+#[test]
+fn csv_export_parses_and_neutralises_formulas() {
+    let out = sonde()
+        .args(["audit", "--snapshot", &dump(), "-o", "csv"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(header[..3], ["probe", "rule", "severity"]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 69);
+    assert!(rows.iter().any(|r| &r[1] == "ClusterAdminBinding"
+        && &r[4] == "ClusterRoleBinding"
+        && &r[5] == "ci-admin"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.json");
+    std::fs::write(&cfg, r#"{"mode": "xss"}"#).unwrap();
+    let out = sonde()
+        .args([
+            "run",
+            sonde_probes::TEST_HOSTILE_PATH,
+            "--grant-requested",
+            "-o",
+            "csv",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
+    let messages: Vec<String> = reader
+        .records()
+        .map(|r| r.unwrap()[7].to_string())
+        .collect();
+    assert_eq!(
+        messages[0], "<script>alert(1)</script>",
+        "CSV keeps the text; it is the viewer's to escape"
+    );
+    assert!(messages[1].starts_with("<img src=x onerror=alert(2)>"));
+}

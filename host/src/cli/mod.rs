@@ -50,6 +50,12 @@ enum Command {
     /// Inspect and list probes.
     #[command(subcommand)]
     Probe(ProbeCommand),
+    /// List every rule of the built-in probes (id, category, severity, description).
+    Rules {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Where the cluster comes from, and how to report.
@@ -164,6 +170,7 @@ pub fn main() -> ExitCode {
                 probe::inspect(&probe, json).await
             }
             Command::Probe(ProbeCommand::List) => probe::list().await,
+            Command::Rules { json } => probe::rules(json).await,
         }
     });
     match result {

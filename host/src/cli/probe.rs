@@ -111,3 +111,63 @@ pub async fn list() -> Result<u8> {
     }
     Ok(exit::OK)
 }
+
+#[derive(Serialize)]
+struct RuleRow<'a> {
+    probe: &'a str,
+    id: &'a str,
+    title: &'a str,
+    category: &'a str,
+    severity: &'static str,
+    description: &'a str,
+    remedy: &'a str,
+}
+
+pub async fn rules(json: bool) -> Result<u8> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let runtime = ProbeRuntime::new(RuntimeConfig::default())?;
+    let mut infos = Vec::new();
+    for p in builtin::all() {
+        let prepared = audit::prepare(
+            &runtime,
+            &ProbeSource::Builtin(p.name),
+            None,
+            "{}".into(),
+            RunLimits::default(),
+        )
+        .await?;
+        infos.push(prepared.info);
+    }
+    let rows: Vec<RuleRow> = infos
+        .iter()
+        .flat_map(|info| {
+            info.rules.iter().map(move |r| RuleRow {
+                probe: &info.name,
+                id: &r.id,
+                title: &r.title,
+                category: &r.category,
+                severity: r.default_severity.as_str(),
+                description: &r.description,
+                remedy: &r.remedy,
+            })
+        })
+        .collect();
+    if json {
+        w!(out, "{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(exit::OK);
+    }
+    let mut table = comfy_table::Table::new();
+    table.load_style(comfy_table::presets::NOTHING).set_header([
+        "RULE",
+        "PROBE",
+        "CATEGORY",
+        "SEVERITY",
+        "DESCRIPTION",
+    ]);
+    for r in &rows {
+        table.add_row([r.id, r.probe, r.category, r.severity, r.description]);
+    }
+    w!(out, "{table}");
+    Ok(exit::OK)
+}

@@ -2,6 +2,7 @@
 //! function; probe output is untrusted and each format escapes it for its
 //! medium (control characters in the terminal table, JSON/YAML by serde).
 
+pub mod csv;
 mod data;
 pub mod table;
 
@@ -20,6 +21,8 @@ pub enum Format {
     Json,
     /// The whole report as YAML.
     Yaml,
+    /// One finding per row, spreadsheet-safe.
+    Csv,
 }
 
 /// Why a report could not be written.
@@ -31,6 +34,8 @@ pub enum ReportError {
     Json(#[from] serde_json::Error),
     #[error("cannot encode the report as YAML")]
     Yaml(#[from] serde_yaml::Error),
+    #[error("cannot write the report as CSV")]
+    Csv(#[from] ::csv::Error),
 }
 
 /// Writes `report` in `format`.
@@ -48,6 +53,7 @@ pub fn render(
         Format::Yaml => {
             out.write_all(serde_yaml::to_string(&ReportDocument::from(report))?.as_bytes())?
         }
+        Format::Csv => csv::render(report, out)?,
     }
     Ok(())
 }
