@@ -6,7 +6,11 @@
 //!
 //! `cargo bench -p sonde --bench live_audit` (SONDE_BENCH_PODS, SONDE_BENCH_WORKLOADS).
 
+mod common;
+
 use std::sync::Arc;
+
+use common::peak_rss_kib;
 use std::time::Instant;
 
 use sonde::caps::HostServices;
@@ -14,27 +18,11 @@ use sonde::kube::{KubeBackend, LiveBackend, LiveOptions};
 use sonde::runtime::{ProbeRuntime, RunRequest, RuntimeConfig};
 use sonde_fake_apiserver::{ADMIN_TOKEN, FakeApiServer};
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 async fn child(mode: &str) {
     let server = FakeApiServer::start().await;
     server.generate(
-        env("SONDE_BENCH_WORKLOADS", 2_000),
-        env("SONDE_BENCH_PODS", 10_000),
+        common::env_or("SONDE_BENCH_WORKLOADS", 2_000),
+        common::env_or("SONDE_BENCH_PODS", 10_000),
     );
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = server.kubeconfig(dir.path(), ADMIN_TOKEN);
@@ -100,8 +88,8 @@ fn main() {
     }
     println!(
         "workload audit through the live backend: {} pods, {} workloads (best of 3, each in its own process)",
-        env("SONDE_BENCH_PODS", 10_000),
-        env("SONDE_BENCH_WORKLOADS", 2_000)
+        common::env_or("SONDE_BENCH_PODS", 10_000),
+        common::env_or("SONDE_BENCH_WORKLOADS", 2_000)
     );
     println!(
         "{:<6} {:>10} {:>9} {:>9} {:>12}",

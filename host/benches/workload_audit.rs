@@ -5,7 +5,11 @@
 //!
 //! `cargo bench -p sonde --bench workload_audit` (SONDE_BENCH_WORKLOADS to change the count).
 
+mod common;
+
 use std::sync::Arc;
+
+use common::peak_rss_kib;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -74,15 +78,6 @@ fn workload(i: usize) -> Value {
         }
     };
     json!({"apiVersion": api, "kind": kind, "metadata": meta, "spec": spec})
-}
-
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Runs one mode in this process; prints `mode wall_ms findings peak_kib`.
@@ -156,10 +151,7 @@ fn main() {
     if args.iter().any(|a| a == "--test" || a == "--list") {
         return;
     }
-    let count: usize = std::env::var("SONDE_BENCH_WORKLOADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+    let count: usize = common::env_or("SONDE_BENCH_WORKLOADS", 10_000);
     if let Some(pos) = args.iter().position(|a| a == "--child") {
         return child(&args[pos + 1], count);
     }

@@ -4,11 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use sonde::audit::{self, ProbeSource};
-use sonde::caps::HostServices;
 use sonde::kube::SnapshotBackend;
 
-use crate::{runtime, shared_fixture};
+use crate::shared_fixture;
 
 const RESOURCES: &[&str] = &[
     "NoCPULimits",
@@ -101,31 +99,12 @@ async fn fixture_dump_yields_the_expected_findings_per_resource() {
     let snap = SnapshotBackend::load(&shared_fixture("snapshot-dump.yaml")).unwrap();
     assert!(snap.issues().is_empty(), "{:?}", snap.issues());
     assert_eq!(snap.len(), 187, "every item of the v1/List");
-    let services = Arc::new(HostServices {
-        kube: Some(Arc::new(snap)),
-        ..Default::default()
-    });
-    let probe = audit::prepare(
-        runtime(),
-        &ProbeSource::Builtin("workload-audit"),
-        None,
-        "{}".into(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
-    let report = audit::run_audit(runtime(), services, &[probe], "fixture".into(), vec![]).await;
-    assert!(report.complete(), "{:?}", report.runs[0].reason);
+    let report = crate::audit_builtin("workload-audit", Arc::new(snap)).await;
     let mut got: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for (_, f) in report.findings() {
-        let r = f.resource.as_ref().unwrap();
-        let key = format!(
-            "{}/{}/{}",
-            r.namespace.as_deref().unwrap_or(""),
-            r.kind,
-            r.name
-        );
-        got.entry(key).or_default().push(f.rule.as_str());
+        got.entry(crate::resource_key(f))
+            .or_default()
+            .push(f.rule.as_str());
     }
     for rules in got.values_mut() {
         rules.sort();

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use sonde::audit::{self, ProbeSource};
 use sonde::caps::HostServices;
 use sonde::kube::{
     KindRef, KubeBackend, KubeError, ListQuery, LiveBackend, LiveOptions, SnapshotBackend,
@@ -14,7 +13,7 @@ use sonde::runtime::FailureReason;
 use sonde_fake_apiserver::{ADMIN_TOKEN, FakeApiServer, RESTRICTED_TOKEN};
 use sonde_probes::TEST_HOSTILE_PATH as PROBE;
 
-use crate::{run, runtime, shared_fixture};
+use crate::{run, shared_fixture};
 
 async fn live(
     server: &FakeApiServer,
@@ -33,35 +32,10 @@ async fn live(
 
 /// (rule, namespace/kind/name) of every finding of the workload audit over `backend`.
 async fn workload_findings(backend: Arc<dyn KubeBackend>) -> Vec<(String, String)> {
-    let services = Arc::new(HostServices {
-        kube: Some(backend),
-        ..Default::default()
-    });
-    let probe = audit::prepare(
-        runtime(),
-        &ProbeSource::Builtin("workload-audit"),
-        None,
-        "{}".into(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
-    let report = audit::run_audit(runtime(), services, &[probe], "t".into(), vec![]).await;
-    assert!(report.complete(), "{:?}", report.runs[0].reason);
+    let report = crate::audit_builtin("workload-audit", backend).await;
     let mut found: Vec<(String, String)> = report
         .findings()
-        .map(|(_, f)| {
-            let r = f.resource.as_ref().unwrap();
-            (
-                f.rule.clone(),
-                format!(
-                    "{}/{}/{}",
-                    r.namespace.as_deref().unwrap_or(""),
-                    r.kind,
-                    r.name
-                ),
-            )
-        })
+        .map(|(_, f)| (f.rule.clone(), crate::resource_key(f)))
         .collect();
     found.sort();
     found

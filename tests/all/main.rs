@@ -95,3 +95,38 @@ pub fn shared_fixture(name: &str) -> PathBuf {
         .join("../../shared/fixtures/kube-apiserver-1.28")
         .join(name)
 }
+
+/// Runs one built-in probe over `backend`, asserting the run completed.
+pub async fn audit_builtin(
+    name: &'static str,
+    backend: Arc<dyn sonde::kube::KubeBackend>,
+) -> sonde::audit::AuditReport {
+    use sonde::audit::{self, ProbeSource};
+    let services = Arc::new(HostServices {
+        kube: Some(backend),
+        ..Default::default()
+    });
+    let probe = audit::prepare(
+        runtime(),
+        &ProbeSource::Builtin(name),
+        None,
+        "{}".into(),
+        Default::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let report = audit::run_audit(runtime(), services, &[probe], "test".into(), vec![]).await;
+    assert!(report.complete(), "{:?}", report.runs[0].reason);
+    report
+}
+
+/// `namespace/Kind/name` of a finding's resource.
+pub fn resource_key(f: &sonde::bindings::Finding) -> String {
+    let r = f.resource.as_ref().expect("a finding about a resource");
+    format!(
+        "{}/{}/{}",
+        r.namespace.as_deref().unwrap_or(""),
+        r.kind,
+        r.name
+    )
+}

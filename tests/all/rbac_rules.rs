@@ -4,42 +4,15 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use sonde::audit::{self, ProbeSource};
-use sonde::caps::HostServices;
 use sonde::kube::SnapshotBackend;
 
-use crate::{runtime, shared_fixture};
+use crate::shared_fixture;
 
 async fn rbac(snapshot: SnapshotBackend) -> Vec<(String, String)> {
-    let services = Arc::new(HostServices {
-        kube: Some(Arc::new(snapshot)),
-        ..Default::default()
-    });
-    let probe = audit::prepare(
-        runtime(),
-        &ProbeSource::Builtin("rbac-audit"),
-        None,
-        "{}".into(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
-    let report = audit::run_audit(runtime(), services, &[probe], "t".into(), vec![]).await;
-    assert!(report.complete(), "{:?}", report.runs[0].reason);
+    let report = crate::audit_builtin("rbac-audit", Arc::new(snapshot)).await;
     let mut found: Vec<(String, String)> = report
         .findings()
-        .map(|(_, f)| {
-            let r = f.resource.as_ref().unwrap();
-            (
-                format!(
-                    "{}/{}/{}",
-                    r.namespace.as_deref().unwrap_or(""),
-                    r.kind,
-                    r.name
-                ),
-                f.rule.clone(),
-            )
-        })
+        .map(|(_, f)| (crate::resource_key(f), f.rule.clone()))
         .collect();
     found.sort();
     found
