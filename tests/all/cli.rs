@@ -57,7 +57,7 @@ fn audit_table_groups_messages_per_resource() {
         "{row}"
     );
     assert!(
-        stdout.contains("69 findings (2 critical, 8 high, 26 medium, 27 low, 6 info)"),
+        stdout.contains("73 findings (3 critical, 10 high, 26 medium, 28 low, 6 info)"),
         "{stdout}"
     );
 }
@@ -78,15 +78,15 @@ fn fail_on_sets_exit_code_three() {
         .unwrap();
     assert_eq!(high.status.code(), Some(3));
     let doc: serde_json::Value = serde_json::from_slice(&high.stdout).unwrap();
-    assert_eq!(doc["summary"]["total"], 69);
+    assert_eq!(doc["summary"]["total"], 73);
     assert_eq!(doc["complete"], true);
-    assert_eq!(doc["findings"].as_array().unwrap().len(), 69);
+    assert_eq!(doc["findings"].as_array().unwrap().len(), 73);
     let yaml = sonde()
         .args(["audit", "--snapshot", &dump(), "-o", "yaml"])
         .output()
         .unwrap();
     let doc: serde_yaml::Value = serde_yaml::from_slice(&yaml.stdout).unwrap();
-    assert_eq!(doc["summary"]["critical"].as_u64(), Some(2));
+    assert_eq!(doc["summary"]["critical"].as_u64(), Some(3));
     let bad = sonde()
         .args(["audit", "--snapshot", &dump(), "--fail-on", "severe"])
         .output()
@@ -167,11 +167,9 @@ fn errors_name_what_is_wrong() {
         .args(["audit", "--snapshot", &dump(), "--probe", "nope"])
         .output()
         .unwrap();
-    assert!(
-        text(&unknown)
-            .1
-            .contains("unknown probe \"nope\": not a built-in probe (workload-audit, rbac-audit)")
-    );
+    assert!(text(&unknown).1.contains(
+        "unknown probe \"nope\": not a built-in probe (workload-audit, rbac-audit, node-audit)"
+    ));
 }
 
 #[test]
@@ -272,7 +270,10 @@ async fn audit_a_live_cluster_through_a_kubeconfig() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(doc["summary"]["total"], 69);
+    assert_eq!(
+        doc["summary"]["total"], 74,
+        "73 as from the snapshot, and kubelet skew, which needs the API server"
+    );
     assert_eq!(
         doc["source"],
         format!("cluster {} (context fake)", server.url())
@@ -340,7 +341,10 @@ async fn kubeconfig_from_several_files_with_an_exec_plugin() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(doc["summary"]["total"], 69);
+    assert_eq!(
+        doc["summary"]["total"], 74,
+        "73 as from the snapshot, and kubelet skew, which needs the API server"
+    );
     assert!(!server.requests().is_empty());
     assert!(
         server.requests().iter().all(|r| r.user == "realkube-admin"),
@@ -353,7 +357,11 @@ fn rules_lists_every_rule_of_the_built_in_probes() {
     let out = sonde().args(["rules", "--json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(rows.len(), 25, "20 workload rules and 5 RBAC rules");
+    assert_eq!(
+        rows.len(),
+        34,
+        "20 workload rules, 5 RBAC rules, 9 node rules"
+    );
     let high_risk = rows
         .iter()
         .find(|r| r["id"] == "HighRiskCapabilities")
@@ -391,7 +399,7 @@ fn csv_export_parses_and_neutralises_formulas() {
         .collect();
     assert_eq!(header[..3], ["probe", "rule", "severity"]);
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
-    assert_eq!(rows.len(), 69);
+    assert_eq!(rows.len(), 73);
     assert!(rows.iter().any(|r| &r[1] == "ClusterAdminBinding"
         && &r[4] == "ClusterRoleBinding"
         && &r[5] == "ci-admin"));

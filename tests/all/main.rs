@@ -8,6 +8,7 @@ mod fixture_audit;
 mod grants;
 mod hostile;
 mod live;
+mod node_rules;
 mod rbac_rules;
 mod workload_rules;
 

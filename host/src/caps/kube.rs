@@ -261,6 +261,18 @@ impl Host for RunState {
         Ok(self.kube_discover().await)
     }
 
+    async fn server_version(&mut self) -> KubeResult<String> {
+        if self.ctx.grants.kube.is_empty() {
+            return Ok(Err(ProbeError::Denied(
+                self.ctx.deny("kube", "server version".into()),
+            )));
+        }
+        Ok(match self.backend() {
+            Ok(b) => b.server_version().await.map_err(Into::into),
+            Err(e) => Err(e),
+        })
+    }
+
     async fn create(&mut self, object: String) -> KubeResult<String> {
         Ok(self.kube_create(&object).await)
     }

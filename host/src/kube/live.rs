@@ -611,6 +611,10 @@ impl KubeBackend for LiveBackend {
         Ok(self.resources().await?.as_ref().clone())
     }
 
+    async fn server_version(&self) -> Result<String, KubeError> {
+        self.check().await
+    }
+
     async fn create(&self, object: Value) -> Result<StoredObject, KubeError> {
         let kind = KindRef::new(
             object["apiVersion"].as_str().unwrap_or_default(),

@@ -148,6 +148,8 @@ pub trait KubeBackend: Send + Sync {
     ) -> Result<String, KubeError>;
     /// The kinds served.
     async fn discover(&self) -> Result<Vec<ApiResourceInfo>, KubeError>;
+    /// The API server's `gitVersion`.
+    async fn server_version(&self) -> Result<String, KubeError>;
     /// Create an object; returns it as stored.
     async fn create(&self, object: serde_json::Value) -> Result<StoredObject, KubeError>;
     /// Patch an object.

@@ -381,6 +381,13 @@ impl KubeBackend for SnapshotBackend {
             .collect())
     }
 
+    async fn server_version(&self) -> Result<String, KubeError> {
+        Err(KubeError::Unavailable(format!(
+            "{}: a snapshot has no API server version",
+            self.source
+        )))
+    }
+
     async fn create(&self, _: Value) -> Result<StoredObject, KubeError> {
         Err(self.read_only())
     }

@@ -24,4 +24,8 @@ pub const BUILTIN: &[BuiltinProbe] = &[
         name: "rbac-audit",
         wasm: RBAC_AUDIT,
     },
+    BuiltinProbe {
+        name: "node-audit",
+        wasm: NODE_AUDIT,
+    },
 ];

@@ -83,4 +83,4 @@ where
     parse(K::KIND, &json)
 }
 
-pub use host::{LogOptions, discover, pod_logs};
+pub use host::{LogOptions, discover, pod_logs, server_version};
