@@ -4,6 +4,7 @@
 mod cli;
 mod components;
 mod dns;
+mod event_rules;
 mod fixture_audit;
 mod grants;
 mod hostile;

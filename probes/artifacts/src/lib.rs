@@ -28,4 +28,8 @@ pub const BUILTIN: &[BuiltinProbe] = &[
         name: "node-audit",
         wasm: NODE_AUDIT,
     },
+    BuiltinProbe {
+        name: "event-audit",
+        wasm: EVENT_AUDIT,
+    },
 ];
