@@ -14,6 +14,7 @@ const GUESTS: &[(&str, &str, bool)] = &[
     ("rbac-audit", "RBAC_AUDIT", true),
     ("node-audit", "NODE_AUDIT", true),
     ("event-audit", "EVENT_AUDIT", true),
+    ("pod-audit", "POD_AUDIT", true),
     ("test-probe-trivial", "TEST_TRIVIAL", false),
     ("test-probe-hostile", "TEST_HOSTILE", false),
     ("test-probe-other-world", "TEST_OTHER_WORLD", false),

@@ -57,7 +57,7 @@ fn audit_table_groups_messages_per_resource() {
         "{row}"
     );
     assert!(
-        stdout.contains("81 findings (3 critical, 11 high, 29 medium, 32 low, 6 info)"),
+        stdout.contains("89 findings (3 critical, 14 high, 32 medium, 34 low, 6 info)"),
         "{stdout}"
     );
 }
@@ -78,9 +78,9 @@ fn fail_on_sets_exit_code_three() {
         .unwrap();
     assert_eq!(high.status.code(), Some(3));
     let doc: serde_json::Value = serde_json::from_slice(&high.stdout).unwrap();
-    assert_eq!(doc["summary"]["total"], 81);
+    assert_eq!(doc["summary"]["total"], 89);
     assert_eq!(doc["complete"], true);
-    assert_eq!(doc["findings"].as_array().unwrap().len(), 81);
+    assert_eq!(doc["findings"].as_array().unwrap().len(), 89);
     let yaml = sonde()
         .args(["audit", "--snapshot", &dump(), "-o", "yaml"])
         .output()
@@ -168,7 +168,7 @@ fn errors_name_what_is_wrong() {
         .output()
         .unwrap();
     assert!(text(&unknown).1.contains(
-        "unknown probe \"nope\": not a built-in probe (workload-audit, rbac-audit, node-audit, event-audit)"
+        "unknown probe \"nope\": not a built-in probe (workload-audit, rbac-audit, node-audit, event-audit, pod-audit)"
     ));
 }
 
@@ -271,8 +271,8 @@ async fn audit_a_live_cluster_through_a_kubeconfig() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
-        doc["summary"]["total"], 82,
-        "81 as from the snapshot, and kubelet skew, which needs the API server"
+        doc["summary"]["total"], 90,
+        "89 as from the snapshot, and kubelet skew, which needs the API server"
     );
     assert_eq!(
         doc["source"],
@@ -342,8 +342,8 @@ async fn kubeconfig_from_several_files_with_an_exec_plugin() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
-        doc["summary"]["total"], 82,
-        "81 as from the snapshot, and kubelet skew, which needs the API server"
+        doc["summary"]["total"], 90,
+        "89 as from the snapshot, and kubelet skew, which needs the API server"
     );
     assert!(!server.requests().is_empty());
     assert!(
@@ -359,8 +359,8 @@ fn rules_lists_every_rule_of_the_built_in_probes() {
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         rows.len(),
-        41,
-        "20 workload rules, 5 RBAC rules, 9 node rules, 7 event rules"
+        55,
+        "20 workload rules, 5 RBAC rules, 9 node rules, 7 event rules, 14 pod rules"
     );
     let high_risk = rows
         .iter()
@@ -399,7 +399,7 @@ fn csv_export_parses_and_neutralises_formulas() {
         .collect();
     assert_eq!(header[..3], ["probe", "rule", "severity"]);
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
-    assert_eq!(rows.len(), 81);
+    assert_eq!(rows.len(), 89);
     assert!(rows.iter().any(|r| &r[1] == "ClusterAdminBinding"
         && &r[4] == "ClusterRoleBinding"
         && &r[5] == "ci-admin"));

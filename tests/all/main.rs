@@ -10,6 +10,7 @@ mod grants;
 mod hostile;
 mod live;
 mod node_rules;
+mod pod_rules;
 mod rbac_rules;
 mod workload_rules;
 

@@ -32,4 +32,8 @@ pub const BUILTIN: &[BuiltinProbe] = &[
         name: "event-audit",
         wasm: EVENT_AUDIT,
     },
+    BuiltinProbe {
+        name: "pod-audit",
+        wasm: POD_AUDIT,
+    },
 ];
