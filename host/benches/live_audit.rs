@@ -96,28 +96,9 @@ fn main() {
         "mode", "wall", "findings", "requests", "peak RSS"
     );
     for mode in ["cold", "warm"] {
-        let mut runs = Vec::new();
-        for _ in 0..3 {
-            let out = std::process::Command::new(&args[0])
-                .args(["--child", mode])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            let f: Vec<String> = line.split_whitespace().map(str::to_string).collect();
-            runs.push((
-                f[1].parse::<f64>().unwrap(),
-                f[2].clone(),
-                f[3].clone(),
-                f[4].parse::<u64>().unwrap(),
-            ));
-        }
-        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let (ms, findings, requests, kib) = runs[0].clone();
+        let f = common::best_child_run(mode, 3);
+        let (ms, findings, requests) = (f[1].parse::<f64>().unwrap(), &f[2], &f[3]);
+        let kib: u64 = f[4].parse().unwrap();
         println!(
             "{mode:<6} {ms:>8.1}ms {findings:>9} {requests:>9} {:>8.1} MiB",
             kib as f64 / 1024.0

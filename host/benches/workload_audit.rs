@@ -164,27 +164,9 @@ fn main() {
     );
     let mut best = std::collections::HashMap::new();
     for mode in ["data", "native", "wasm"] {
-        let mut runs = Vec::new();
-        for _ in 0..3 {
-            let out = std::process::Command::new(&args[0])
-                .args(["--child", mode])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            let f: Vec<&str> = line.split_whitespace().collect();
-            runs.push((
-                f[1].parse::<f64>().unwrap(),
-                f[2].to_string(),
-                f[3].parse::<u64>().unwrap(),
-            ));
-        }
-        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let (ms, findings, kib) = runs[0].clone();
+        let f = common::best_child_run(mode, 3);
+        let (ms, findings) = (f[1].parse::<f64>().unwrap(), &f[2]);
+        let kib: u64 = f[3].parse().unwrap();
         println!(
             "{mode:<8} {ms:>8.1}ms {findings:>10} {:>10.1} MiB",
             kib as f64 / 1024.0

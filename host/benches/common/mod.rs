@@ -17,3 +17,31 @@ pub fn env_or(name: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// Runs this bench binary as `--child MODE` `runs` times and returns the
+/// whitespace-separated fields its stdout line printed, for the run whose
+/// second field (wall time in ms) was lowest.
+pub fn best_child_run(mode: &str, runs: usize) -> Vec<String> {
+    let exe = std::env::args().next().expect("argv[0]");
+    let mut best: Option<(f64, Vec<String>)> = None;
+    for _ in 0..runs {
+        let out = std::process::Command::new(&exe)
+            .args(["--child", mode])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let fields: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        let ms: f64 = fields[1].parse().unwrap();
+        if best.as_ref().is_none_or(|(b, _)| ms < *b) {
+            best = Some((ms, fields));
+        }
+    }
+    best.expect("at least one run").1
+}

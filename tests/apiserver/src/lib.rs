@@ -932,62 +932,93 @@ mod tests {
         let get = |path: &str, query: &str| {
             generated(&s, &Method::GET, path, &parse_query(query), ADMIN, b"")
         };
-        assert_eq!(
-            body(get("/apis/apps/v1/deployments", "")).await,
-            (200, recorded("list-deployments.json"))
-        );
-        assert_eq!(
-            body(get("/api/v1/namespaces/shop/pods", "")).await,
-            (200, recorded("list-pods-ns-shop.json"))
-        );
-        assert_eq!(
-            body(get("/api/v1/pods", "limit=2")).await,
-            (200, recorded("list-pods-limit2-page1.json"))
-        );
-        let page1: Value = serde_json::from_str(&recorded("list-pods-limit2-page1.json")).unwrap();
-        let token = page1["metadata"]["continue"].as_str().unwrap();
-        assert_eq!(
-            body(get("/api/v1/pods", &format!("limit=2&continue={token}"))).await,
-            (200, recorded("list-pods-limit2-page2.json"))
-        );
-        let page4: Value = serde_json::from_str(&recorded("list-pods-limit2-page4.json")).unwrap();
-        let token = page4["metadata"]["continue"].as_str().unwrap();
-        assert_eq!(
-            body(get("/api/v1/pods", &format!("limit=2&continue={token}"))).await,
-            (200, recorded("list-pods-limit2-page5.json"))
-        );
-        assert_eq!(
-            body(get("/api/v1/pods", "labelSelector=app%3Dweb")).await,
-            (200, recorded("list-pods-labelselector.json"))
-        );
-        assert_eq!(
-            body(get("/api/v1/pods", "fieldSelector=spec.nodeName%3Dnode-2")).await,
-            (200, recorded("list-pods-fieldselector-node.json"))
-        );
-        assert_eq!(
-            body(get("/api/v1/namespaces/shop/pods/web-7d9c6b5f4-x2bqk", "")).await,
-            (200, recorded("get-pod-running.json"))
-        );
-        assert_eq!(
-            body(get("/api/v1/namespaces/shop/pods/does-not-exist", "")).await,
-            (404, recorded("error-404-pod.json"))
-        );
-        assert_eq!(
-            body(get(
+        let token = |file: &str| {
+            let page: Value = serde_json::from_str(&recorded(file)).unwrap();
+            page["metadata"]["continue"].as_str().unwrap().to_string()
+        };
+        let after_page1 = format!("limit=2&continue={}", token("list-pods-limit2-page1.json"));
+        let after_page4 = format!("limit=2&continue={}", token("list-pods-limit2-page4.json"));
+        let cases: [(&str, &str, u16, &str); 12] = [
+            (
+                "/apis/apps/v1/deployments",
+                "",
+                200,
+                "list-deployments.json",
+            ),
+            (
+                "/api/v1/namespaces/shop/pods",
+                "",
+                200,
+                "list-pods-ns-shop.json",
+            ),
+            (
+                "/api/v1/pods",
+                "limit=2",
+                200,
+                "list-pods-limit2-page1.json",
+            ),
+            (
+                "/api/v1/pods",
+                &after_page1,
+                200,
+                "list-pods-limit2-page2.json",
+            ),
+            (
+                "/api/v1/pods",
+                &after_page4,
+                200,
+                "list-pods-limit2-page5.json",
+            ),
+            (
+                "/api/v1/pods",
+                "labelSelector=app%3Dweb",
+                200,
+                "list-pods-labelselector.json",
+            ),
+            (
+                "/api/v1/pods",
+                "fieldSelector=spec.nodeName%3Dnode-2",
+                200,
+                "list-pods-fieldselector-node.json",
+            ),
+            (
+                "/api/v1/namespaces/shop/pods/web-7d9c6b5f4-x2bqk",
+                "",
+                200,
+                "get-pod-running.json",
+            ),
+            (
+                "/api/v1/namespaces/shop/pods/does-not-exist",
+                "",
+                404,
+                "error-404-pod.json",
+            ),
+            (
                 "/apis/rbac.authorization.k8s.io/v1/clusterroles/no-such-role",
-                ""
-            ))
-            .await,
-            (404, recorded("error-404-clusterrole.json"))
-        );
-        assert_eq!(
-            body(get("/apis/example.com/v1/widgets", "")).await,
-            (404, recorded("error-404-unknown-group.txt"))
-        );
-        assert_eq!(
-            body(get("/api/v1/namespaces/shop/widgets", "")).await,
-            (404, recorded("error-404-unknown-resource.json"))
-        );
+                "",
+                404,
+                "error-404-clusterrole.json",
+            ),
+            (
+                "/apis/example.com/v1/widgets",
+                "",
+                404,
+                "error-404-unknown-group.txt",
+            ),
+            (
+                "/api/v1/namespaces/shop/widgets",
+                "",
+                404,
+                "error-404-unknown-resource.json",
+            ),
+        ];
+        for (path, query, code, file) in cases {
+            assert_eq!(
+                body(get(path, query)).await,
+                (code, recorded(file)),
+                "GET {path}?{query}"
+            );
+        }
         let post = generated(
             &s,
             &Method::POST,
