@@ -9,76 +9,13 @@ mod common;
 
 use std::sync::Arc;
 
+use common::generate::workload;
 use common::peak_rss_kib;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use sonde::caps::HostServices;
 use sonde::kube::{KindRef, KubeBackend, ListQuery, SnapshotBackend};
 use sonde::runtime::{ProbeRuntime, RunRequest, RuntimeConfig};
-
-/// A pod spec with the variety of real clusters: two containers, some good, some bad settings.
-fn pod_spec(i: usize) -> Value {
-    let good = i.is_multiple_of(3);
-    let mut app = json!({
-        "name": "app",
-        "image": if i.is_multiple_of(7) { format!("registry.local:5000/team/app-{i}") } else { format!("registry.local:5000/team/app-{i}:1.{}", i % 50) },
-        "ports": [{"containerPort": 8080, "protocol": "TCP"}],
-        "env": [{"name": "MODE", "value": "prod"}, {"name": "ID", "value": i.to_string()}],
-        "terminationMessagePath": "/dev/termination-log",
-        "terminationMessagePolicy": "File",
-    });
-    if good {
-        app["imagePullPolicy"] = json!("Always");
-        app["resources"] = json!({"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}});
-        app["livenessProbe"] =
-            json!({"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 10});
-        app["readinessProbe"] =
-            json!({"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 5});
-        app["securityContext"] = json!({"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "runAsNonRoot": true, "capabilities": {"drop": ["ALL"]}});
-    } else if i % 3 == 1 {
-        app["securityContext"] = json!({"privileged": i.is_multiple_of(2), "capabilities": {"add": ["NET_ADMIN", "CHOWN"]}});
-    }
-    let sidecar = json!({
-        "name": "proxy", "image": "envoyproxy/envoy:v1.30.1",
-        "resources": {"limits": {"cpu": "200m", "memory": "64Mi"}},
-        "ports": [{"containerPort": 15001, "hostPort": if i.is_multiple_of(11) { 15001 } else { 0 }}],
-    });
-    json!({
-        "containers": [app, sidecar],
-        "restartPolicy": "Always",
-        "dnsPolicy": "ClusterFirst",
-        "serviceAccountName": "default",
-        "hostNetwork": i.is_multiple_of(13),
-        "priorityClassName": if good { "high" } else { "" },
-    })
-}
-
-fn workload(i: usize) -> Value {
-    let (api, kind) = match i % 10 {
-        0..=3 => ("apps/v1", "Deployment"),
-        4 | 5 => ("apps/v1", "StatefulSet"),
-        6 => ("apps/v1", "DaemonSet"),
-        7 => ("batch/v1", "Job"),
-        8 => ("batch/v1", "CronJob"),
-        _ => ("v1", "Pod"),
-    };
-    let name = format!("w-{i:05}");
-    let meta = json!({"name": name, "namespace": format!("team-{}", i % 40), "uid": format!("00000000-0000-0000-0000-{i:012}"),
-        "labels": {"app": name, "team": format!("team-{}", i % 40)}});
-    let template = json!({"metadata": {"labels": {"app": name}}, "spec": pod_spec(i)});
-    let spec = match kind {
-        "Pod" => pod_spec(i),
-        "CronJob" => {
-            json!({"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": template}}})
-        }
-        "Job" => json!({"template": template, "backoffLimit": 3}),
-        _ => {
-            json!({"replicas": 2, "selector": {"matchLabels": {"app": name}}, "template": template})
-        }
-    };
-    json!({"apiVersion": api, "kind": kind, "metadata": meta, "spec": spec})
-}
 
 /// Runs one mode in this process; prints `mode wall_ms findings peak_kib`.
 fn child(mode: &str, count: usize) {

@@ -106,6 +106,10 @@ pub struct AuditReport {
     pub input_issues: Vec<String>,
     pub probes: Vec<ProbeSummary>,
     pub runs: Vec<RunOutcome>,
+    /// Findings the operator exempted (annotations or exemptions file), with why.
+    pub exempted: Vec<crate::posture::Exempted>,
+    /// Per namespace and for the cluster, once `posture::assess` has run.
+    pub score: Option<crate::posture::Score>,
 }
 
 /// What a report says of each probe.
@@ -125,9 +129,23 @@ impl AuditReport {
             .flat_map(|r| r.findings.iter().map(move |f| (r.probe.as_str(), f)))
     }
 
-    /// Whether every run succeeded and the input had no problem.
+    /// Whether every run succeeded without an error-level log line (a rule
+    /// file that does not parse, so its rules did not run) and the input had no problem.
     pub fn complete(&self) -> bool {
-        self.input_issues.is_empty() && self.runs.iter().all(RunOutcome::succeeded)
+        self.input_issues.is_empty()
+            && self.runs.iter().all(RunOutcome::succeeded)
+            && self.run_errors().next().is_none()
+    }
+
+    /// The error-level log lines of the runs, with the probe that logged them:
+    /// what kept a run that succeeded from doing all its work.
+    pub fn run_errors(&self) -> impl Iterator<Item = (&str, &crate::runtime::LogLine)> {
+        self.runs.iter().flat_map(|r| {
+            r.logs
+                .iter()
+                .filter(|l| l.level == crate::runtime::LogLevel::Error)
+                .map(move |l| (r.probe.as_str(), l))
+        })
     }
 
     /// Whether some finding is at or above `threshold`.
@@ -142,7 +160,13 @@ impl AuditReport {
     }
 }
 
-/// Runs each probe once against `services` and collects the outcomes.
+/// How many probes `run_audit` runs at once: one per core.
+pub fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Runs each probe once against `services` and collects the outcomes,
+/// `default_concurrency()` probes at a time.
 pub async fn run_audit(
     runtime: &ProbeRuntime,
     services: Arc<HostServices>,
@@ -150,9 +174,32 @@ pub async fn run_audit(
     source: String,
     input_issues: Vec<String>,
 ) -> AuditReport {
+    run_audit_with(
+        runtime,
+        services,
+        probes,
+        source,
+        input_issues,
+        default_concurrency(),
+    )
+    .await
+}
+
+/// `run_audit` with at most `concurrency` probes running at once, each on a
+/// task of its own (so on its own core, on a multi-threaded runtime). The
+/// report lists the runs in the order of `probes` whatever order they end in.
+pub async fn run_audit_with(
+    runtime: &ProbeRuntime,
+    services: Arc<HostServices>,
+    probes: &[PreparedProbe],
+    source: String,
+    input_issues: Vec<String>,
+    concurrency: usize,
+) -> AuditReport {
+    use futures::StreamExt;
+
     let started_at = jiff::Timestamp::now().to_string();
-    let mut runs = Vec::with_capacity(probes.len());
-    for p in probes {
+    let tasks = probes.iter().map(|p| {
         let req = RunRequest {
             run_id: uuid::Uuid::new_v4().to_string(),
             config: p.config.clone(),
@@ -160,8 +207,19 @@ pub async fn run_audit(
             limits: p.limits.clone(),
             services: services.clone(),
         };
-        runs.push(runtime.run(&p.loaded, &p.info, req).await);
-    }
+        let (runtime, loaded, info) = (runtime.clone(), p.loaded.clone(), p.info.clone());
+        async move {
+            let name = info.name.clone();
+            let run_id = req.run_id.clone();
+            tokio::spawn(async move { runtime.run(&loaded, &info, req).await })
+                .await
+                .unwrap_or_else(|e| RunOutcome::host_failure(name, run_id, e.to_string()))
+        }
+    });
+    let runs: Vec<RunOutcome> = futures::stream::iter(tasks)
+        .buffered(concurrency.max(1))
+        .collect()
+        .await;
     let probes = probes
         .iter()
         .map(|p| ProbeSummary {
@@ -177,5 +235,7 @@ pub async fn run_audit(
         input_issues,
         probes,
         runs,
+        exempted: Vec::new(),
+        score: None,
     }
 }

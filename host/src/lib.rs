@@ -8,15 +8,21 @@
 //! - `kube`: where Kubernetes reads come from (the snapshot backend).
 //! - `builtin`: the probes shipped inside the binary.
 //! - `audit`: running probes over a cluster and collecting their outcomes.
+//! - `posture`: exemptions and the 0-100 score, over an inventory of the cluster.
 //! - `report`: rendering an audit (table, JSON, YAML).
+//! - `custom_rules`: the operator's Rego and rule.yaml files, as probe config.
 //! - `cli`: the `sonde` command line.
+//! - `store`: the daemon's SQLite store of probes, runs and findings across runs.
 
 pub mod audit;
 pub mod bindings;
 pub mod builtin;
 pub mod caps;
 pub mod cli;
+pub mod custom_rules;
 pub mod grants;
 pub mod kube;
+pub mod posture;
 pub mod report;
 pub mod runtime;
+pub mod store;

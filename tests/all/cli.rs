@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use crate::shared_fixture;
 
 /// The `sonde` binary built beside this test binary.
-fn sonde() -> Command {
+pub(crate) fn sonde() -> Command {
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().and_then(|d| d.parent()).unwrap().join("sonde");
     // `cargo test` does not build another package's binary: scripts/test.sh builds it first.
@@ -26,7 +26,7 @@ fn sonde() -> Command {
     cmd
 }
 
-fn text(out: &Output) -> (String, String) {
+pub(crate) fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -168,7 +168,7 @@ fn errors_name_what_is_wrong() {
         .output()
         .unwrap();
     assert!(text(&unknown).1.contains(
-        "unknown probe \"nope\": not a built-in probe (workload-audit, rbac-audit, node-audit, event-audit, pod-audit)"
+        "unknown probe \"nope\": not a built-in probe (workload-audit, rbac-audit, node-audit, event-audit, pod-audit, control-plane-audit, kernel-audit, rego, schema-checks)"
     ));
 }
 
@@ -271,8 +271,8 @@ async fn audit_a_live_cluster_through_a_kubeconfig() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
-        doc["summary"]["total"], 90,
-        "89 as from the snapshot, and kubelet skew, which needs the API server"
+        doc["summary"]["total"], 92,
+        "89 as from the snapshot, and what needs the API server: kubelet skew and the two unhealthy ComponentStatuses"
     );
     assert_eq!(
         doc["source"],
@@ -342,8 +342,8 @@ async fn kubeconfig_from_several_files_with_an_exec_plugin() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
-        doc["summary"]["total"], 90,
-        "89 as from the snapshot, and kubelet skew, which needs the API server"
+        doc["summary"]["total"], 92,
+        "89 as from the snapshot, and what needs the API server: kubelet skew and the two unhealthy ComponentStatuses"
     );
     assert!(!server.requests().is_empty());
     assert!(
@@ -359,8 +359,9 @@ fn rules_lists_every_rule_of_the_built_in_probes() {
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         rows.len(),
-        55,
-        "20 workload rules, 5 RBAC rules, 9 node rules, 7 event rules, 14 pod rules"
+        80,
+        "20 workload rules, 5 RBAC rules, 11 node rules, 6 event rules, 14 pod rules, \
+         5 control-plane rules, 17 kernel rules, 1 rego rule, 1 schema-checks rule"
     );
     let high_risk = rows
         .iter()

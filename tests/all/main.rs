@@ -3,15 +3,22 @@
 
 mod cli;
 mod components;
+mod control_plane_rules;
 mod dns;
 mod event_rules;
 mod fixture_audit;
 mod grants;
 mod hostile;
+mod kernel_rules;
 mod live;
 mod node_rules;
 mod pod_rules;
+mod posture;
 mod rbac_rules;
+mod rego_rules;
+mod report_formats;
+mod schema_checks;
+mod seed_examples;
 mod workload_rules;
 
 use std::collections::HashMap;

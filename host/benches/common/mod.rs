@@ -1,4 +1,7 @@
-//! What the bench binaries share: peak memory of this process, and env knobs.
+//! What the bench binaries share: peak memory of this process, env knobs,
+//! generated cluster objects.
+
+pub mod generate;
 
 /// Peak resident set size of this process (VmHWM), in KiB.
 pub fn peak_rss_kib() -> u64 {

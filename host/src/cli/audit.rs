@@ -13,6 +13,7 @@ use crate::caps::HostServices;
 use crate::caps::dns::{DnsSettings, parse_nameserver};
 use crate::grants::GrantSet;
 use crate::kube::{LiveBackend, LiveOptions, SnapshotBackend};
+use crate::posture::Exemptions;
 use crate::report;
 use crate::runtime::{ProbeRuntime, RunLimits, RuntimeConfig};
 
@@ -105,6 +106,27 @@ fn exit_code(report: &audit::AuditReport, fail_on: Option<crate::bindings::Sever
     }
 }
 
+/// The exemptions of `--exemptions` and `--no-annotation-exemptions`, read before any probe runs.
+fn exemptions(args: &ReportArgs) -> Result<Exemptions> {
+    let mut exemptions = match &args.exemptions {
+        Some(path) => Exemptions::load(path)?,
+        None => Exemptions::default(),
+    };
+    exemptions.ignore_annotations = args.no_annotation_exemptions;
+    Ok(exemptions)
+}
+
+/// Exemptions and score, then the report.
+async fn finish(
+    mut report: audit::AuditReport,
+    services: &HostServices,
+    exemptions: &Exemptions,
+    args: &ReportArgs,
+) -> Result<u8> {
+    crate::posture::assess(&mut report, exemptions, services.kube.as_deref()).await;
+    print(&report, args)
+}
+
 fn print(report: &audit::AuditReport, args: &ReportArgs) -> Result<u8> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -116,9 +138,11 @@ fn print(report: &audit::AuditReport, args: &ReportArgs) -> Result<u8> {
 }
 
 pub async fn audit(args: AuditArgs) -> Result<u8> {
+    let exemptions = exemptions(&args.report)?;
+    let custom = crate::custom_rules::ProbeConfigs::read(&args.rego, &args.checks)?;
     let (services, source, issues) = services(&args.report, true).await?;
     let runtime = ProbeRuntime::new(RuntimeConfig::default())?;
-    let sources: Vec<ProbeSource> = if args.probes.is_empty() {
+    let mut sources: Vec<ProbeSource> = if args.probes.is_empty() {
         builtin::all()
             .iter()
             .map(|p| ProbeSource::Builtin(p.name))
@@ -130,14 +154,15 @@ pub async fn audit(args: AuditArgs) -> Result<u8> {
             .collect::<Result<_, _>>()
             .map_err(anyhow::Error::msg)?
     };
+    custom.add_probes(&mut sources);
     let mut prepared = Vec::new();
     for source in &sources {
-        prepared
-            .push(audit::prepare(&runtime, source, None, "{}".into(), RunLimits::default()).await?);
+        let config = custom.config_for(source);
+        prepared.push(audit::prepare(&runtime, source, None, config, RunLimits::default()).await?);
     }
     sweep(&services, &prepared).await;
-    let report = audit::run_audit(&runtime, services, &prepared, source, issues).await;
-    print(&report, &args.report)
+    let report = audit::run_audit(&runtime, services.clone(), &prepared, source, issues).await;
+    finish(report, &services, &exemptions, &args.report).await
 }
 
 /// Deletes objects that crashed runs of these probes left in the cluster.
@@ -179,6 +204,7 @@ fn read_config(path: &Path) -> Result<String> {
 }
 
 pub async fn run(args: RunArgs) -> Result<u8> {
+    let exemptions = exemptions(&args.report)?;
     let (services, source, issues) = services(&args.report, false).await?;
     let runtime = ProbeRuntime::new(RuntimeConfig::default())?;
     let probe = ProbeSource::parse(&args.probe).map_err(anyhow::Error::msg)?;
@@ -209,7 +235,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     }
     let report = audit::run_audit(
         &runtime,
-        services,
+        services.clone(),
         std::slice::from_ref(&prepared),
         source,
         issues,
@@ -220,5 +246,5 @@ pub async fn run(args: RunArgs) -> Result<u8> {
             tracing::info!(source = %line.source, level = ?line.level, "{}", line.message);
         }
     }
-    print(&report, &args.report)
+    finish(report, &services, &exemptions, &args.report).await
 }

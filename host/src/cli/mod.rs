@@ -21,13 +21,15 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// Some finding is at or above `--fail-on`.
     pub const FINDINGS: u8 = 3;
-    /// The audit is incomplete: a probe run failed or an input file could not be read.
+    /// The audit is incomplete: a probe run failed or logged an error (a rule file that
+    /// does not parse), or an input file could not be read.
     pub const INCOMPLETE: u8 = 4;
 }
 
 const AFTER_HELP: &str = "Exit codes: 0 success; 1 error (bad input, probe cannot be loaded); \
-2 usage; 3 a finding at or above --fail-on; 4 incomplete (a probe run failed or an input \
-file could not be read; findings are still reported).\n\
+2 usage; 3 a finding at or above --fail-on; 4 incomplete (a probe run failed or logged an \
+error, e.g. a rule file that does not parse, or an input file could not be read; findings are \
+still reported).\n\
 Logging: -v/-vv or SONDE_LOG (e.g. SONDE_LOG=sonde=debug).";
 
 /// Sonde inspects Kubernetes clusters with sandboxed WebAssembly probes.
@@ -52,9 +54,12 @@ enum Command {
     Probe(ProbeCommand),
     /// List every rule of the built-in probes (id, category, severity, description).
     Rules {
-        /// Print JSON instead of a table.
-        #[arg(long)]
+        /// Print JSON instead of a table (the same as `-o json`).
+        #[arg(long, conflicts_with = "output")]
         json: bool,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: probe::RulesFormat,
     },
 }
 
@@ -85,6 +90,12 @@ struct ReportArgs {
     /// Nameserver (`ip[:port]`) for probes' DNS lookups; default: the system's.
     #[arg(long, value_name = "ADDR")]
     dns_server: Vec<String>,
+    /// Exemptions (YAML): findings to leave out by rule, namespace, kind, name and probe.
+    #[arg(long, value_name = "FILE")]
+    exemptions: Option<PathBuf>,
+    /// Ignore the `sonde.dev/exempt` and `sonde.dev/exempt-<rule>` annotations on objects.
+    #[arg(long)]
+    no_annotation_exemptions: bool,
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +105,14 @@ struct AuditArgs {
     /// A built-in probe name or a .wasm component; repeatable. Default: every built-in probe.
     #[arg(long = "probe", value_name = "NAME|FILE")]
     probes: Vec<String>,
+    /// KubeEye OPA rules: every *.rego file below DIR (as `kubeeye audit -p DIR`), for the
+    /// `rego` probe; repeatable.
+    #[arg(long = "rego", value_name = "DIR")]
+    rego: Vec<PathBuf>,
+    /// KubeEye/Polaris JSON-schema checks: a rule.yaml (as `ke diag -f FILE`), for the
+    /// `schema-checks` probe; repeatable.
+    #[arg(long = "checks", value_name = "FILE")]
+    checks: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -170,7 +189,9 @@ pub fn main() -> ExitCode {
                 probe::inspect(&probe, json).await
             }
             Command::Probe(ProbeCommand::List) => probe::list().await,
-            Command::Rules { json } => probe::rules(json).await,
+            Command::Rules { json, output } => {
+                probe::rules(json || output == probe::RulesFormat::Json).await
+            }
         }
     });
     match result {

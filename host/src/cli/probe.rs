@@ -112,6 +112,15 @@ pub async fn list() -> Result<u8> {
     Ok(exit::OK)
 }
 
+/// The output formats of `sonde rules`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RulesFormat {
+    /// One rule per row: RULE, PROBE, CATEGORY, SEVERITY, DESCRIPTION.
+    Table,
+    /// Every field of every rule, remedy included, as JSON.
+    Json,
+}
+
 #[derive(Serialize)]
 struct RuleRow<'a> {
     probe: &'a str,
@@ -166,7 +175,13 @@ pub async fn rules(json: bool) -> Result<u8> {
         "DESCRIPTION",
     ]);
     for r in &rows {
-        table.add_row([r.id, r.probe, r.category, r.severity, r.description]);
+        table.add_row([
+            terminal_safe(r.id),
+            terminal_safe(r.probe),
+            terminal_safe(r.category),
+            r.severity.to_string(),
+            terminal_safe(r.description),
+        ]);
     }
     w!(out, "{table}");
     Ok(exit::OK)

@@ -1,21 +1,28 @@
 //! Rendering an audit report. Each format is one module with one `render`
 //! function; probe output is untrusted and each format escapes it for its
-//! medium (control characters in the terminal table, JSON/YAML by serde).
+//! medium (control characters in the terminal table, JSON/YAML/SARIF by
+//! serde, markup and XML-forbidden characters in HTML and JUnit).
 
 pub mod csv;
 mod data;
+pub mod html;
+pub mod junit;
+mod markup;
+pub mod sarif;
 pub mod table;
+#[cfg(test)]
+mod testing;
 
 use std::io::Write;
 
-pub use data::ReportDocument;
+pub use data::{FindingRecord, ReportDocument, RunRecord};
 
 use crate::audit::AuditReport;
 
 /// The output formats of `sonde audit` and `sonde run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// Findings grouped per resource (NAMESPACE, NAME, KIND, MESSAGE).
+    /// KubeEye's tables: resources (NAMESPACE, NAME, KIND, MESSAGE), events, nodes, components.
     Table,
     /// The whole report as JSON.
     Json,
@@ -23,6 +30,12 @@ pub enum Format {
     Yaml,
     /// One finding per row, spreadsheet-safe.
     Csv,
+    /// One self-contained HTML page (inline CSS, no script, nothing external).
+    Html,
+    /// SARIF 2.1.0, for code-scanning tools.
+    Sarif,
+    /// JUnit XML: a test suite per probe run, a test case per rule and resource.
+    Junit,
 }
 
 /// Why a report could not be written.
@@ -54,6 +67,9 @@ pub fn render(
             out.write_all(serde_yaml::to_string(&ReportDocument::from(report))?.as_bytes())?
         }
         Format::Csv => csv::render(report, out)?,
+        Format::Html => html::render(report, out)?,
+        Format::Sarif => sarif::render(report, out)?,
+        Format::Junit => junit::render(report, out)?,
     }
     Ok(())
 }

@@ -67,7 +67,8 @@ impl Default for RuntimeConfig {
 #[error("cannot start the WebAssembly runtime: {0}")]
 pub struct RuntimeError(String);
 
-/// A compiled, linked probe, ready to instantiate.
+/// A compiled, linked probe, ready to instantiate (cloning shares the compiled code).
+#[derive(Clone)]
 pub struct LoadedProbe {
     /// Where it came from (a path, or `builtin:NAME`).
     pub origin: String,
@@ -87,13 +88,15 @@ pub struct RunRequest {
     pub services: Arc<HostServices>,
 }
 
-/// The engine, linker and cache shared by every run.
+/// The engine, linker and cache shared by every run. Cloning is cheap and
+/// shares them (so runs can be spawned on other threads).
+#[derive(Clone)]
 pub struct ProbeRuntime {
     engine: Engine,
     linker: Linker<RunState>,
     cache: Option<ComponentCache>,
     config: RuntimeConfig,
-    _ticker: EpochTicker,
+    _ticker: Arc<EpochTicker>,
 }
 
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -166,7 +169,7 @@ impl ProbeRuntime {
             linker,
             cache,
             config,
-            _ticker: ticker,
+            _ticker: Arc::new(ticker),
         })
     }
 

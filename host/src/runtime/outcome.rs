@@ -48,6 +48,9 @@ pub enum FailureReason {
     /// The component could not be loaded or instantiated.
     #[error("cannot load the probe: {message}")]
     Load { message: String },
+    /// The host failed while running the probe (a bug in Sonde, not the probe).
+    #[error("the host failed while running the probe: {message}")]
+    Host { message: String },
 }
 
 /// Severity of a log line.
@@ -99,6 +102,20 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
+    /// A run that failed because of the host, with nothing from the probe.
+    pub fn host_failure(probe: String, run_id: String, message: String) -> Self {
+        RunOutcome {
+            probe,
+            run_id,
+            status: RunStatus::Failed,
+            reason: Some(FailureReason::Host { message }),
+            findings: Vec::new(),
+            logs: Vec::new(),
+            denials: Vec::new(),
+            duration: Duration::ZERO,
+        }
+    }
+
     /// Whether the run succeeded.
     pub fn succeeded(&self) -> bool {
         self.status == RunStatus::Succeeded

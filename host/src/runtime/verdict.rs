@@ -156,6 +156,9 @@ fn finding_size(f: &Finding) -> usize {
         + resource
 }
 
+/// The rule id a probe declares when its rule ids come from its config.
+pub const ANY_RULE: &str = "*";
+
 /// Enforces the findings caps, cuts oversized fields, fills in the rule's
 /// remedy, and notes findings for rules the probe did not declare.
 pub fn check_findings(
@@ -184,6 +187,9 @@ pub fn check_findings(
     }
     let rules: std::collections::HashMap<&str, &crate::bindings::RuleInfo> =
         info.rules.iter().map(|r| (r.id.as_str(), r)).collect();
+    // A probe whose rules come from its config (Rego, JSON-schema checks)
+    // declares the rule `*`: any rule id is then its own, with that remedy.
+    let any_rule = rules.get(ANY_RULE).copied();
     let mut undeclared = HashSet::new();
     for f in &mut findings {
         cut_in_place(&mut f.message, MAX_FIELD_BYTES);
@@ -193,7 +199,7 @@ pub fn check_findings(
             cut_in_place(k, 256);
             cut_in_place(v, 1024);
         }
-        match rules.get(f.rule.as_str()) {
+        match rules.get(f.rule.as_str()).copied().or(any_rule) {
             Some(rule) => {
                 if f.remedy.is_none() {
                     f.remedy = Some(rule.remedy.clone());
@@ -255,6 +261,84 @@ mod tests {
             "boom: 42 (at src/lib.rs:12:9)"
         );
         assert_eq!(panic_message(b"nothing"), None);
+    }
+
+    fn rule(id: &str, remedy: &str) -> crate::bindings::RuleInfo {
+        crate::bindings::RuleInfo {
+            id: id.into(),
+            title: id.into(),
+            category: "custom".into(),
+            default_severity: crate::bindings::Severity::Medium,
+            description: String::new(),
+            remedy: remedy.into(),
+        }
+    }
+
+    fn finding(rule: &str) -> Finding {
+        Finding {
+            rule: rule.into(),
+            severity: crate::bindings::Severity::Medium,
+            resource: None,
+            message: "m".into(),
+            remedy: None,
+            labels: Vec::new(),
+        }
+    }
+
+    fn info(rules: Vec<crate::bindings::RuleInfo>) -> ProbeInfo {
+        ProbeInfo {
+            name: "p".into(),
+            version: "1".into(),
+            description: String::new(),
+            rules,
+            capabilities: crate::bindings::Capabilities {
+                kube: Vec::new(),
+                dns: false,
+                http: Vec::new(),
+                etcd: Vec::new(),
+                collectors: Vec::new(),
+            },
+            schedule: None,
+        }
+    }
+
+    fn context() -> RunContext {
+        RunContext::new(
+            "p".into(),
+            "r".into(),
+            Default::default(),
+            Default::default(),
+            Default::default(),
+        )
+    }
+
+    #[test]
+    fn undeclared_rules_are_noted_unless_the_probe_declares_any_rule() {
+        let mut ctx = context();
+        let out = check_findings(
+            vec![finding("Known"), finding("FromConfig")],
+            &info(vec![rule("Known", "fix it")]),
+            &mut ctx,
+        )
+        .unwrap();
+        assert_eq!(out[0].remedy.as_deref(), Some("fix it"));
+        assert_eq!(out[1].remedy, None);
+        assert_eq!(ctx.logs.len(), 1);
+        assert!(ctx.logs[0].message.contains("\"FromConfig\""));
+
+        let mut ctx = context();
+        let out = check_findings(
+            vec![finding("Known"), finding("FromConfig")],
+            &info(vec![
+                rule("Known", "fix it"),
+                rule(ANY_RULE, "see the rule file"),
+            ]),
+            &mut ctx,
+        )
+        .unwrap();
+        assert_eq!(out[0].remedy.as_deref(), Some("fix it"));
+        assert_eq!(out[1].remedy.as_deref(), Some("see the rule file"));
+        assert!(ctx.logs.is_empty(), "{:?}", ctx.logs);
     }
 
     #[test]

@@ -36,4 +36,20 @@ pub const BUILTIN: &[BuiltinProbe] = &[
         name: "pod-audit",
         wasm: POD_AUDIT,
     },
+    BuiltinProbe {
+        name: "control-plane-audit",
+        wasm: CONTROL_PLANE_AUDIT,
+    },
+    BuiltinProbe {
+        name: "kernel-audit",
+        wasm: KERNEL_AUDIT,
+    },
+    BuiltinProbe {
+        name: "rego",
+        wasm: REGO,
+    },
+    BuiltinProbe {
+        name: "schema-checks",
+        wasm: SCHEMA_CHECKS,
+    },
 ];

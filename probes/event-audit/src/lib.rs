@@ -1,12 +1,14 @@
 //! Sonde's built-in event audit: Warning events, grouped per involved object
 //! and kind of trouble as KubeEye's event table shows them, with their total
-//! count, the last time seen and the last message.
+//! count, the last time seen and the last message. node-problem-detector's
+//! kernel and runtime reports on Nodes (`sonde_sdk::npd::kernel_event`) are
+//! `kernel-audit`'s and skipped here.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Event;
 use sonde_sdk::{
-    Finding, KubeVerb, Probe, ProbeError, ProbeInfo, ResourceRef, Rule, Severity, kube,
+    Finding, KubeVerb, Probe, ProbeError, ProbeInfo, ResourceRef, Rule, Severity, kube, npd,
 };
 
 pub const BACK_OFF: Rule = Rule::new(
@@ -32,14 +34,6 @@ pub const FAILED_SCHEDULING: Rule = Rule::new(
     Severity::Medium,
     "The scheduler finds no node for the pod (resources, taints, affinity, volumes).",
     "Read the scheduler's message: lower the requests, add tolerations or capacity, or fix the affinity.",
-);
-pub const OOM_KILLING: Rule = Rule::new(
-    "EventOOMKilling",
-    "Kernel OOM kill",
-    "events",
-    Severity::High,
-    "The kernel killed a process for lack of memory (reported by node-problem-detector).",
-    "Set memory limits on the workloads of that node and find the process that grew.",
 );
 pub const UNHEALTHY: Rule = Rule::new(
     "EventUnhealthy",
@@ -67,7 +61,6 @@ pub const WARNING: Rule = Rule::new(
 );
 
 pub const RULES: &[Rule] = &[
-    OOM_KILLING,
     BACK_OFF,
     IMAGE_PULL_FAILED,
     FAILED_SCHEDULING,
@@ -88,7 +81,6 @@ fn rule_for(event: &Event) -> &'static Rule {
             &IMAGE_PULL_FAILED
         }
         "FailedScheduling" => &FAILED_SCHEDULING,
-        "OOMKilling" => &OOM_KILLING,
         "Unhealthy" => &UNHEALTHY,
         "FailedMount" | "FailedAttachVolume" => &FAILED_MOUNT,
         _ => &WARNING,
@@ -104,13 +96,14 @@ struct Group {
     reason: String,
 }
 
-/// One finding per (involved object, rule, and reason for generic warnings).
+/// One finding per (involved object, rule, and reason for generic warnings),
+/// leaving out node-problem-detector's kernel reports (kernel-audit's).
 pub fn audit(events: &[Event]) -> Vec<Finding> {
     let mut groups: BTreeMap<(String, String, String, &'static str, String), Group> =
         BTreeMap::new();
     for e in events
         .iter()
-        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .filter(|e| e.type_.as_deref() == Some("Warning") && npd::kernel_event(e).is_none())
     {
         let o = &e.involved_object;
         let rule = rule_for(e);
@@ -167,6 +160,7 @@ pub fn audit(events: &[Event]) -> Vec<Finding> {
             rule.finding(resource, message)
                 .label("reason", g.reason)
                 .label("count", g.count.to_string())
+                .label("time", g.last)
                 .into()
         })
         .collect()
@@ -200,3 +194,76 @@ impl Probe for EventAudit {
 }
 
 sonde_sdk::export_probe!(EventAudit);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn event(
+        kind: &str,
+        name: &str,
+        type_: &str,
+        reason: &str,
+        message: &str,
+        count: i32,
+    ) -> Event {
+        Event {
+            type_: Some(type_.into()),
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            count: Some(count),
+            last_timestamp: Some(Time("2026-11-22T18:11:43Z".parse().unwrap())),
+            involved_object: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some(kind.into()),
+                namespace: (kind == "Pod").then(|| "shop".into()),
+                name: Some(name.into()),
+                uid: Some(name.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn rules(findings: &[Finding]) -> Vec<(String, String)> {
+        findings
+            .iter()
+            .map(|f| (f.rule.clone(), f.resource.as_ref().unwrap().name.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn node_problem_detector_kernel_reports_are_left_to_kernel_audit() {
+        let oom = "Out of memory: Killed process 41785 (redis-server)";
+        let found = audit(&[
+            event("Node", "node-2", "Warning", "OOMKilling", oom, 1),
+            event(
+                "Node",
+                "node-2",
+                "Warning",
+                "TaskHung",
+                "task x:1 blocked",
+                1,
+            ),
+        ]);
+        assert!(found.is_empty(), "{found:?}");
+        // The same reason about another kind is not node-problem-detector's: a generic warning.
+        let found = audit(&[event("Pod", "web", "Warning", "OOMKilling", oom, 2)]);
+        assert_eq!(rules(&found), [("EventWarning".into(), "web".into())]);
+    }
+
+    #[test]
+    fn warnings_are_grouped_and_normal_events_ignored() {
+        let backoff = "Back-off restarting failed container web";
+        let found = audit(&[
+            event("Pod", "web", "Warning", "BackOff", backoff, 60),
+            event("Pod", "web", "Warning", "BackOff", backoff, 3),
+            event("Pod", "web", "Normal", "Pulled", "pulled", 1),
+            event("Node", "node-3", "Normal", "NodeNotReady", "not ready", 1),
+        ]);
+        assert_eq!(rules(&found), [("EventBackOff".into(), "web".into())]);
+        assert!(found[0].labels.contains(&("count".into(), "63".into())));
+    }
+}

@@ -1,6 +1,7 @@
 //! Sonde's built-in node audit: readiness (with the last heartbeat, as
 //! KubeEye's node table shows it), memory/disk/PID pressure, cordoned nodes,
-//! CPU and memory requested against allocatable, and kubelet version skew
+//! taints set by hand, CPU, memory and ephemeral storage requested against
+//! allocatable, and kubelet version skew
 //! against the API server (skipped, and said so in the run log, when the
 //! cluster source has no API server, as a snapshot).
 
@@ -76,6 +77,22 @@ pub const NODE_MEMORY: Rule = Rule::new(
     "The memory requested by the node's pods is above the threshold of its allocatable memory.",
     "Spread the workloads, lower overstated requests, or add nodes.",
 );
+pub const NODE_DISK: Rule = Rule::new(
+    "NodeDisk",
+    "Node ephemeral-storage requests above threshold",
+    "nodes",
+    Severity::Medium,
+    "The ephemeral storage requested by the node's pods is above the threshold of its allocatable ephemeral storage.",
+    "Spread the workloads, lower overstated ephemeral-storage requests, or give the node more disk.",
+);
+pub const NODE_TAINTED: Rule = Rule::new(
+    "NodeTainted",
+    "Node refuses pods by a taint",
+    "nodes",
+    Severity::Low,
+    "A NoSchedule or NoExecute taint set by hand (not by Kubernetes for a node condition, a cordon or the control-plane role) keeps pods without a toleration off the node.",
+    "Remove the taint (kubectl taint nodes NODE KEY-) when what it marks is over, or add tolerations to the pods meant to run there.",
+);
 pub const KUBELET_VERSION_SKEW: Rule = Rule::new(
     "KubeletVersionSkew",
     "Kubelet version differs from the API server",
@@ -94,14 +111,34 @@ pub const RULES: &[Rule] = &[
     NODE_UNSCHEDULABLE,
     NODE_CPU,
     NODE_MEMORY,
+    NODE_DISK,
+    NODE_TAINTED,
     KUBELET_VERSION_SKEW,
+];
+
+/// Taints Kubernetes itself sets: for node conditions and cordons (the node
+/// lifecycle controller), for cloud initialisation, and on control-plane nodes.
+const SYSTEM_TAINTS: &[&str] = &[
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+    "node.kubernetes.io/unschedulable",
+    "node.kubernetes.io/memory-pressure",
+    "node.kubernetes.io/disk-pressure",
+    "node.kubernetes.io/pid-pressure",
+    "node.kubernetes.io/network-unavailable",
+    "node.kubernetes.io/out-of-service",
+    "node.cloudprovider.kubernetes.io/uninitialized",
+    "node.cloudprovider.kubernetes.io/shutdown",
+    "node-role.kubernetes.io/control-plane",
+    "node-role.kubernetes.io/master",
 ];
 
 /// Probe config.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Percent of allocatable CPU/memory requested above which NodeCPU/NodeMemory fire.
+    /// Percent of allocatable CPU/memory/ephemeral storage requested above
+    /// which NodeCPU/NodeMemory/NodeDisk fire.
     pub request_threshold_percent: f64,
 }
 
@@ -157,10 +194,15 @@ pub fn skew(kubelet: &str, server: &str) -> Option<(Severity, String)> {
     }
 }
 
-/// CPU (millicores) and memory (bytes * 1000) a pod requests: containers summed, init containers as their maximum, plus overhead.
-fn pod_requests(pod: &Pod) -> (f64, f64) {
+/// The resources the node audit sums, in the order of `pod_requests`' result.
+const RESOURCES: [&str; 3] = ["cpu", "memory", "ephemeral-storage"];
+
+/// CPU, memory and ephemeral storage (in thousandths of their unit) a pod requests, as
+/// the scheduler counts them: a request defaults to the limit, regular and sidecar
+/// containers are summed, init containers count as their maximum, plus overhead.
+fn pod_requests(pod: &Pod) -> [f64; 3] {
     let Some(spec) = &pod.spec else {
-        return (0.0, 0.0);
+        return [0.0; 3];
     };
     let get = |c: &k8s_openapi::api::core::v1::Container, name: &str| {
         let r = c.resources.as_ref();
@@ -170,8 +212,8 @@ fn pod_requests(pod: &Pod) -> (f64, f64) {
             .or_else(|| r.and_then(|r| r.limits.as_ref()).and_then(|m| m.get(name)));
         q.and_then(|q| quantity::milli(&q.0)).unwrap_or(0.0)
     };
-    let mut totals = (0.0, 0.0);
-    for (i, name) in ["cpu", "memory"].iter().enumerate() {
+    let mut totals = [0.0; 3];
+    for (i, name) in RESOURCES.iter().enumerate() {
         let regular: f64 = spec.containers.iter().map(|c| get(c, name)).sum::<f64>()
             + spec
                 .init_containers
@@ -192,15 +234,14 @@ fn pod_requests(pod: &Pod) -> (f64, f64) {
             .and_then(|o| o.get(*name))
             .and_then(|q| quantity::milli(&q.0))
             .unwrap_or(0.0);
-        let v = regular.max(init) + overhead;
-        if i == 0 { totals.0 = v } else { totals.1 = v }
+        totals[i] = regular.max(init) + overhead;
     }
     totals
 }
 
 /// Findings for `nodes`, with the requests of `pods` and the API server version when known.
 pub fn audit(nodes: &[Node], pods: &[Pod], server: Option<&str>, config: &Config) -> Vec<Finding> {
-    let mut requested: HashMap<&str, (f64, f64)> = HashMap::new();
+    let mut requested: HashMap<&str, [f64; 3]> = HashMap::new();
     for pod in pods {
         let phase = pod
             .status
@@ -211,10 +252,10 @@ pub fn audit(nodes: &[Node], pods: &[Pod], server: Option<&str>, config: &Config
             continue;
         }
         if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
-            let (c, m) = pod_requests(pod);
             let e = requested.entry(node).or_default();
-            e.0 += c;
-            e.1 += m;
+            for (total, r) in e.iter_mut().zip(pod_requests(pod)) {
+                *total += r;
+            }
         }
     }
     let mut out = Vec::new();
@@ -248,6 +289,7 @@ pub fn audit(nodes: &[Node], pods: &[Pod], server: Option<&str>, config: &Config
                 out.push(
                     rule.finding(node, detail)
                         .label("heartbeat", heartbeat)
+                        .label("reason", c.reason.clone().unwrap_or_default())
                         .into(),
                 );
             }
@@ -259,11 +301,40 @@ pub fn audit(nodes: &[Node], pods: &[Pod], server: Option<&str>, config: &Config
                     .into(),
             );
         }
+        for taint in node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|t| matches!(t.effect.as_str(), "NoSchedule" | "NoExecute"))
+            .filter(|t| !SYSTEM_TAINTS.contains(&t.key.as_str()))
+        {
+            let shown = match taint.value.as_deref().filter(|v| !v.is_empty()) {
+                Some(v) => format!("{}={v}:{}", taint.key, taint.effect),
+                None => format!("{}:{}", taint.key, taint.effect),
+            };
+            out.push(
+                NODE_TAINTED
+                    .finding(
+                        node,
+                        format!("tainted {shown}: pods without a matching toleration are kept off"),
+                    )
+                    .label("taint", shown)
+                    .into(),
+            );
+        }
         let allocatable = status.and_then(|s| s.allocatable.as_ref());
-        let (cpu_req, mem_req) = requested.get(name).copied().unwrap_or_default();
+        let [cpu_req, mem_req, disk_req] = requested.get(name).copied().unwrap_or_default();
         for (rule, value, key, unit) in [
             (&NODE_CPU, cpu_req, "cpu", "CPU"),
             (&NODE_MEMORY, mem_req, "memory", "memory"),
+            (
+                &NODE_DISK,
+                disk_req,
+                "ephemeral-storage",
+                "ephemeral storage",
+            ),
         ] {
             let Some(total) = allocatable
                 .and_then(|a| a.get(key))
@@ -309,7 +380,7 @@ impl Probe for NodeAudit {
         sonde_sdk::describe(
             "node-audit",
             env!("CARGO_PKG_VERSION"),
-            "Node readiness, pressure, cordons, requested capacity and kubelet version skew",
+            "Node readiness, pressure, cordons, taints, requested capacity and kubelet version skew",
         )
         .rules(RULES)
         .kube("", "Node", &[KubeVerb::List])
@@ -354,5 +425,79 @@ mod tests {
         assert_eq!(skew("v1.24.0", "v1.28.7").unwrap().0, Severity::High);
         assert_eq!(skew("v1.29.0", "v1.28.7").unwrap().0, Severity::High);
         assert_eq!(skew("v1.28.2-eks-123", "v1.28.7"), None);
+    }
+
+    fn node(taints: serde_json::Value) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n1"},
+            "spec": {"taints": taints},
+            "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "ephemeral-storage": "100Gi"}}
+        }))
+        .unwrap()
+    }
+
+    fn pod(resources: serde_json::Value, phase: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "a"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "resources": resources}]},
+            "status": {"phase": phase}
+        }))
+        .unwrap()
+    }
+
+    fn rules(findings: &[Finding]) -> Vec<&str> {
+        findings.iter().map(|f| f.rule.as_str()).collect()
+    }
+
+    #[test]
+    fn ephemeral_storage_requests_default_to_limits() {
+        let n = node(serde_json::json!([]));
+        let config = Config::default();
+        // 95Gi limit, no request: the request is the limit, 95% > 90%.
+        let heavy = pod(
+            serde_json::json!({"limits": {"ephemeral-storage": "95Gi"}}),
+            "Running",
+        );
+        let f = audit(std::slice::from_ref(&n), &[heavy], None, &config);
+        assert_eq!(rules(&f), ["NodeDisk"]);
+        assert_eq!(
+            f[0].message,
+            "95% of allocatable ephemeral storage is requested (threshold 90%)"
+        );
+        // Under the threshold, or a finished pod: nothing.
+        let light = pod(
+            serde_json::json!({"requests": {"ephemeral-storage": "10Gi"}}),
+            "Running",
+        );
+        let done = pod(
+            serde_json::json!({"requests": {"ephemeral-storage": "99Gi"}}),
+            "Succeeded",
+        );
+        assert!(audit(&[n], &[light, done], None, &config).is_empty());
+    }
+
+    #[test]
+    fn only_hand_set_scheduling_taints_are_reported() {
+        let system = node(serde_json::json!([
+            {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"},
+            {"key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule"},
+            {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"},
+            {"key": "dedicated", "value": "gpu", "effect": "PreferNoSchedule"}
+        ]));
+        assert!(audit(&[system], &[], None, &Config::default()).is_empty());
+        let manual = node(serde_json::json!([
+            {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"},
+            {"key": "maintenance", "effect": "NoExecute"}
+        ]));
+        let f = audit(&[manual], &[], None, &Config::default());
+        assert_eq!(rules(&f), ["NodeTainted", "NodeTainted"]);
+        assert_eq!(
+            f[0].labels,
+            [("taint".to_string(), "dedicated=gpu:NoSchedule".to_string())]
+        );
+        assert_eq!(
+            f[1].labels,
+            [("taint".to_string(), "maintenance:NoExecute".to_string())]
+        );
     }
 }

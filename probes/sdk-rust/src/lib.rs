@@ -28,8 +28,11 @@
 //! sonde_sdk::export_probe!(MyProbe);
 //! ```
 
+pub mod http;
 pub mod kube;
 pub mod log;
+pub mod npd;
+pub mod workloads;
 
 /// The raw bindings generated from `wit/` (for what the typed layer does not cover).
 pub mod bindings {

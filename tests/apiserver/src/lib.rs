@@ -447,8 +447,24 @@ fn handle(state: &State, method: Method, uri: Uri, headers: HeaderMap, body: Byt
             };
             // Writes depend on their body, which the index does not record: they are always computed.
             let pristine = state.pristine.load(std::sync::atomic::Ordering::SeqCst);
+            // The API server does not page componentstatuses (their REST storage ignores
+            // `limit`): a paged list is answered with the recorded unpaged one.
+            let unpaged = (path == "/api/v1/componentstatuses").then(|| RequestKey {
+                query: key
+                    .query
+                    .iter()
+                    .filter(|(k, _)| *k != "limit")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                ..key.clone()
+            });
             let recorded = (method == Method::GET && pristine)
-                .then(|| state.recordings.get(&key))
+                .then(|| {
+                    state
+                        .recordings
+                        .get(&key)
+                        .or_else(|| unpaged.as_ref().and_then(|u| state.recordings.get(u)))
+                })
                 .flatten();
             match recorded.or_else(|| {
                 is_discovery(&path)

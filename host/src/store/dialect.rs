@@ -1,0 +1,160 @@
+//! Everything in the store that only SQLite says this way: connection
+//! options and pragmas, the transaction that takes the write lock, the limit
+//! on bound parameters, case-insensitive search, and how space is reclaimed.
+//!
+//! The rest of the store writes SQL that PostgreSQL also accepts (`$N`
+//! placeholders, `INSERT ... ON CONFLICT (...) DO UPDATE ... excluded.x`,
+//! window functions, `WITH RECURSIVE`, integers for times). A PostgreSQL
+//! backend replaces this module (and `migrations/`), not the queries.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row};
+
+use super::{QueryContext, StoreError};
+
+/// The database the store is written for.
+pub type Db = sqlx::Sqlite;
+/// One connection to it (a transaction derefs to one).
+pub type Conn = sqlx::SqliteConnection;
+/// A pool of connections to it.
+pub type Pool = sqlx::SqlitePool;
+
+/// Starts a transaction that takes the write lock at once. A deferred
+/// transaction that reads and then writes can fail with SQLITE_BUSY without
+/// waiting when another connection wrote in between; IMMEDIATE waits on the
+/// busy timeout instead.
+pub const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+/// How many parameters one statement may bind (SQLITE_MAX_VARIABLE_NUMBER
+/// since SQLite 3.32; PostgreSQL allows 65535).
+pub const MAX_BIND_PARAMS: usize = 32_766;
+
+/// How long a connection waits for the write lock held by another one.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens a pool on the database file at `path`, creating the file if needed.
+pub async fn connect(path: &Path, max_connections: u32) -> Result<Pool, sqlx::Error> {
+    let options = SqliteConnectOptions::from_str("sqlite://")?
+        .filename(path)
+        .create_if_missing(true)
+        // Must come before the first table exists to take effect; sqlx
+        // issues it before journal_mode, as SQLite requires.
+        .auto_vacuum(SqliteAutoVacuum::Incremental)
+        // Readers never block the writer and the writer never blocks readers;
+        // a commit is one append to the WAL file.
+        .journal_mode(SqliteJournalMode::Wal)
+        // In WAL mode NORMAL syncs the WAL at checkpoints, not at every
+        // commit. A commit is durable against a crash of the process (kill -9:
+        // the WAL is in the OS page cache and is replayed at the next open);
+        // only a power loss or OS crash can lose the last commits, and never
+        // corrupts the database. FULL would cost an fsync per run.
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(BUSY_TIMEOUT);
+    SqlitePoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .min_connections(1)
+        .connect_with(options)
+        .await
+}
+
+/// Appends `column` contains `needle`, ignoring ASCII case (SQLite's LIKE is
+/// case-insensitive for ASCII; PostgreSQL would say ILIKE).
+pub fn push_contains_ci(qb: &mut QueryBuilder<Db>, column: &str, needle: &str) {
+    let mut pattern = String::with_capacity(needle.len() + 2);
+    pattern.push('%');
+    for c in needle.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    qb.push(column)
+        .push(" LIKE ")
+        .push_bind(pattern)
+        .push(" ESCAPE '\\'");
+}
+
+/// Runs SQLite's `PRAGMA integrity_check`; `ok` when the file is sound.
+pub async fn integrity_check(pool: &Pool) -> Result<String, StoreError> {
+    let rows = sqlx::query("PRAGMA integrity_check")
+        .fetch_all(pool)
+        .await
+        .ctx("integrity check")?;
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()
+        .ctx("integrity check")?;
+    Ok(lines.join("; "))
+}
+
+/// When reclaiming free space is worth it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VacuumPolicy {
+    /// Reclaim when at least this share of the file's pages is free ...
+    pub min_free_fraction: f64,
+    /// ... and at least this many pages (4 KiB each by default) are free.
+    pub min_free_pages: i64,
+}
+
+impl Default for VacuumPolicy {
+    fn default() -> Self {
+        VacuumPolicy {
+            min_free_fraction: 0.25,
+            min_free_pages: 1024,
+        }
+    }
+}
+
+/// What reclaiming space did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VacuumAction {
+    /// Too little free space to bother.
+    None,
+    /// `PRAGMA incremental_vacuum` returned this many free pages to the OS.
+    Incremental { pages: i64 },
+    /// The file was not created with incremental auto-vacuum: a full VACUUM
+    /// rewrote it.
+    Full { pages: i64 },
+}
+
+/// Gives free pages back to the file system when `policy` says so.
+pub async fn reclaim_space(pool: &Pool, policy: VacuumPolicy) -> Result<VacuumAction, StoreError> {
+    let pages: i64 = pragma_int(pool, "PRAGMA page_count").await?;
+    let free: i64 = pragma_int(pool, "PRAGMA freelist_count").await?;
+    if free < policy.min_free_pages || (free as f64) < policy.min_free_fraction * pages as f64 {
+        return Ok(VacuumAction::None);
+    }
+    // 2 = INCREMENTAL: set at creation by `connect`.
+    let action = if pragma_int(pool, "PRAGMA auto_vacuum").await? == 2 {
+        sqlx::query("PRAGMA incremental_vacuum")
+            .execute(pool)
+            .await
+            .ctx("incremental vacuum")?;
+        VacuumAction::Incremental { pages: free }
+    } else {
+        sqlx::query("VACUUM").execute(pool).await.ctx("vacuum")?;
+        VacuumAction::Full { pages: free }
+    };
+    // The freed pages went through the WAL; fold it back and truncate it.
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(pool)
+        .await
+        .ctx("checkpoint")?;
+    Ok(action)
+}
+
+async fn pragma_int(pool: &Pool, pragma: &'static str) -> Result<i64, StoreError> {
+    sqlx::query_scalar::<_, i64>(pragma)
+        .fetch_one(pool)
+        .await
+        .ctx(pragma)
+}

@@ -1,0 +1,529 @@
+//! Reading findings: the filters the API and the UI offer (resource, rule,
+//! severity, probe, new/persisting/fixed since a time, text in the message),
+//! counted or paged with a keyset cursor (most severe first, newest first).
+
+use jiff::Timestamp;
+use sqlx::{FromRow, QueryBuilder};
+
+use super::{QueryContext, Store, StoreError, dialect, from_json, timestamp};
+use crate::bindings::{Finding, ResourceRef, Severity};
+
+/// Which findings by their state, relative to a moment where it matters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FindingStatus {
+    /// Not resolved.
+    #[default]
+    Open,
+    /// Open, resolved or not.
+    All,
+    /// Open, and opened at or after `since` (first seen, or back after a fix).
+    New { since: Timestamp },
+    /// Open since before `since`.
+    Persisting { since: Timestamp },
+    /// Resolved at or after `since`.
+    Fixed { since: Timestamp },
+}
+
+/// What to select. Empty fields select everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FindingFilter {
+    pub probe: Option<String>,
+    pub rule: Option<String>,
+    /// `Some("")` selects cluster-scoped objects and cluster-wide findings.
+    pub namespace: Option<String>,
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    /// Any of these severities; empty means all.
+    pub severities: Vec<Severity>,
+    pub status: FindingStatus,
+    /// Text the message contains (ASCII case ignored).
+    pub text: Option<String>,
+}
+
+/// One finding as stored, with its history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFinding {
+    pub id: i64,
+    pub probe: String,
+    /// The latest report of it.
+    pub finding: Finding,
+    pub first_seen: Timestamp,
+    /// When it last became open: `first_seen`, or when it came back after a fix.
+    pub opened_at: Timestamp,
+    pub last_seen: Timestamp,
+    pub first_run: String,
+    pub last_run: String,
+    pub resolved_at: Option<Timestamp>,
+}
+
+/// A page of findings and the cursor of the next one, if there is more.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindingPage {
+    pub items: Vec<StoredFinding>,
+    pub next: Option<String>,
+}
+
+/// The largest page [`Store::findings`] returns.
+pub const MAX_PAGE: u32 = 1000;
+
+#[derive(FromRow)]
+struct FindingRow {
+    id: i64,
+    probe: String,
+    rule: String,
+    severity: i64,
+    api_version: String,
+    kind: String,
+    namespace: String,
+    name: String,
+    uid: Option<String>,
+    message: String,
+    remedy: Option<String>,
+    labels: String,
+    first_seen: i64,
+    opened_at: i64,
+    last_seen: i64,
+    first_run: String,
+    last_run: String,
+    resolved_at: Option<i64>,
+}
+
+const SELECT: &str = "SELECT id, probe, rule, severity, api_version, kind, namespace, name, uid, \
+     message, remedy, labels, first_seen, opened_at, last_seen, first_run, last_run, resolved_at \
+     FROM findings";
+
+impl Store {
+    /// A page of the findings `filter` selects, at most `limit` (capped at
+    /// [`MAX_PAGE`]), after the `after` cursor of the previous page.
+    pub async fn findings(
+        &self,
+        filter: &FindingFilter,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<FindingPage, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let mut qb = QueryBuilder::<dialect::Db>::new(SELECT);
+        push_filter(&mut qb, filter);
+        if let Some(cursor) = after {
+            let (sev, id) = parse_cursor(cursor)?;
+            qb.push(" AND (severity < ")
+                .push_bind(sev)
+                .push(" OR (severity = ")
+                .push_bind(sev)
+                .push(" AND id < ")
+                .push_bind(id)
+                .push("))");
+        }
+        qb.push(" ORDER BY severity DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let mut rows = qb
+            .build_query_as::<FindingRow>()
+            .fetch_all(&self.reader)
+            .await
+            .ctx("list findings")?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next = match (more, rows.last()) {
+            (true, Some(last)) => Some(format!("{}.{}", last.severity, last.id)),
+            _ => None,
+        };
+        let items = rows
+            .into_iter()
+            .map(StoredFinding::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok(FindingPage { items, next })
+    }
+
+    /// How many findings `filter` selects.
+    pub async fn count_findings(&self, filter: &FindingFilter) -> Result<u64, StoreError> {
+        let mut qb = QueryBuilder::<dialect::Db>::new("SELECT COUNT(*) FROM findings");
+        push_filter(&mut qb, filter);
+        let n: i64 = qb
+            .build_query_scalar()
+            .fetch_one(&self.reader)
+            .await
+            .ctx("count findings")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// One finding by id.
+    pub async fn finding(&self, id: i64) -> Result<Option<StoredFinding>, StoreError> {
+        let mut qb = QueryBuilder::<dialect::Db>::new(SELECT);
+        qb.push(" WHERE id = ").push_bind(id);
+        let row = qb
+            .build_query_as::<FindingRow>()
+            .fetch_optional(&self.reader)
+            .await
+            .ctx("get finding")?;
+        row.map(StoredFinding::try_from).transpose()
+    }
+}
+
+/// Appends ` WHERE ...` for `f` (always a WHERE, so callers can add `AND`).
+fn push_filter(qb: &mut QueryBuilder<dialect::Db>, f: &FindingFilter) {
+    qb.push(" WHERE 1 = 1");
+    for (column, value) in [
+        ("probe", &f.probe),
+        ("rule", &f.rule),
+        ("namespace", &f.namespace),
+        ("kind", &f.kind),
+        ("name", &f.name),
+    ] {
+        if let Some(v) = value {
+            qb.push(" AND ")
+                .push(column)
+                .push(" = ")
+                .push_bind(v.clone());
+        }
+    }
+    if !f.severities.is_empty() {
+        qb.push(" AND severity IN (");
+        let mut list = qb.separated(", ");
+        for s in &f.severities {
+            list.push_bind(i64::from(s.rank()));
+        }
+        qb.push(")");
+    }
+    match f.status {
+        FindingStatus::All => {}
+        FindingStatus::Open => {
+            qb.push(" AND resolved_at IS NULL");
+        }
+        FindingStatus::New { since } => {
+            qb.push(" AND resolved_at IS NULL AND opened_at >= ")
+                .push_bind(since.as_millisecond());
+        }
+        FindingStatus::Persisting { since } => {
+            qb.push(" AND resolved_at IS NULL AND opened_at < ")
+                .push_bind(since.as_millisecond());
+        }
+        FindingStatus::Fixed { since } => {
+            qb.push(" AND resolved_at >= ")
+                .push_bind(since.as_millisecond());
+        }
+    }
+    if let Some(text) = f.text.as_deref().filter(|t| !t.is_empty()) {
+        qb.push(" AND ");
+        dialect::push_contains_ci(qb, "message", text);
+    }
+}
+
+fn parse_cursor(cursor: &str) -> Result<(i64, i64), StoreError> {
+    let bad = || StoreError::InvalidInput {
+        what: "cursor",
+        detail: format!("{cursor:?} is not a cursor this store returned"),
+    };
+    let (sev, id) = cursor.split_once('.').ok_or_else(bad)?;
+    Ok((
+        sev.parse().map_err(|_| bad())?,
+        id.parse().map_err(|_| bad())?,
+    ))
+}
+
+/// A stored severity rank back to the severity.
+pub(super) fn severity_of(rank: i64) -> Result<Severity, StoreError> {
+    usize::try_from(rank)
+        .ok()
+        .and_then(|i| Severity::ALL.get(i).copied())
+        .ok_or_else(|| StoreError::Corrupt {
+            what: "findings.severity",
+            detail: format!("{rank} is not a severity rank (0-4)"),
+        })
+}
+
+impl TryFrom<FindingRow> for StoredFinding {
+    type Error = StoreError;
+    fn try_from(r: FindingRow) -> Result<Self, StoreError> {
+        let resource = (!r.kind.is_empty() || !r.name.is_empty()).then(|| ResourceRef {
+            api_version: r.api_version,
+            kind: r.kind,
+            namespace: (!r.namespace.is_empty()).then_some(r.namespace),
+            name: r.name,
+            uid: r.uid,
+        });
+        Ok(StoredFinding {
+            id: r.id,
+            probe: r.probe,
+            finding: Finding {
+                rule: r.rule,
+                severity: severity_of(r.severity)?,
+                resource,
+                message: r.message,
+                remedy: r.remedy,
+                labels: from_json(&r.labels, "findings.labels")?,
+            },
+            first_seen: timestamp(r.first_seen, "findings.first_seen")?,
+            opened_at: timestamp(r.opened_at, "findings.opened_at")?,
+            last_seen: timestamp(r.last_seen, "findings.last_seen")?,
+            first_run: r.first_run,
+            last_run: r.last_run,
+            resolved_at: r
+                .resolved_at
+                .map(|t| timestamp(t, "findings.resolved_at"))
+                .transpose()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::test_support::{finding, open, succeeded};
+    use super::{FindingFilter, FindingStatus};
+    use crate::bindings::{Finding, Severity};
+
+    async fn seeded() -> (
+        tempfile::TempDir,
+        super::Store,
+        super::super::test_support::TestClock,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, clock) = open(dir.path()).await;
+        let mut cluster = finding("OldVersion", Severity::Critical, "", "", None);
+        cluster.resource = None;
+        cluster.message = "The API server is 50% out of date".into();
+        store
+            .record_run_finished(&succeeded("cp", "c1", vec![cluster]))
+            .await
+            .unwrap();
+        store
+            .record_run_finished(&succeeded(
+                "wa",
+                "w1",
+                vec![
+                    finding("NoLimits", Severity::High, "shop", "web", Some("app")),
+                    finding("NoLimits", Severity::High, "shop", "db", None),
+                    finding("Latest", Severity::Low, "shop", "web", Some("app")),
+                    finding("Latest", Severity::Low, "kube-system", "dns", None),
+                ],
+            ))
+            .await
+            .unwrap();
+        clock.advance(Duration::from_secs(3600));
+        store
+            .record_run_finished(&succeeded(
+                "wa",
+                "w2",
+                vec![
+                    finding("NoLimits", Severity::High, "shop", "web", Some("app")),
+                    finding("Latest", Severity::Low, "shop", "web", Some("app")),
+                    finding("Latest", Severity::Low, "kube-system", "dns", None),
+                    finding("NoProbe", Severity::Medium, "shop", "cart", None),
+                ],
+            ))
+            .await
+            .unwrap();
+        (dir, store, clock)
+    }
+
+    fn names(items: &[super::StoredFinding]) -> Vec<String> {
+        items
+            .iter()
+            .map(|f| {
+                let r = f.finding.resource.as_ref();
+                format!(
+                    "{}:{}",
+                    f.finding.rule,
+                    r.map(|r| r.name.as_str()).unwrap_or("-")
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn filters_select_by_resource_rule_severity_probe_status_and_text() {
+        let (_dir, store, clock) = seeded().await;
+        let hour_ago = clock.now() - Duration::from_secs(1800);
+        let q = |f: FindingFilter| {
+            let store = store.clone();
+            async move { names(&store.findings(&f, 100, None).await.unwrap().items) }
+        };
+        assert_eq!(
+            q(FindingFilter::default()).await.len(),
+            5,
+            "open only by default"
+        );
+        assert_eq!(
+            q(FindingFilter {
+                status: FindingStatus::All,
+                ..Default::default()
+            })
+            .await
+            .len(),
+            6
+        );
+        assert_eq!(
+            q(FindingFilter {
+                namespace: Some("kube-system".into()),
+                ..Default::default()
+            })
+            .await,
+            ["Latest:dns"]
+        );
+        assert_eq!(
+            q(FindingFilter {
+                namespace: Some(String::new()),
+                ..Default::default()
+            })
+            .await,
+            ["OldVersion:-"],
+            "the empty namespace selects cluster-wide findings"
+        );
+        assert_eq!(
+            q(FindingFilter {
+                kind: Some("Pod".into()),
+                name: Some("web".into()),
+                ..Default::default()
+            })
+            .await,
+            ["NoLimits:web", "Latest:web"],
+            "most severe first"
+        );
+        assert_eq!(
+            q(FindingFilter {
+                rule: Some("NoProbe".into()),
+                ..Default::default()
+            })
+            .await,
+            ["NoProbe:cart"]
+        );
+        assert_eq!(
+            q(FindingFilter {
+                severities: vec![Severity::Critical, Severity::Medium],
+                ..Default::default()
+            })
+            .await,
+            ["OldVersion:-", "NoProbe:cart"]
+        );
+        assert_eq!(
+            q(FindingFilter {
+                probe: Some("cp".into()),
+                ..Default::default()
+            })
+            .await
+            .len(),
+            1
+        );
+        assert_eq!(
+            q(FindingFilter {
+                status: FindingStatus::New { since: hour_ago },
+                ..Default::default()
+            })
+            .await,
+            ["NoProbe:cart"]
+        );
+        assert_eq!(
+            q(FindingFilter {
+                status: FindingStatus::Persisting { since: hour_ago },
+                ..Default::default()
+            })
+            .await
+            .len(),
+            4
+        );
+        assert_eq!(
+            q(FindingFilter {
+                status: FindingStatus::Fixed { since: hour_ago },
+                ..Default::default()
+            })
+            .await,
+            ["NoLimits:db"]
+        );
+        assert_eq!(
+            q(FindingFilter {
+                text: Some("API SERVER".into()),
+                ..Default::default()
+            })
+            .await,
+            ["OldVersion:-"],
+            "text search ignores case"
+        );
+        assert!(
+            q(FindingFilter {
+                text: Some("50_".into()),
+                ..Default::default()
+            })
+            .await
+            .is_empty(),
+            "_ is a character, not a wildcard"
+        );
+        assert_eq!(
+            q(FindingFilter {
+                text: Some("50%".into()),
+                ..Default::default()
+            })
+            .await,
+            ["OldVersion:-"]
+        );
+        let cluster = &store
+            .findings(
+                &FindingFilter {
+                    probe: Some("cp".into()),
+                    ..Default::default()
+                },
+                1,
+                None,
+            )
+            .await
+            .unwrap()
+            .items[0];
+        assert_eq!(cluster.finding.resource, None);
+        let again = store.finding(cluster.id).await.unwrap().unwrap();
+        assert_eq!(&again, cluster);
+    }
+
+    #[tokio::test]
+    async fn pages_cover_everything_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open(dir.path()).await;
+        let fs: Vec<Finding> = (0..53)
+            .map(|i| finding("R", Severity::ALL[i % 5], "ns", &format!("p{i}"), None))
+            .collect();
+        store
+            .record_run_finished(&succeeded("wa", "r1", fs))
+            .await
+            .unwrap();
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let page = store
+                .findings(&FindingFilter::default(), 10, after.as_deref())
+                .await
+                .unwrap();
+            pages += 1;
+            all.extend(page.items);
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 6);
+        assert_eq!(all.len(), 53);
+        let mut ids: Vec<i64> = all.iter().map(|f| f.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 53, "no finding twice");
+        let keys: Vec<(u8, i64)> = all
+            .iter()
+            .map(|f| (f.finding.severity.rank(), f.id))
+            .collect();
+        assert!(
+            keys.windows(2).all(|w| w[0] > w[1]),
+            "severity then id, descending"
+        );
+        assert_eq!(
+            store
+                .count_findings(&FindingFilter::default())
+                .await
+                .unwrap(),
+            53
+        );
+        let err = store
+            .findings(&FindingFilter::default(), 10, Some("4"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("cursor"), "{err}");
+    }
+}
