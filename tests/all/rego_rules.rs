@@ -3,12 +3,12 @@
 //! file that does not parse, and `sonde audit --rego DIR` with its exit code.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::json;
 use sonde::audit::{self, AuditReport, ProbeSource};
 use sonde::runtime::LogLevel;
 
+use crate::cli::{sonde, text};
 use crate::{resource_key, runtime, snapshot_services};
 
 /// The test fixtures of this crate.
@@ -353,32 +353,6 @@ async fn without_rules_nothing_is_evaluated() {
             .any(|l| l.level == LogLevel::Info && l.message.contains("no Rego rules configured")),
         "{logs:?}"
     );
-}
-
-/// The `sonde` binary built beside this test binary.
-pub fn sonde() -> Command {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(|d| d.parent()).unwrap().join("sonde");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p sonde`",
-        bin.display()
-    );
-    let mut cmd = Command::new(bin);
-    let cache = PathBuf::from(sonde_probes::TEST_TRIVIAL_PATH)
-        .ancestors()
-        .nth(3)
-        .unwrap()
-        .join("test-component-cache");
-    cmd.env("SONDE_CACHE_DIR", cache).env_remove("SONDE_LOG");
-    cmd
-}
-
-pub fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// A snapshot folder holding `yaml`.
