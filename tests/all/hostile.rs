@@ -113,7 +113,20 @@ async fn flood_of_log_lines_is_stopped() {
 
 #[tokio::test]
 async fn flood_of_stdout_is_stopped() {
-    let out = hostile("stdout").await;
+    // The output cap, not the clock, must stop it: a deadline far beyond what
+    // the flood needs, so a loaded machine cannot turn it into a timeout.
+    let limits = RunLimits {
+        timeout_ms: 30_000,
+        ..limits()
+    };
+    let out = run(
+        HOSTILE,
+        json!({ "mode": "stdout" }),
+        None,
+        limits,
+        Default::default(),
+    )
+    .await;
     match &out.reason {
         Some(FailureReason::OutputLimit { what }) => assert!(what.contains("stdout"), "{what}"),
         other => panic!("expected an output limit failure, got {other:?}"),

@@ -32,6 +32,7 @@ pub mod http;
 pub mod kube;
 pub mod log;
 pub mod npd;
+pub mod quantity;
 pub mod workloads;
 
 /// The raw bindings generated from `wit/` (for what the typed layer does not cover).
