@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Sonde needs, idempotently:
 # the wasm32-wasip2 Rust target (the probes) and, for the tests, dnsmasq
-# (a real DNS server the DNS tests start on loopback).
+# (a real DNS server the DNS tests start on loopback), Chromium, Node.js and
+# the browser test's one npm package (tests/e2e, playwright-core).
 # Usage: scripts/setup.sh [--for-tests]
 set -euo pipefail
 
@@ -40,5 +41,17 @@ apt_install() {
 }
 
 if [[ $need_tests -eq 1 ]]; then
-    apt_install dnsmasq-base
+    apt_install dnsmasq-base chromium
+    # Node.js may come from elsewhere than Debian (NodeSource's nodejs carries
+    # npm and conflicts with Debian's npm package): install only when missing.
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        apt_install nodejs npm
+    fi
+    # The browser test's packages, when missing or older than the lock file.
+    e2e="$(cd "$(dirname "$0")/.." && pwd)/tests/e2e"
+    if [[ ! -d $e2e/node_modules || $e2e/package-lock.json -nt $e2e/node_modules ]]; then
+        echo "setup: installing the browser test's npm packages (tests/e2e)"
+        npm ci --prefix "$e2e" --no-audit --no-fund
+        touch "$e2e/node_modules"
+    fi
 fi

@@ -13,13 +13,17 @@
 //! - `custom_rules`: the operator's Rego and rule.yaml files, as probe config.
 //! - `cli`: the `sonde` command line.
 //! - `store`: the daemon's SQLite store of probes, runs and findings across runs.
+//! - `cluster`: connecting to a snapshot or a live cluster (CLI and daemon).
+//! - `daemon`: `sonde serve`: config, scheduler, dispatcher, JSON API, web UI.
 
 pub mod audit;
 pub mod bindings;
 pub mod builtin;
 pub mod caps;
 pub mod cli;
+pub mod cluster;
 pub mod custom_rules;
+pub mod daemon;
 pub mod grants;
 pub mod kube;
 pub mod posture;

@@ -1,8 +1,10 @@
 //! Sonde's integration tests, one binary (as wasmtime does): the real
 //! runtime running real components built by `probes/artifacts`.
 
+mod api;
 mod cli;
 mod components;
+mod daemon;
 mod control_plane_rules;
 mod dns;
 mod event_rules;
@@ -19,6 +21,8 @@ mod rego_rules;
 mod report_formats;
 mod schema_checks;
 mod seed_examples;
+mod serve;
+mod web_ui;
 mod workload_rules;
 
 use std::collections::HashMap;

@@ -4,15 +4,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use super::{AuditArgs, ReportArgs, RunArgs, exit};
 use crate::audit::{self, PreparedProbe, ProbeSource};
 use crate::builtin;
 use crate::caps::HostServices;
-use crate::caps::dns::{DnsSettings, parse_nameserver};
+use crate::cluster::ClusterSpec;
 use crate::grants::GrantSet;
-use crate::kube::{LiveBackend, LiveOptions, SnapshotBackend};
 use crate::posture::Exemptions;
 use crate::report;
 use crate::runtime::{ProbeRuntime, RunLimits, RuntimeConfig};
@@ -22,78 +21,25 @@ async fn services(
     args: &ReportArgs,
     require_cluster: bool,
 ) -> Result<(Arc<HostServices>, String, Vec<String>)> {
-    for ns in &args.dns_server {
-        parse_nameserver(ns)
-            .map_err(anyhow::Error::msg)
-            .context("--dns-server")?;
-    }
-    let dns = DnsSettings {
-        nameservers: args.dns_server.clone(),
-        timeout_ms: None,
-    };
-    if let Some(path) = &args.snapshot {
-        let snap = SnapshotBackend::load(path)?;
-        let issues: Vec<String> = snap.issues().iter().map(ToString::to_string).collect();
-        for issue in &issues {
-            tracing::warn!("{issue}");
-        }
-        if snap.is_empty() && issues.is_empty() {
-            bail!(
-                "{}: no Kubernetes objects found (expected YAML or JSON manifests)",
-                path.display()
-            );
-        }
-        let source = crate::kube::KubeBackend::describe(&snap);
-        return Ok((
-            Arc::new(HostServices {
-                kube: Some(Arc::new(snap)),
-                dns,
-            }),
-            source,
-            issues,
-        ));
-    }
-    let explicit = args.kubeconfig.is_some() || args.context.is_some();
-    if !explicit && !require_cluster {
-        return Ok((
-            Arc::new(HostServices { kube: None, dns }),
-            "no cluster".into(),
-            Vec::new(),
-        ));
-    }
-    if !args.qps.is_finite() || args.qps <= 0.0 || args.burst == 0 {
-        bail!("--qps and --burst must be greater than 0");
-    }
-    let options = LiveOptions {
+    let spec = ClusterSpec {
+        snapshot: args.snapshot.clone(),
         kubeconfig: args.kubeconfig.clone(),
         context: args.context.clone(),
         qps: args.qps,
         burst: args.burst,
-        ..Default::default()
+        dns_servers: args.dns_server.clone(),
+        watch_cache: false,
     };
-    let live = match LiveBackend::connect(options).await {
-        Ok(live) => live,
-        Err(e) if !explicit => {
-            return Err(anyhow::Error::new(e).context(
-                "no cluster to audit: pass --snapshot PATH (manifests or a dump), or --kubeconfig FILE / --context NAME",
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let source = crate::kube::KubeBackend::describe(&live);
-    let version = live
-        .check()
+    let c = crate::cluster::connect(&spec, require_cluster)
         .await
-        .map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
-    tracing::info!(%source, %version, "connected");
-    Ok((
-        Arc::new(HostServices {
-            kube: Some(Arc::new(live)),
-            dns,
-        }),
-        source,
-        Vec::new(),
-    ))
+        .map_err(|e| {
+            if e.to_string().starts_with("qps and burst") {
+                anyhow::anyhow!("--qps and --burst must be greater than 0")
+            } else {
+                e
+            }
+        })?;
+    Ok((c.services, c.source, c.issues))
 }
 
 fn exit_code(report: &audit::AuditReport, fail_on: Option<crate::bindings::Severity>) -> u8 {

@@ -3,6 +3,7 @@
 
 mod audit;
 mod probe;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +53,8 @@ enum Command {
     /// Inspect and list probes.
     #[command(subcommand)]
     Probe(ProbeCommand),
+    /// Run the daemon: probes on their schedules, the store, the JSON API and the web UI.
+    Serve(serve::ServeArgs),
     /// List every rule of the built-in probes (id, category, severity, description).
     Rules {
         /// Print JSON instead of a table (the same as `-o json`).
@@ -153,24 +156,39 @@ enum ProbeCommand {
     List,
 }
 
-fn init_logging(verbose: u8) {
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+fn init_logging(verbose: u8, format: LogFormat, default_level: &str) {
     let default = match verbose {
-        0 => "sonde=warn",
+        0 => default_level,
         1 => "sonde=info",
         _ => "sonde=debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SONDE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    };
 }
 
 /// Parses the command line, runs the command, and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    match &cli.command {
+        Command::Serve(args) => init_logging(cli.verbose, args.log_format, "sonde=info"),
+        _ => init_logging(cli.verbose, LogFormat::Text, "sonde=warn"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -189,6 +207,7 @@ pub fn main() -> ExitCode {
                 probe::inspect(&probe, json).await
             }
             Command::Probe(ProbeCommand::List) => probe::list().await,
+            Command::Serve(args) => serve::serve(args).await,
             Command::Rules { json, output } => {
                 probe::rules(json || output == probe::RulesFormat::Json).await
             }

@@ -7,7 +7,7 @@ pub mod csv;
 mod data;
 pub mod html;
 pub mod junit;
-mod markup;
+pub(crate) mod markup;
 pub mod sarif;
 pub mod table;
 #[cfg(test)]

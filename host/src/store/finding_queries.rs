@@ -146,6 +146,38 @@ impl Store {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// The `limit` open findings opened most recently.
+    pub async fn newest_findings(&self, limit: u32) -> Result<Vec<StoredFinding>, StoreError> {
+        let mut qb = QueryBuilder::<dialect::Db>::new(SELECT);
+        qb.push(" WHERE resolved_at IS NULL ORDER BY opened_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit.clamp(1, MAX_PAGE)));
+        qb.build_query_as::<FindingRow>()
+            .fetch_all(&self.reader)
+            .await
+            .ctx("newest findings")?
+            .into_iter()
+            .map(StoredFinding::try_from)
+            .collect()
+    }
+
+    /// Open findings per severity, lowest first.
+    pub async fn open_counts(&self) -> Result<[(Severity, u64); 5], StoreError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT severity, COUNT(*) FROM findings WHERE resolved_at IS NULL GROUP BY severity",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .ctx("count open findings")?;
+        let mut out = Severity::ALL.map(|s| (s, 0u64));
+        for (rank, n) in rows {
+            let sev = severity_of(rank)?;
+            if let Some(slot) = out.iter_mut().find(|(s, _)| *s == sev) {
+                slot.1 = u64::try_from(n).unwrap_or(0);
+            }
+        }
+        Ok(out)
+    }
+
     /// One finding by id.
     pub async fn finding(&self, id: i64) -> Result<Option<StoredFinding>, StoreError> {
         let mut qb = QueryBuilder::<dialect::Db>::new(SELECT);

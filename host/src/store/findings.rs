@@ -6,12 +6,26 @@
 //! a fingerprint of the identifying labels. Labels that change from run to
 //! run without making it another finding (`time`, `count`, ...) are left out
 //! of the fingerprint, or every run would report a "new" finding.
+//!
+//! Ingest is bound by SQLite, so the batched path keeps SQLite's work small:
+//! - one prepared statement per batch size, whose SQL never changes (sqlx
+//!   caches prepared statements by their text), binding the probe, the time
+//!   and the run once per statement and twelve values per finding;
+//! - a persisting finding whose severity did not change and that is still
+//!   open is touched without rewriting an index entry (none of the columns
+//!   its update sets is indexed); a statement some of whose findings need
+//!   more (reopened, new severity) is run again as the full upsert;
+//! - values repeated across findings (rule, kind, namespace, labels, ...) are
+//!   shared rather than copied, and label fingerprints are computed once per
+//!   distinct label set.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::hash_map::Entry;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, OnceLock};
 
 use sha2::{Digest, Sha256};
-use sqlx::QueryBuilder;
+use sqlx::{Arguments, Database};
 
 use super::{QueryContext, StoreError, dialect, to_json};
 use crate::bindings::Finding;
@@ -28,20 +42,34 @@ pub const VOLATILE_LABELS: &[&str] = &[
     "restarts",
 ];
 
-/// Columns written per finding row by [`upsert`].
-const COLUMNS: usize = 18;
-/// Rows per statement: as many as fit the parameter limit, capped so one
-/// statement's text stays small enough to prepare quickly and cache.
+/// Parameters bound once per statement: the probe, the time (first seen,
+/// opened, last seen) and the run (first, last).
+const SHARED_PARAMS: usize = 6;
+/// Parameters bound per finding by [`upsert`].
+const PARAMS_PER_ROW: usize = 12;
+/// Rows per statement: a power of two that fits the parameter limit, capped
+/// so that one statement's text stays small enough to prepare quickly.
 const ROWS_PER_STATEMENT: usize = {
-    let fit = dialect::MAX_BIND_PARAMS / COLUMNS;
-    if fit < 1000 { fit } else { 1000 }
+    let fit = (dialect::MAX_BIND_PARAMS - SHARED_PARAMS) / PARAMS_PER_ROW;
+    let rows = if fit < 1024 { fit } else { 1024 };
+    1 << rows.ilog2()
 };
+/// Statement sizes: `ROWS_PER_STATEMENT` and every smaller power of two
+/// (a run's last rows go in at most one statement of each).
+const SIZES: usize = ROWS_PER_STATEMENT.ilog2() as usize + 1;
 
 /// The finding's `(identity, fingerprint)`, both hex: what makes two reports
 /// of `probe` in different runs the same finding.
 pub fn identity_of(probe: &str, finding: &Finding) -> (String, String) {
-    let mut labels: Vec<(&str, &str)> = finding
-        .labels
+    let fingerprint = fingerprint_hex(&finding.labels);
+    let fingerprint = hex_str(&fingerprint);
+    let identity = identity_digest(&probe_hasher(probe), finding, fingerprint);
+    (hex_str(&hex16(&identity)).to_string(), fingerprint.to_string())
+}
+
+/// The hash of the identifying labels (sorted, deduplicated, volatile ones left out).
+fn fingerprint_hex(labels: &[(String, String)]) -> [u8; 32] {
+    let mut labels: Vec<(&str, &str)> = labels
         .iter()
         .filter(|(k, _)| !VOLATILE_LABELS.contains(&k.as_str()))
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -53,18 +81,29 @@ pub fn identity_of(probe: &str, finding: &Finding) -> (String, String) {
         field(&mut h, k);
         field(&mut h, v);
     }
-    let fingerprint = hex::encode(&h.finalize()[..16]);
+    hex16(&h.finalize())
+}
 
+/// A hasher that has taken in the probe: what every identity of the probe starts with.
+fn probe_hasher(probe: &str) -> Sha256 {
     let mut h = Sha256::new();
     field(&mut h, probe);
+    h
+}
+
+/// The identity's 16 bytes, `probe` already in `prefix` (see [`probe_hasher`]).
+fn identity_digest(prefix: &Sha256, finding: &Finding, fingerprint: &str) -> [u8; 16] {
+    let mut h = prefix.clone();
     field(&mut h, &finding.rule);
     let r = finding.resource.as_ref();
     field(&mut h, r.map_or("", |r| r.api_version.as_str()));
     field(&mut h, r.map_or("", |r| r.kind.as_str()));
     field(&mut h, r.and_then(|r| r.namespace.as_deref()).unwrap_or(""));
     field(&mut h, r.map_or("", |r| r.name.as_str()));
-    field(&mut h, &fingerprint);
-    (hex::encode(&h.finalize()[..16]), fingerprint)
+    field(&mut h, fingerprint);
+    let mut out = [0; 16];
+    out.copy_from_slice(&h.finalize()[..16]);
+    out
 }
 
 /// Length-prefixed, so `("ab", "c")` and `("a", "bc")` hash differently.
@@ -73,48 +112,106 @@ fn field(h: &mut Sha256, s: &str) {
     h.update(s.as_bytes());
 }
 
-/// One finding ready to bind: owned values, moved into the statement.
+/// The first 16 bytes of `bytes` as lowercase hex.
+fn hex16(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0; 32];
+    hex::encode_to_slice(&bytes[..16], &mut out).expect("32 hex digits for 16 bytes");
+    out
+}
+
+fn hex_str(hex: &[u8; 32]) -> &str {
+    std::str::from_utf8(hex).expect("hex digits are ASCII")
+}
+
+/// One finding ready to bind. Shared (`Arc`) values: binding one is a
+/// reference count, not a copy.
 pub(super) struct Row {
-    identity: String,
-    fingerprint: String,
-    rule: String,
+    identity: Arc<str>,
+    fingerprint: Arc<str>,
+    rule: Arc<str>,
     severity: i64,
-    api_version: String,
-    kind: String,
-    namespace: String,
-    name: String,
-    uid: Option<String>,
-    message: String,
-    remedy: Option<String>,
-    labels: String,
+    api_version: Arc<str>,
+    kind: Arc<str>,
+    namespace: Arc<str>,
+    name: Arc<str>,
+    uid: Option<Arc<str>>,
+    message: Arc<str>,
+    remedy: Option<Arc<str>>,
+    labels: Arc<str>,
+}
+
+/// One copy of each distinct string of a run (rules, kinds, namespaces, ...).
+#[derive(Default)]
+struct Strings<'a>(HashMap<&'a str, Arc<str>>);
+
+impl<'a> Strings<'a> {
+    fn get(&mut self, s: &'a str) -> Arc<str> {
+        self.0.entry(s).or_insert_with(|| Arc::from(s)).clone()
+    }
+}
+
+/// Hashes an identity by its first bytes: identities are SHA-256 output,
+/// uniformly spread already.
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
 }
 
 /// The run's findings as rows, one per identity (a probe that reports the
 /// same finding twice in a run gets one row, holding the last report).
 pub(super) fn prepare(probe: &str, findings: &[Finding]) -> Result<Vec<Row>, StoreError> {
+    let prefix = probe_hasher(probe);
     let mut rows: Vec<Row> = Vec::with_capacity(findings.len());
-    let mut seen: HashMap<String, usize> = HashMap::with_capacity(findings.len());
+    let mut seen: HashMap<u128, usize, BuildHasherDefault<IdentityHasher>> =
+        HashMap::with_capacity_and_hasher(findings.len(), Default::default());
+    let mut strings = Strings::default();
+    // (fingerprint, labels as JSON) per distinct label list.
+    let mut label_sets: HashMap<&[(String, String)], (Arc<str>, Arc<str>)> = HashMap::new();
+    let empty = strings.get("");
     for f in findings {
-        let (identity, fingerprint) = identity_of(probe, f);
+        let (fingerprint, labels) = match label_sets.entry(f.labels.as_slice()) {
+            Entry::Occupied(e) => e.get().clone(),
+            Entry::Vacant(e) => {
+                let fingerprint: Arc<str> = Arc::from(hex_str(&fingerprint_hex(&f.labels)));
+                let labels: Arc<str> = Arc::from(to_json(&f.labels, "a finding's labels")?);
+                e.insert((fingerprint, labels)).clone()
+            }
+        };
+        let identity = identity_digest(&prefix, f, &fingerprint);
         let r = f.resource.as_ref();
         let row = Row {
-            identity: identity.clone(),
+            identity: Arc::from(hex_str(&hex16(&identity))),
             fingerprint,
-            rule: f.rule.clone(),
+            rule: strings.get(&f.rule),
             severity: i64::from(f.severity.rank()),
-            api_version: r.map(|r| r.api_version.clone()).unwrap_or_default(),
-            kind: r.map(|r| r.kind.clone()).unwrap_or_default(),
-            namespace: r.and_then(|r| r.namespace.clone()).unwrap_or_default(),
-            name: r.map(|r| r.name.clone()).unwrap_or_default(),
-            uid: r.and_then(|r| r.uid.clone()),
-            message: f.message.clone(),
-            remedy: f.remedy.clone(),
-            labels: to_json(&f.labels, "a finding's labels")?,
+            api_version: r.map_or_else(|| empty.clone(), |r| strings.get(&r.api_version)),
+            kind: r.map_or_else(|| empty.clone(), |r| strings.get(&r.kind)),
+            namespace: match r.and_then(|r| r.namespace.as_deref()) {
+                Some(ns) => strings.get(ns),
+                None => empty.clone(),
+            },
+            name: r.map_or_else(|| empty.clone(), |r| strings.get(&r.name)),
+            uid: r.and_then(|r| r.uid.as_deref()).map(Arc::from),
+            message: Arc::from(f.message.as_str()),
+            remedy: f.remedy.as_deref().map(|s| strings.get(s)),
+            labels,
         };
-        match seen.get(&identity) {
-            Some(&i) => rows[i] = row,
-            None => {
-                seen.insert(identity, rows.len());
+        match seen.entry(u128::from_le_bytes(identity)) {
+            Entry::Occupied(e) => rows[*e.get()] = row,
+            Entry::Vacant(e) => {
+                e.insert(rows.len());
                 rows.push(row);
             }
         }
@@ -122,8 +219,148 @@ pub(super) fn prepare(probe: &str, findings: &[Finding]) -> Result<Vec<Row>, Sto
     Ok(rows)
 }
 
+/// The head of the batched upsert: the values bound once per statement come
+/// first (the probe, the time three times, the run twice), then one row of
+/// [`PARAMS_PER_ROW`] per finding.
+const INSERT_SELECT: &str = "INSERT INTO findings (identity, probe, rule, severity, api_version, \
+     kind, namespace, name, uid, fingerprint, message, remedy, labels, first_seen, opened_at, \
+     last_seen, first_run, last_run) \
+     SELECT column1, {}, column2, column3, column4, column5, column6, column7, column8, column9, \
+     column10, column11, column12, {}, {}, {}, {}, {} FROM (VALUES ";
+
+/// What the full upsert does to a finding that is already stored: refresh it
+/// from the latest report and reopen it if it was fixed.
+const FULL_UPDATE: &str = ") AS v WHERE true \
+     ON CONFLICT (identity) DO UPDATE SET severity = excluded.severity, \
+     uid = excluded.uid, message = excluded.message, remedy = excluded.remedy, \
+     labels = excluded.labels, last_seen = excluded.last_seen, \
+     last_run = excluded.last_run, \
+     opened_at = CASE WHEN findings.resolved_at IS NULL THEN findings.opened_at \
+     ELSE excluded.opened_at END, \
+     resolved_at = NULL";
+
+/// The same for an open finding whose severity did not change (most
+/// persisting ones): only unindexed columns change, so the row is rewritten
+/// and no index is. Other stored findings are left alone (and not counted).
+const TOUCH_UPDATE: &str = ") AS v WHERE true \
+     ON CONFLICT (identity) DO UPDATE SET \
+     uid = excluded.uid, message = excluded.message, remedy = excluded.remedy, \
+     labels = excluded.labels, last_seen = excluded.last_seen, \
+     last_run = excluded.last_run \
+     WHERE findings.resolved_at IS NULL AND findings.severity = excluded.severity";
+
+#[derive(Clone, Copy)]
+enum Update {
+    Touch,
+    Full,
+}
+
+/// The upsert of `rows` findings (a power of two up to `ROWS_PER_STATEMENT`):
+/// built once, so that its text, and hence sqlx's prepared statement, is reused.
+fn upsert_sql(rows: usize, update: Update) -> &'static str {
+    static SQL: [[OnceLock<String>; SIZES]; 2] = [
+        [const { OnceLock::new() }; SIZES],
+        [const { OnceLock::new() }; SIZES],
+    ];
+    assert!(rows.is_power_of_two() && rows <= ROWS_PER_STATEMENT);
+    SQL[update as usize][rows.ilog2() as usize].get_or_init(|| {
+        let mut sql = String::with_capacity(INSERT_SELECT.len() + rows * 64 + 600);
+        let mut n = 0;
+        let mut placeholder = |sql: &mut String| {
+            n += 1;
+            dialect::push_placeholder(sql, n);
+        };
+        let mut head = INSERT_SELECT.split("{}");
+        sql.push_str(head.next().expect("the head starts before its first parameter"));
+        for part in head {
+            placeholder(&mut sql);
+            sql.push_str(part);
+        }
+        for r in 0..rows {
+            sql.push_str(if r == 0 { "(" } else { ", (" });
+            for c in 0..PARAMS_PER_ROW {
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                placeholder(&mut sql);
+            }
+            sql.push(')');
+        }
+        debug_assert_eq!(n, SHARED_PARAMS + rows * PARAMS_PER_ROW);
+        sql.push_str(match update {
+            Update::Touch => TOUCH_UPDATE,
+            Update::Full => FULL_UPDATE,
+        });
+        sql
+    })
+}
+
+/// How many rows each statement of a run of `n` findings takes:
+/// `ROWS_PER_STATEMENT` while that many are left, then the powers of two of
+/// the rest, largest first.
+fn statement_sizes(mut n: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if n == 0 {
+            return None;
+        }
+        let size = x_rows().min(1 << n.ilog2());
+        n -= size;
+        Some(size)
+    })
+}
+
+// XXX explore
+fn x_rows() -> usize {
+    static V: OnceLock<usize> = OnceLock::new();
+    *V.get_or_init(|| std::env::var("SONDE_X_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(ROWS_PER_STATEMENT))
+}
+fn x_full() -> bool {
+    std::env::var("SONDE_X_FULL").is_ok()
+}
+
+type Args = <dialect::Db as Database>::Arguments;
+
+/// The parameters of one upsert statement over `rows`.
+fn bind_rows(probe: &Arc<str>, now: i64, run_id: &Arc<str>, rows: &[Row]) -> Result<Args, StoreError> {
+    fn add<'t, T>(args: &mut Args, value: T) -> Result<(), StoreError>
+    where
+        T: sqlx::Encode<'t, dialect::Db> + sqlx::Type<dialect::Db>,
+    {
+        args.add(value)
+            .map_err(sqlx::Error::Encode)
+            .ctx("bind a finding")
+    }
+    let mut args = Args::default();
+    args.reserve(SHARED_PARAMS + rows.len() * PARAMS_PER_ROW, 0);
+    add(&mut args, probe.clone())?;
+    for _ in 0..3 {
+        add(&mut args, now)?;
+    }
+    for _ in 0..2 {
+        add(&mut args, run_id.clone())?;
+    }
+    for r in rows {
+        add(&mut args, r.identity.clone())?;
+        add(&mut args, r.rule.clone())?;
+        add(&mut args, r.severity)?;
+        add(&mut args, r.api_version.clone())?;
+        add(&mut args, r.kind.clone())?;
+        add(&mut args, r.namespace.clone())?;
+        add(&mut args, r.name.clone())?;
+        add(&mut args, r.uid.clone())?;
+        add(&mut args, r.fingerprint.clone())?;
+        add(&mut args, r.message.clone())?;
+        add(&mut args, r.remedy.clone())?;
+        add(&mut args, r.labels.clone())?;
+    }
+    Ok(args)
+}
+
 /// Inserts new findings and refreshes persisting ones (a fixed finding that
-/// is reported again is reopened), `ROWS_PER_STATEMENT` rows per statement.
+/// is reported again is reopened), up to `ROWS_PER_STATEMENT` rows per
+/// statement. Each statement first only touches the findings that are open
+/// with an unchanged severity; when it left some alone, the full upsert runs
+/// over the same rows (for those already written, it writes the same values).
 pub(super) async fn upsert(
     conn: &mut dialect::Conn,
     probe: &str,
@@ -133,47 +370,27 @@ pub(super) async fn upsert(
 ) -> Result<(), StoreError> {
     let probe: Arc<str> = Arc::from(probe);
     let run_id: Arc<str> = Arc::from(run_id);
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk = rows.by_ref().take(ROWS_PER_STATEMENT);
-        let mut qb = QueryBuilder::<dialect::Db>::new(
-            "INSERT INTO findings (identity, probe, rule, severity, api_version, kind, namespace, \
-             name, uid, fingerprint, message, remedy, labels, first_seen, opened_at, last_seen, \
-             first_run, last_run) ",
-        );
-        qb.push_values(chunk, |mut b, r| {
-            b.push_bind(r.identity)
-                .push_bind(probe.clone())
-                .push_bind(r.rule)
-                .push_bind(r.severity)
-                .push_bind(r.api_version)
-                .push_bind(r.kind)
-                .push_bind(r.namespace)
-                .push_bind(r.name)
-                .push_bind(r.uid)
-                .push_bind(r.fingerprint)
-                .push_bind(r.message)
-                .push_bind(r.remedy)
-                .push_bind(r.labels)
-                .push_bind(now)
-                .push_bind(now)
-                .push_bind(now)
-                .push_bind(run_id.clone())
-                .push_bind(run_id.clone());
-        });
-        qb.push(
-            " ON CONFLICT (identity) DO UPDATE SET severity = excluded.severity, \
-             uid = excluded.uid, message = excluded.message, remedy = excluded.remedy, \
-             labels = excluded.labels, last_seen = excluded.last_seen, \
-             last_run = excluded.last_run, \
-             opened_at = CASE WHEN findings.resolved_at IS NULL THEN findings.opened_at \
-             ELSE excluded.opened_at END, \
-             resolved_at = NULL",
-        );
-        qb.build()
+    let mut rest = &rows[..];
+    for size in statement_sizes(rows.len()) {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        let written = sqlx::query_with(
+            upsert_sql(size, if x_full() { Update::Full } else { Update::Touch }),
+            bind_rows(&probe, now, &run_id, chunk)?,
+        )
+        .execute(&mut *conn)
+        .await
+        .ctx("upsert findings")?
+        .rows_affected();
+        if written < size as u64 {
+            sqlx::query_with(
+                upsert_sql(size, Update::Full),
+                bind_rows(&probe, now, &run_id, chunk)?,
+            )
             .execute(&mut *conn)
             .await
-            .ctx("upsert findings")?;
+            .ctx("upsert reopened or changed findings")?;
+        }
     }
     Ok(())
 }

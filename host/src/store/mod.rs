@@ -28,10 +28,10 @@ use jiff::Timestamp;
 pub use dialect::{VacuumAction, VacuumPolicy};
 pub use finding_queries::{FindingFilter, FindingPage, FindingStatus, MAX_PAGE, StoredFinding};
 pub use findings::{VOLATILE_LABELS, identity_of};
-pub use probes::ProbeRecord;
+pub use probes::{ProbeRecord, ScheduleState};
 pub use retention::{Retention, RetentionReport};
-pub use runs::{RunIngest, RunPage, RunPhase, RunRecord};
-pub use trends::{TrendPoint, TrendQuery};
+pub use runs::{RunIngest, RunPage, RunPhase, RunRecord, Trigger};
+pub use trends::{MAX_DAYS as MAX_TREND_DAYS, TrendPoint, TrendQuery};
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +175,14 @@ impl Store {
     /// SQLite's integrity check: `ok` when the file is sound, else the problems.
     pub async fn integrity_check(&self) -> Result<String, StoreError> {
         dialect::integrity_check(&self.reader).await
+    }
+
+    /// Whether the database answers a trivial query (readiness).
+    pub async fn ping(&self) -> bool {
+        sqlx::query_scalar::<_, i64>("SELECT 1")
+            .fetch_one(&self.reader)
+            .await
+            .is_ok()
     }
 
     /// Closes every connection (checkpointing the WAL).

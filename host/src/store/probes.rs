@@ -1,9 +1,20 @@
 //! The `probes` table: what the daemon's config says about each probe, kept
 //! so that runs and findings can name it and the UI can list it.
 
+use jiff::Timestamp;
 use sqlx::FromRow;
 
-use super::{QueryContext, Store, StoreError, dialect};
+use super::{QueryContext, Store, StoreError, dialect, timestamp};
+
+/// What the scheduler keeps of a probe across restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleState {
+    pub name: String,
+    /// Suspended by an operator.
+    pub suspended: bool,
+    /// The last schedule tick a run was started for.
+    pub last_tick: Option<Timestamp>,
+}
 
 /// One probe as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
@@ -63,6 +74,52 @@ impl Store {
             .await
             .ctx("delete probe")?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Suspends or resumes a probe's schedule (an operator's choice, kept
+    /// across restarts and config reloads); false when there is no such probe.
+    pub async fn set_probe_suspended(
+        &self,
+        name: &str,
+        suspended: bool,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE probes SET suspended = $1, updated_at = $2 WHERE name = $3")
+            .bind(suspended)
+            .bind(self.now_ms())
+            .bind(name)
+            .execute(&self.writer)
+            .await
+            .ctx("suspend probe")?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Records the schedule tick a run was started for.
+    pub async fn set_last_tick(&self, name: &str, tick: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE probes SET last_tick = $1 WHERE name = $2")
+            .bind(tick.as_millisecond())
+            .bind(name)
+            .execute(&self.writer)
+            .await
+            .ctx("record the last tick")?;
+        Ok(())
+    }
+
+    /// Each probe's scheduling state: suspended, and the last tick run.
+    pub async fn schedule_states(&self) -> Result<Vec<ScheduleState>, StoreError> {
+        let rows: Vec<(String, bool, Option<i64>)> =
+            sqlx::query_as("SELECT name, suspended, last_tick FROM probes ORDER BY name")
+                .fetch_all(&self.reader)
+                .await
+                .ctx("read schedule states")?;
+        rows.into_iter()
+            .map(|(name, suspended, tick)| {
+                Ok(ScheduleState {
+                    name,
+                    suspended,
+                    last_tick: tick.map(|t| timestamp(t, "probes.last_tick")).transpose()?,
+                })
+            })
+            .collect()
     }
 
     /// Every probe, by name.

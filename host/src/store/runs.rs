@@ -62,6 +62,47 @@ impl FromStr for RunPhase {
     }
 }
 
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// A schedule tick.
+    Schedule,
+    /// An operator (API or UI: run now).
+    Manual,
+    /// The daemon started and the probe had never run.
+    Startup,
+    /// The daemon started after missing one or more of the probe's ticks.
+    CatchUp,
+}
+
+impl Trigger {
+    /// The name stored in `runs.trigger`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+            Trigger::Startup => "startup",
+            Trigger::CatchUp => "catch-up",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "schedule" => Trigger::Schedule,
+            "manual" => Trigger::Manual,
+            "startup" => Trigger::Startup,
+            "catch-up" => Trigger::CatchUp,
+            other => {
+                return Err(StoreError::Corrupt {
+                    what: "runs.trigger",
+                    detail: format!("unknown trigger {other:?}"),
+                });
+            }
+        })
+    }
+}
+
 /// What [`Store::record_run_finished`] did with the run's findings.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunIngest {
@@ -80,6 +121,7 @@ pub struct RunRecord {
     pub id: String,
     pub probe: String,
     pub state: RunPhase,
+    pub trigger: Trigger,
     /// Why it failed or was interrupted, as a sentence.
     pub reason: Option<String>,
     pub reason_detail: Option<FailureReason>,
@@ -107,6 +149,7 @@ struct RunRow {
     id: String,
     probe: String,
     status: String,
+    trigger: String,
     reason: Option<String>,
     reason_detail: Option<String>,
     created_at: i64,
@@ -121,12 +164,25 @@ struct RunRow {
 impl Store {
     /// Records that a run of `probe` was queued.
     pub async fn record_run_queued(&self, probe: &str, run_id: &str) -> Result<(), StoreError> {
-        self.insert_run(probe, run_id, RunPhase::Queued).await
+        self.insert_run(probe, run_id, RunPhase::Queued, Trigger::Schedule)
+            .await
+    }
+
+    /// Records that a run of `probe` was queued, and what started it.
+    pub async fn record_run_queued_by(
+        &self,
+        probe: &str,
+        run_id: &str,
+        trigger: Trigger,
+    ) -> Result<(), StoreError> {
+        self.insert_run(probe, run_id, RunPhase::Queued, trigger)
+            .await
     }
 
     /// Records that a run of `probe` started (queued before or not).
     pub async fn record_run_started(&self, probe: &str, run_id: &str) -> Result<(), StoreError> {
-        self.insert_run(probe, run_id, RunPhase::Running).await
+        self.insert_run(probe, run_id, RunPhase::Running, Trigger::Schedule)
+            .await
     }
 
     async fn insert_run(
@@ -134,6 +190,7 @@ impl Store {
         probe: &str,
         run_id: &str,
         state: RunPhase,
+        trigger: Trigger,
     ) -> Result<(), StoreError> {
         let now = self.now_ms();
         let started = (state == RunPhase::Running).then_some(now);
@@ -144,7 +201,8 @@ impl Store {
             .ctx("begin")?;
         probes::ensure(&mut tx, probe, now).await?;
         sqlx::query(
-            "INSERT INTO runs (id, probe, status, created_at, started_at) VALUES ($1, $2, $3, $4, $5) \
+            "INSERT INTO runs (id, probe, status, created_at, started_at, trigger) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
              started_at = COALESCE(runs.started_at, excluded.started_at)",
         )
@@ -153,6 +211,7 @@ impl Store {
         .bind(state.as_str())
         .bind(now)
         .bind(started)
+        .bind(trigger.as_str())
         .execute(&mut *tx)
         .await
         .ctx("record run")?;
@@ -183,6 +242,7 @@ impl Store {
         one_by_one: bool,
     ) -> Result<RunIngest, StoreError> {
         let now = self.now_ms();
+        let t0 = std::time::Instant::now();
         let succeeded = outcome.status == RunStatus::Succeeded;
         let state = if succeeded {
             RunPhase::Succeeded
@@ -205,11 +265,15 @@ impl Store {
         let logs = to_json(&outcome.logs, "the run's logs")?;
         let denials = to_json(&outcome.denials, "the run's denials")?;
 
+        let t_prep = t0.elapsed();
         let mut tx = self
             .writer
             .begin_with(dialect::BEGIN_WRITE)
             .await
             .ctx("begin")?;
+        if let Ok(c) = std::env::var("SONDE_X_CACHE") {
+            sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA cache_size = {c}"))).execute(&mut *tx).await.ctx("x")?;
+        }
         probes::ensure(&mut tx, &outcome.probe, now).await?;
         sqlx::query(
             "INSERT INTO runs (id, probe, status, reason, reason_detail, created_at, started_at, \
@@ -244,12 +308,23 @@ impl Store {
             } else {
                 findings::upsert(&mut tx, &outcome.probe, &outcome.run_id, now, rows).await?;
             }
+            let t_up = t0.elapsed();
+            let new = findings::count_new(&mut tx, &outcome.run_id).await?;
+            let t_cn = t0.elapsed();
+            let resolved = findings::resolve_missing(&mut tx, &outcome.probe, &outcome.run_id, now)
+                    .await?;
+            let t_res = t0.elapsed();
             ingest = RunIngest {
                 findings: count,
-                new: findings::count_new(&mut tx, &outcome.run_id).await?,
-                resolved: findings::resolve_missing(&mut tx, &outcome.probe, &outcome.run_id, now)
-                    .await?,
+                new,
+                resolved,
             };
+            tx.commit().await.ctx("commit run")?;
+            let t_c = t0.elapsed();
+            if std::env::var("SONDE_TIMING").is_ok() {
+                eprintln!("prep {:?} upsert {:?} count_new {:?} resolve {:?} commit {:?}", t_prep, t_up - t_prep, t_cn - t_up, t_res - t_cn, t_c - t_res);
+            }
+            return Ok(ingest);
         }
         tx.commit().await.ctx("commit run")?;
         Ok(ingest)
@@ -282,7 +357,7 @@ impl Store {
     ) -> Result<RunPage, StoreError> {
         let limit = limit.clamp(1, 1000);
         let mut qb = sqlx::QueryBuilder::<dialect::Db>::new(
-            "SELECT id, probe, status, reason, NULL AS reason_detail, created_at, started_at, \
+            "SELECT id, probe, status, trigger, reason, NULL AS reason_detail, created_at, started_at, \
              finished_at, duration_ms, findings_count, '[]' AS logs, '[]' AS denials FROM runs \
              WHERE 1 = 1",
         );
@@ -319,11 +394,53 @@ impl Store {
         Ok(RunPage { items, next })
     }
 
+    /// Each probe's newest finished run (with logs), by probe name.
+    pub async fn latest_finished_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query_as::<_, RunRow>(
+            "SELECT id, probe, status, trigger, reason, reason_detail, created_at, started_at, \
+             finished_at, duration_ms, findings_count, logs, denials FROM runs r \
+             WHERE status IN ('succeeded', 'failed') AND id = (SELECT id FROM runs x \
+             WHERE x.probe = r.probe AND x.status IN ('succeeded', 'failed') \
+             ORDER BY x.created_at DESC, x.id DESC LIMIT 1) ORDER BY probe",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .ctx("latest runs")?;
+        rows.into_iter().map(RunRecord::try_from).collect()
+    }
+
+    /// When each probe last succeeded (finish time), by probe name.
+    pub async fn last_successes(&self) -> Result<Vec<(String, Timestamp)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT probe, MAX(finished_at) FROM runs WHERE status = 'succeeded' \
+             AND finished_at IS NOT NULL GROUP BY probe ORDER BY probe",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .ctx("last successes")?;
+        rows.into_iter()
+            .map(|(p, t)| Ok((p, timestamp(t, "runs.finished_at")?)))
+            .collect()
+    }
+
+    /// Runs queued or running, oldest first.
+    pub async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query_as::<_, RunRow>(
+            "SELECT id, probe, status, trigger, reason, NULL AS reason_detail, created_at, \
+             started_at, finished_at, duration_ms, findings_count, '[]' AS logs, '[]' AS denials \
+             FROM runs WHERE status IN ('queued', 'running') ORDER BY created_at, id",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .ctx("unfinished runs")?;
+        rows.into_iter().map(RunRecord::try_from).collect()
+    }
+
     /// One run with its logs, denials and failure reason.
     pub async fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
         let row = sqlx::query_as::<_, RunRow>(
-            "SELECT id, probe, status, reason, reason_detail, created_at, started_at, finished_at, \
-             duration_ms, findings_count, logs, denials FROM runs WHERE id = $1",
+            "SELECT id, probe, status, trigger, reason, reason_detail, created_at, started_at, \
+             finished_at, duration_ms, findings_count, logs, denials FROM runs WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.reader)
@@ -349,6 +466,7 @@ impl TryFrom<RunRow> for RunRecord {
         let opt_ts = |v: Option<i64>, what| v.map(|t| timestamp(t, what)).transpose();
         Ok(RunRecord {
             state: r.status.parse()?,
+            trigger: Trigger::parse(&r.trigger)?,
             reason_detail: r
                 .reason_detail
                 .as_deref()

@@ -1,0 +1,130 @@
+//! The daemon's Prometheus metrics (`/metrics`): runs by probe and outcome,
+//! the run duration histogram, open findings by severity, and seconds since
+//! each probe's last success. Counters move as runs end; the gauges are read
+//! from the store when scraped, so they are right after a restart too.
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use jiff::Timestamp;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::runtime::RunOutcome;
+use crate::store::{Store, StoreError};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    probe: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabel {
+    probe: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SeverityLabel {
+    severity: String,
+}
+
+type Buckets = fn() -> Histogram;
+
+fn duration_buckets() -> Histogram {
+    // 10 ms to ~164 s.
+    Histogram::new(exponential_buckets(0.01, 2.0, 15))
+}
+
+/// The registry and its metrics.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    runs: Family<RunLabels, Counter>,
+    durations: Family<ProbeLabel, Histogram, Buckets>,
+    findings: Family<SeverityLabel, Gauge>,
+    since_success: Family<ProbeLabel, Gauge<f64, AtomicU64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let runs = Family::<RunLabels, Counter>::default();
+        let durations =
+            Family::<ProbeLabel, Histogram, Buckets>::new_with_constructor(duration_buckets as Buckets);
+        let findings = Family::<SeverityLabel, Gauge>::default();
+        let since_success = Family::<ProbeLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register("sonde_runs", "Finished probe runs by probe and outcome", runs.clone());
+        registry.register(
+            "sonde_run_duration_seconds",
+            "Duration of finished probe runs",
+            durations.clone(),
+        );
+        registry.register("sonde_findings_open", "Open findings by severity", findings.clone());
+        registry.register(
+            "sonde_probe_seconds_since_last_success",
+            "Seconds since each probe's last successful run",
+            since_success.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            runs,
+            durations,
+            findings,
+            since_success,
+        }
+    }
+
+    /// Counts a finished run.
+    pub fn record_run(&self, outcome: &RunOutcome) {
+        let label = if outcome.succeeded() { "succeeded" } else { "failed" };
+        self.runs
+            .get_or_create(&RunLabels {
+                probe: outcome.probe.clone(),
+                outcome: label.into(),
+            })
+            .inc();
+        self.durations
+            .get_or_create(&ProbeLabel {
+                probe: outcome.probe.clone(),
+            })
+            .observe(outcome.duration.as_secs_f64());
+    }
+
+    /// Reads the open-finding counts from the store.
+    pub async fn refresh_findings(&self, store: &Store) {
+        if let Ok(counts) = store.open_counts().await {
+            for (sev, n) in counts {
+                self.findings
+                    .get_or_create(&SeverityLabel {
+                        severity: sev.as_str().into(),
+                    })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
+    /// The text exposition, gauges read from the store now.
+    pub async fn render(&self, store: &Store) -> Result<String, StoreError> {
+        self.refresh_findings(store).await;
+        let now = Timestamp::now();
+        for (probe, at) in store.last_successes().await? {
+            let secs = now.duration_since(at).as_secs_f64().max(0.0);
+            self.since_success.get_or_create(&ProbeLabel { probe }).set(secs);
+        }
+        let mut out = String::new();
+        let registry = self.registry.lock().expect("metrics lock");
+        prometheus_client::encoding::text::encode(&mut out, &registry)
+            .expect("writing to a String cannot fail");
+        Ok(out)
+    }
+}

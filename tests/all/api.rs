@@ -1,0 +1,435 @@
+//! The daemon's JSON API over HTTP, every endpoint: auth (no token, viewer,
+//! admin), filters and pagination, bad parameters (400 with what was
+//! wrong), run now and its conflicts, suspend and resume, uploads, reports
+//! in every format, trends, the event stream, metrics, the OpenAPI document.
+
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::serve::Served;
+
+const VIEWER: &str = "viewer-token-0123456789";
+const ADMIN: &str = "admin-token-0123456789";
+
+fn config(upload_max: usize) -> String {
+    format!(
+        r#"
+listen: 127.0.0.1:0
+cluster: {{snapshot: "{{cluster}}"}}
+store: {{path: "{{dir}}/sonde.db"}}
+auth:
+  tokens:
+    - {{name: dash, role: viewer, token: "{VIEWER}"}}
+    - {{name: ops, role: admin, token: "{ADMIN}"}}
+uploads: {{max_bytes: {upload_max}}}
+probes:
+  - {{name: workload-audit, schedule: "0 0 * * * *"}}
+  - {{name: rbac-audit, schedule: "0 0 * * * *"}}
+  - name: hostile
+    component: "{{hostile}}"
+    config: {{mode: xss}}
+  - name: slow
+    component: "{{hostile}}"
+    config: {{mode: loop}}
+    limits: {{timeout_seconds: 3}}
+"#
+    )
+}
+
+fn get(s: &Served, path: &str, token: &str) -> crate::serve::Reply {
+    s.request("GET", path, Some(token), None)
+}
+
+fn post(s: &Served, path: &str, token: &str) -> crate::serve::Reply {
+    s.request("POST", path, Some(token), None)
+}
+
+fn ok_json(s: &Served, path: &str) -> Value {
+    let r = get(s, path, VIEWER);
+    assert_eq!(r.status, 200, "GET {path}: {}", r.body);
+    r.json()
+}
+
+fn wait_run(s: &Served, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let run = ok_json(s, &format!("/api/v1/runs/{id}"));
+        if matches!(run["status"].as_str(), Some("succeeded" | "failed")) {
+            return run;
+        }
+        assert!(Instant::now() < deadline, "run {id} did not end: {run}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn started() -> Served {
+    let size = std::fs::metadata(sonde_probes::TEST_TRIVIAL_PATH).unwrap().len() as usize;
+    let s = Served::start(&config(size + 16));
+    // The scheduled probes run at start; wait for them with a viewer token.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let runs = ok_json(&s, "/api/v1/runs")["items"].as_array().unwrap().clone();
+        let done = ["workload-audit", "rbac-audit"].iter().all(|p| {
+            runs.iter()
+                .any(|r| r["probe"] == *p && r["status"] == "succeeded" && r["trigger"] == "startup")
+        });
+        if done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{runs:#?}\n{}", s.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s
+}
+
+#[test]
+fn auth_roles_and_public_endpoints() {
+    let s = started();
+    // Public: health, readiness, the OpenAPI document, the UI.
+    assert_eq!(s.get("/healthz").body, "ok");
+    assert_eq!(s.get("/readyz").body, "ok");
+    let index = s.get("/");
+    assert_eq!(index.status, 200);
+    let csp = index.header("content-security-policy").unwrap();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(index.header("x-content-type-options"), Some("nosniff"));
+    assert!(s.get("/app.js").header("content-type").unwrap().starts_with("text/javascript"));
+
+    // No token: 401 with a JSON body and a challenge, on the API and /metrics.
+    for path in ["/api/v1/findings", "/api/v1/probes", "/metrics", "/api/v1/events"] {
+        let r = s.get(path);
+        assert!(r.error(401).contains("bearer token"), "{path}");
+        assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"sonde\""));
+    }
+    assert!(get(&s, "/api/v1/findings", "wrong-token-0123456789").error(401).contains("not valid"));
+    // Viewer reads, but may not write.
+    assert_eq!(get(&s, "/api/v1/whoami", VIEWER).json()["role"], "viewer");
+    for path in [
+        "/api/v1/probes/workload-audit/run",
+        "/api/v1/probes/workload-audit/suspend",
+        "/api/v1/probes/workload-audit/resume",
+        "/api/v1/reload",
+    ] {
+        assert!(post(&s, path, VIEWER).error(403).contains("admin"), "{path}");
+    }
+    let who = get(&s, "/api/v1/whoami", ADMIN).json();
+    assert_eq!((who["role"].as_str(), who["auth"].as_bool()), (Some("admin"), Some(true)));
+    // Unknown API paths are JSON 404s.
+    assert!(get(&s, "/api/v1/nope", VIEWER).error(404).contains("no such API endpoint"));
+}
+
+#[test]
+fn findings_filter_page_and_refuse_bad_parameters() {
+    let s = started();
+    let all = ok_json(&s, "/api/v1/findings?limit=1000");
+    let total = all["total"].as_u64().unwrap();
+    let items = all["items"].as_array().unwrap();
+    assert_eq!(items.len() as u64, total);
+    assert!(total > 20, "{total}");
+
+    // Severity filter, several at once.
+    let high = ok_json(&s, "/api/v1/findings?severity=high,critical&limit=1000");
+    let high_items = high["items"].as_array().unwrap();
+    assert!(!high_items.is_empty());
+    assert!(high_items.iter().all(|f| f["severity"] == "high" || f["severity"] == "critical"));
+    let expected = items
+        .iter()
+        .filter(|f| f["severity"] == "high" || f["severity"] == "critical")
+        .count();
+    assert_eq!(high_items.len(), expected);
+
+    // Resource, rule and probe filters are exact; q searches the message.
+    let one = &items[0];
+    let ns = one["resource"]["namespace"].as_str().unwrap();
+    let kind = one["resource"]["kind"].as_str().unwrap();
+    let name = one["resource"]["name"].as_str().unwrap();
+    let by_res = ok_json(
+        &s,
+        &format!("/api/v1/findings?namespace={ns}&kind={kind}&name={name}&limit=1000"),
+    );
+    assert!(by_res["items"].as_array().unwrap().iter().all(|f| {
+        f["resource"]["namespace"] == ns && f["resource"]["kind"] == kind && f["resource"]["name"] == name
+    }));
+    let rule = one["rule"].as_str().unwrap();
+    let by_rule = ok_json(&s, &format!("/api/v1/findings?rule={rule}&probe=workload-audit"));
+    assert!(by_rule["items"].as_array().unwrap().iter().all(|f| f["rule"] == rule));
+    let cluster = ok_json(&s, "/api/v1/findings?namespace=-&limit=1000");
+    assert!(
+        cluster["items"].as_array().unwrap().iter().all(|f| f["resource"]["namespace"] == ""),
+        "{cluster}"
+    );
+    let q = ok_json(&s, "/api/v1/findings?q=ROOT%20FILE%20SYSTEM&limit=1000");
+    let q_items = q["items"].as_array().unwrap();
+    assert!(!q_items.is_empty());
+    assert!(q_items.iter().all(|f| f["message"].as_str().unwrap().to_lowercase().contains("root file system")));
+
+    // Status: everything is new in the last day, nothing fixed, nothing persisting.
+    assert_eq!(ok_json(&s, "/api/v1/findings?status=new")["total"], total);
+    assert_eq!(ok_json(&s, "/api/v1/findings?status=fixed")["total"], 0);
+    assert_eq!(ok_json(&s, "/api/v1/findings?status=persisting")["total"], 0);
+    assert_eq!(
+        ok_json(&s, "/api/v1/findings?status=persisting&since=2000-01-01T00:00:00Z")["total"],
+        0,
+        "opened after 2000: none persisting since before"
+    );
+
+    // Keyset pages of 7 cover everything once, in order.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = ok_json(&s, &format!("/api/v1/findings?limit=7&cursor={cursor}"));
+        assert_eq!(page["total"], total);
+        for f in page["items"].as_array().unwrap() {
+            seen.push(f["id"].as_i64().unwrap());
+        }
+        match page["next"].as_str() {
+            Some(n) => cursor = n.to_string(),
+            None => break,
+        }
+    }
+    let ids: Vec<i64> = items.iter().map(|f| f["id"].as_i64().unwrap()).collect();
+    assert_eq!(seen, ids);
+
+    // One finding; 404; 400.
+    let id = ids[0];
+    assert_eq!(ok_json(&s, &format!("/api/v1/findings/{id}"))["id"], id);
+    assert!(get(&s, "/api/v1/findings/999999", VIEWER).error(404).contains("999999"));
+    assert!(get(&s, "/api/v1/findings/abc", VIEWER).error(400).contains("bad path"));
+
+    for (path, needle) in [
+        ("/api/v1/findings?severity=urgent", "\"urgent\" is not one of"),
+        ("/api/v1/findings?status=maybe", "\"maybe\" is not one of"),
+        ("/api/v1/findings?limit=0", "limit: 0"),
+        ("/api/v1/findings?limit=5000", "limit: 5000"),
+        ("/api/v1/findings?limit=ten", "bad query"),
+        ("/api/v1/findings?cursor=garbage", "cursor"),
+        ("/api/v1/findings?status=new&since=yesterday", "since"),
+        ("/api/v1/findings?colour=red", "colour"),
+        ("/api/v1/runs?limit=0", "limit"),
+        ("/api/v1/runs?cursor=nope", "cursor"),
+        ("/api/v1/trends?days=0", "days"),
+        ("/api/v1/trends?days=1000", "days"),
+        ("/api/v1/report?format=pdf", "\"pdf\""),
+    ] {
+        let msg = get(&s, path, VIEWER).error(400);
+        assert!(msg.contains(needle), "{path}: {msg}");
+    }
+}
+
+#[test]
+fn probes_runs_run_now_suspend_resume() {
+    let s = started();
+    let probes = ok_json(&s, "/api/v1/probes");
+    let names: Vec<&str> = probes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hostile", "rbac-audit", "slow", "workload-audit"]);
+    let wa = probes.as_array().unwrap().iter().find(|p| p["name"] == "workload-audit").unwrap();
+    assert_eq!(wa["schedule"], "0 0 * * * *");
+    assert_eq!(wa["timezone"], "UTC");
+    assert!(wa["next_run"].as_str().unwrap().ends_with(":00:00Z"), "{wa}");
+    assert_eq!(wa["last_run"]["status"], "succeeded");
+    assert_eq!(wa["stale"], false);
+    let detail = ok_json(&s, "/api/v1/probes/workload-audit");
+    assert!(detail["rules"].as_array().unwrap().len() > 10);
+    assert!(detail["limits"]["timeout_ms"].as_u64().is_some());
+    assert!(get(&s, "/api/v1/probes/nope", VIEWER).error(404).contains("nope"));
+    assert!(post(&s, "/api/v1/probes/nope/run", ADMIN).error(404).contains("nope"));
+
+    // Run now: 202 with the queued run, then it succeeds with its findings.
+    let r = post(&s, "/api/v1/probes/hostile/run", ADMIN);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let run = r.json()["run"].clone();
+    assert_eq!((run["status"].as_str(), run["trigger"].as_str()), (Some("queued"), Some("manual")));
+    let done = wait_run(&s, run["id"].as_str().unwrap());
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["findings_count"], 2);
+
+    // A run that loops is stopped at its 3 s limit; while it runs, a second
+    // run of the same probe is refused with 409.
+    let r = post(&s, "/api/v1/probes/slow/run", ADMIN);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.json()["run"]["id"].as_str().unwrap().to_string();
+    let again = post(&s, "/api/v1/probes/slow/run", ADMIN).error(409);
+    assert!(again.contains("already running") && again.contains(&id), "{again}");
+    let failed = wait_run(&s, &id);
+    assert_eq!(failed["status"], "failed");
+    assert!(failed["reason"].as_str().unwrap().contains("timed out after 3000 ms"), "{failed}");
+    assert_eq!(failed["failure"]["kind"], "timeout");
+    assert!(failed["logs"].is_array());
+
+    // Runs list: newest first, per probe, paged.
+    let page = ok_json(&s, "/api/v1/runs?probe=slow");
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let first = ok_json(&s, "/api/v1/runs?limit=2");
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    let next = first["next"].as_str().unwrap();
+    let second = ok_json(&s, &format!("/api/v1/runs?limit=2&cursor={next}"));
+    assert_ne!(first["items"][0]["id"], second["items"][0]["id"]);
+    assert!(get(&s, "/api/v1/runs/none", VIEWER).error(404).contains("none"));
+
+    // Suspend: no next run, kept; resume: next run again.
+    let p = post(&s, "/api/v1/probes/workload-audit/suspend", ADMIN);
+    assert_eq!(p.status, 200, "{}", p.body);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = ok_json(&s, "/api/v1/probes/workload-audit");
+        if p["suspended"] == true && p["next_run"].is_null() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{p}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(post(&s, "/api/v1/probes/workload-audit/resume", ADMIN).status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = ok_json(&s, "/api/v1/probes/workload-audit");
+        if p["suspended"] == false && p["next_run"].is_string() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{p}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Rules: all of them, and one with its open findings counted.
+    let rules = ok_json(&s, "/api/v1/rules");
+    assert!(rules.as_array().unwrap().iter().any(|r| r["probe"] == "rbac-audit"));
+    let rule = ok_json(&s, "/api/v1/rules/hostile/Saw");
+    assert_eq!((rule["open_findings"].as_u64(), rule["severity"].as_str()), (Some(2), Some("info")));
+    assert!(get(&s, "/api/v1/rules/hostile/Nope", VIEWER).error(404).contains("Nope"));
+}
+
+#[test]
+fn summary_trends_reports_and_metrics() {
+    let s = started();
+    let sum = ok_json(&s, "/api/v1/summary");
+    let score = sum["score"]["cluster"].as_u64().unwrap();
+    assert!(score <= 100);
+    assert!(sum["score"]["namespaces"].as_array().unwrap().iter().any(|n| n["namespace"] == "shop"));
+    let counts = &sum["counts"];
+    let total: u64 = ["critical", "high", "medium", "low", "info"]
+        .iter()
+        .map(|k| counts[k].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, ok_json(&s, "/api/v1/findings")["total"].as_u64().unwrap());
+    assert_eq!(sum["newest"].as_array().unwrap().len(), 10);
+    assert_eq!(sum["probes"]["total"], 4);
+
+    let trends = ok_json(&s, "/api/v1/trends?days=7");
+    let points = trends["points"].as_array().unwrap();
+    let today: u64 = points.iter().map(|p| p["open"].as_u64().unwrap()).sum();
+    assert_eq!(today, total, "{trends}");
+    let svg = get(&s, "/api/v1/trends.svg?days=7", VIEWER);
+    assert_eq!(svg.header("content-type"), Some("image/svg+xml"));
+    roxmltree::Document::parse(&svg.body).expect("the plot is XML");
+
+    // Every report format, as a download, parsed by a real parser.
+    let csv = get(&s, "/api/v1/report?format=csv", VIEWER);
+    assert_eq!(
+        csv.header("content-disposition"),
+        Some("attachment; filename=\"sonde-report.csv\"")
+    );
+    let mut reader = csv::Reader::from_reader(csv.body.as_bytes());
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        ["probe", "rule", "severity", "namespace", "kind", "name", "apiVersion", "message", "remedy", "labels"]
+    );
+    assert_eq!(reader.records().count() as u64, total);
+    let json = get(&s, "/api/v1/report?format=json", VIEWER).json();
+    assert!(json.is_object());
+    let sarif = get(&s, "/api/v1/report?format=sarif", VIEWER).json();
+    assert_eq!(sarif["version"], "2.1.0");
+    let junit = get(&s, "/api/v1/report?format=junit", VIEWER);
+    roxmltree::Document::parse(&junit.body).expect("JUnit XML");
+    let html = get(&s, "/api/v1/report?format=html", VIEWER);
+    let opts = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    roxmltree::Document::parse_with_options(&html.body, opts).expect("the HTML report is well-formed");
+    assert!(html.header("content-security-policy").unwrap().starts_with("default-src 'none'"));
+    assert!(get(&s, "/api/v1/report?format=yaml", VIEWER).body.contains("runs"));
+
+    // Metrics: runs, durations, open findings, seconds since last success.
+    let m = get(&s, "/metrics", VIEWER);
+    assert_eq!(m.status, 200);
+    for needle in [
+        "sonde_runs_total{probe=\"workload-audit\",outcome=\"succeeded\"} 1",
+        "sonde_run_duration_seconds_bucket{",
+        "sonde_run_duration_seconds_count{probe=\"rbac-audit\"} 1",
+        "sonde_findings_open{severity=\"high\"}",
+        "sonde_probe_seconds_since_last_success{probe=\"workload-audit\"}",
+    ] {
+        assert!(m.body.contains(needle), "{needle} not in\n{}", m.body);
+    }
+}
+
+#[test]
+fn uploads_are_checked_before_they_are_kept() {
+    let s = started();
+    let trivial = std::fs::read(sonde_probes::TEST_TRIVIAL_PATH).unwrap();
+    let up = |token: &str, ct: &str, body: &[u8]| {
+        s.request("POST", "/api/v1/probes", Some(token), Some((ct, body)))
+    };
+    assert!(up(VIEWER, "application/wasm", &trivial).error(403).contains("admin"));
+    assert!(up(ADMIN, "text/plain", &trivial).error(415).contains("application/wasm"));
+    let msg = up(ADMIN, "application/wasm", b"not a component at all").error(400);
+    assert!(msg.contains("not a valid probe component"), "{msg}");
+    let mut big = trivial.clone();
+    big.extend(std::iter::repeat_n(0u8, 64));
+    assert!(up(ADMIN, "application/wasm", &big).error(413).contains("uploads.max_bytes"));
+    assert!(!s.dir.join("probes").join("trivial.wasm").exists());
+
+    let r = up(ADMIN, "application/wasm", &trivial);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["name"], "trivial");
+    assert!(s.dir.join("probes").join("trivial.wasm").exists());
+    let run = post(&s, "/api/v1/probes/trivial/run", ADMIN).json()["run"].clone();
+    let done = wait_run(&s, run["id"].as_str().unwrap());
+    assert_eq!((done["status"].as_str(), done["findings_count"].as_i64()), (Some("succeeded"), Some(1)));
+}
+
+#[test]
+fn the_event_stream_follows_a_run_and_the_openapi_document_covers_every_route() {
+    let s = started();
+    let mut events = s.events(Some(VIEWER));
+    let mut status_line = String::new();
+    events.read_line(&mut status_line).unwrap();
+    assert!(status_line.starts_with("HTTP/1.1 200"), "{status_line}");
+    let r = post(&s, "/api/v1/probes/hostile/run", ADMIN);
+    let id = r.json()["run"]["id"].as_str().unwrap().to_string();
+    let mut states = Vec::new();
+    let mut line = String::new();
+    while !states.contains(&"succeeded".to_string()) {
+        line.clear();
+        assert!(events.read_line(&mut line).unwrap() > 0, "stream ended: {states:?}");
+        if let Some(data) = line.trim_end().strip_prefix("data: ") {
+            let run: Value = serde_json::from_str(data).unwrap();
+            if run["id"] == id.as_str() {
+                states.push(run["status"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    assert_eq!(states, ["queued", "running", "succeeded"]);
+
+    let doc = s.get("/api/v1/openapi.json").json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/api/v1/whoami", "/api/v1/summary", "/api/v1/findings", "/api/v1/findings/{id}",
+        "/api/v1/rules", "/api/v1/rules/{probe}/{rule}", "/api/v1/trends", "/api/v1/trends.svg",
+        "/api/v1/report", "/api/v1/probes", "/api/v1/probes/{name}", "/api/v1/probes/{name}/run",
+        "/api/v1/probes/{name}/suspend", "/api/v1/probes/{name}/resume", "/api/v1/runs",
+        "/api/v1/runs/{id}", "/api/v1/events", "/api/v1/reload",
+    ] {
+        assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
+    }
+    assert!(paths["/api/v1/probes"].get("post").is_some(), "upload");
+    assert!(doc["components"]["schemas"]["FindingView"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
