@@ -77,7 +77,11 @@ fn main() {
         )
     };
     measure("baseline: no probe", " []", 0);
-    measure("baseline: one probe (workload-audit)", &builtin("workload-audit"), 1);
+    measure(
+        "baseline: one probe (workload-audit)",
+        &builtin("workload-audit"),
+        1,
+    );
     let mut twenty: String = sonde::builtin::names().iter().map(|n| builtin(n)).collect();
     let extra = 20 - sonde::builtin::names().len();
     twenty.extend((0..extra).map(component));

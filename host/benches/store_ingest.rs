@@ -133,7 +133,6 @@ fn main() {
         "path", "new: median/s", "new: best/s", "persisting: median/s"
     );
     for path in [Path::Batched, Path::OneByOne] {
-        if std::env::var("SONDE_X_ONLY").is_ok() && matches!(path, Path::OneByOne) { continue; } // XXX explore
         let mut firsts = Vec::new();
         let mut persisting = Vec::new();
         for _ in 0..repeats {

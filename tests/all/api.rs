@@ -65,15 +65,21 @@ fn wait_run(s: &Served, id: &str) -> Value {
 }
 
 fn started() -> Served {
-    let size = std::fs::metadata(sonde_probes::TEST_TRIVIAL_PATH).unwrap().len() as usize;
+    let size = std::fs::metadata(sonde_probes::TEST_TRIVIAL_PATH)
+        .unwrap()
+        .len() as usize;
     let s = Served::start(&config(size + 16));
     // The scheduled probes run at start; wait for them with a viewer token.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let runs = ok_json(&s, "/api/v1/runs")["items"].as_array().unwrap().clone();
+        let runs = ok_json(&s, "/api/v1/runs")["items"]
+            .as_array()
+            .unwrap()
+            .clone();
         let done = ["workload-audit", "rbac-audit"].iter().all(|p| {
-            runs.iter()
-                .any(|r| r["probe"] == *p && r["status"] == "succeeded" && r["trigger"] == "startup")
+            runs.iter().any(|r| {
+                r["probe"] == *p && r["status"] == "succeeded" && r["trigger"] == "startup"
+            })
         });
         if done {
             break;
@@ -93,17 +99,34 @@ fn auth_roles_and_public_endpoints() {
     let index = s.get("/");
     assert_eq!(index.status, 200);
     let csp = index.header("content-security-policy").unwrap();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     assert_eq!(index.header("x-content-type-options"), Some("nosniff"));
-    assert!(s.get("/app.js").header("content-type").unwrap().starts_with("text/javascript"));
+    assert!(
+        s.get("/app.js")
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/javascript")
+    );
 
     // No token: 401 with a JSON body and a challenge, on the API and /metrics.
-    for path in ["/api/v1/findings", "/api/v1/probes", "/metrics", "/api/v1/events"] {
+    for path in [
+        "/api/v1/findings",
+        "/api/v1/probes",
+        "/metrics",
+        "/api/v1/events",
+    ] {
         let r = s.get(path);
         assert!(r.error(401).contains("bearer token"), "{path}");
         assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"sonde\""));
     }
-    assert!(get(&s, "/api/v1/findings", "wrong-token-0123456789").error(401).contains("not valid"));
+    assert!(
+        get(&s, "/api/v1/findings", "wrong-token-0123456789")
+            .error(401)
+            .contains("not valid")
+    );
     // Viewer reads, but may not write.
     assert_eq!(get(&s, "/api/v1/whoami", VIEWER).json()["role"], "viewer");
     for path in [
@@ -112,12 +135,22 @@ fn auth_roles_and_public_endpoints() {
         "/api/v1/probes/workload-audit/resume",
         "/api/v1/reload",
     ] {
-        assert!(post(&s, path, VIEWER).error(403).contains("admin"), "{path}");
+        assert!(
+            post(&s, path, VIEWER).error(403).contains("admin"),
+            "{path}"
+        );
     }
     let who = get(&s, "/api/v1/whoami", ADMIN).json();
-    assert_eq!((who["role"].as_str(), who["auth"].as_bool()), (Some("admin"), Some(true)));
+    assert_eq!(
+        (who["role"].as_str(), who["auth"].as_bool()),
+        (Some("admin"), Some(true))
+    );
     // Unknown API paths are JSON 404s.
-    assert!(get(&s, "/api/v1/nope", VIEWER).error(404).contains("no such API endpoint"));
+    assert!(
+        get(&s, "/api/v1/nope", VIEWER)
+            .error(404)
+            .contains("no such API endpoint")
+    );
 }
 
 #[test]
@@ -133,7 +166,11 @@ fn findings_filter_page_and_refuse_bad_parameters() {
     let high = ok_json(&s, "/api/v1/findings?severity=high,critical&limit=1000");
     let high_items = high["items"].as_array().unwrap();
     assert!(!high_items.is_empty());
-    assert!(high_items.iter().all(|f| f["severity"] == "high" || f["severity"] == "critical"));
+    assert!(
+        high_items
+            .iter()
+            .all(|f| f["severity"] == "high" || f["severity"] == "critical")
+    );
     let expected = items
         .iter()
         .filter(|f| f["severity"] == "high" || f["severity"] == "critical")
@@ -150,27 +187,54 @@ fn findings_filter_page_and_refuse_bad_parameters() {
         &format!("/api/v1/findings?namespace={ns}&kind={kind}&name={name}&limit=1000"),
     );
     assert!(by_res["items"].as_array().unwrap().iter().all(|f| {
-        f["resource"]["namespace"] == ns && f["resource"]["kind"] == kind && f["resource"]["name"] == name
+        f["resource"]["namespace"] == ns
+            && f["resource"]["kind"] == kind
+            && f["resource"]["name"] == name
     }));
     let rule = one["rule"].as_str().unwrap();
-    let by_rule = ok_json(&s, &format!("/api/v1/findings?rule={rule}&probe=workload-audit"));
-    assert!(by_rule["items"].as_array().unwrap().iter().all(|f| f["rule"] == rule));
+    let by_rule = ok_json(
+        &s,
+        &format!("/api/v1/findings?rule={rule}&probe=workload-audit"),
+    );
+    assert!(
+        by_rule["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["rule"] == rule)
+    );
     let cluster = ok_json(&s, "/api/v1/findings?namespace=-&limit=1000");
     assert!(
-        cluster["items"].as_array().unwrap().iter().all(|f| f["resource"]["namespace"] == ""),
+        cluster["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["resource"]["namespace"] == ""),
         "{cluster}"
     );
     let q = ok_json(&s, "/api/v1/findings?q=ROOT%20FILE%20SYSTEM&limit=1000");
     let q_items = q["items"].as_array().unwrap();
     assert!(!q_items.is_empty());
-    assert!(q_items.iter().all(|f| f["message"].as_str().unwrap().to_lowercase().contains("root file system")));
+    assert!(q_items.iter().all(|f| {
+        f["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("root file system")
+    }));
 
     // Status: everything is new in the last day, nothing fixed, nothing persisting.
     assert_eq!(ok_json(&s, "/api/v1/findings?status=new")["total"], total);
     assert_eq!(ok_json(&s, "/api/v1/findings?status=fixed")["total"], 0);
-    assert_eq!(ok_json(&s, "/api/v1/findings?status=persisting")["total"], 0);
     assert_eq!(
-        ok_json(&s, "/api/v1/findings?status=persisting&since=2000-01-01T00:00:00Z")["total"],
+        ok_json(&s, "/api/v1/findings?status=persisting")["total"],
+        0
+    );
+    assert_eq!(
+        ok_json(
+            &s,
+            "/api/v1/findings?status=persisting&since=2000-01-01T00:00:00Z"
+        )["total"],
         0,
         "opened after 2000: none persisting since before"
     );
@@ -195,11 +259,22 @@ fn findings_filter_page_and_refuse_bad_parameters() {
     // One finding; 404; 400.
     let id = ids[0];
     assert_eq!(ok_json(&s, &format!("/api/v1/findings/{id}"))["id"], id);
-    assert!(get(&s, "/api/v1/findings/999999", VIEWER).error(404).contains("999999"));
-    assert!(get(&s, "/api/v1/findings/abc", VIEWER).error(400).contains("bad path"));
+    assert!(
+        get(&s, "/api/v1/findings/999999", VIEWER)
+            .error(404)
+            .contains("999999")
+    );
+    assert!(
+        get(&s, "/api/v1/findings/abc", VIEWER)
+            .error(400)
+            .contains("bad path")
+    );
 
     for (path, needle) in [
-        ("/api/v1/findings?severity=urgent", "\"urgent\" is not one of"),
+        (
+            "/api/v1/findings?severity=urgent",
+            "\"urgent\" is not one of",
+        ),
         ("/api/v1/findings?status=maybe", "\"maybe\" is not one of"),
         ("/api/v1/findings?limit=0", "limit: 0"),
         ("/api/v1/findings?limit=5000", "limit: 5000"),
@@ -229,23 +304,42 @@ fn probes_runs_run_now_suspend_resume() {
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["hostile", "rbac-audit", "slow", "workload-audit"]);
-    let wa = probes.as_array().unwrap().iter().find(|p| p["name"] == "workload-audit").unwrap();
+    let wa = probes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "workload-audit")
+        .unwrap();
     assert_eq!(wa["schedule"], "0 0 * * * *");
     assert_eq!(wa["timezone"], "UTC");
-    assert!(wa["next_run"].as_str().unwrap().ends_with(":00:00Z"), "{wa}");
+    assert!(
+        wa["next_run"].as_str().unwrap().ends_with(":00:00Z"),
+        "{wa}"
+    );
     assert_eq!(wa["last_run"]["status"], "succeeded");
     assert_eq!(wa["stale"], false);
     let detail = ok_json(&s, "/api/v1/probes/workload-audit");
     assert!(detail["rules"].as_array().unwrap().len() > 10);
     assert!(detail["limits"]["timeout_ms"].as_u64().is_some());
-    assert!(get(&s, "/api/v1/probes/nope", VIEWER).error(404).contains("nope"));
-    assert!(post(&s, "/api/v1/probes/nope/run", ADMIN).error(404).contains("nope"));
+    assert!(
+        get(&s, "/api/v1/probes/nope", VIEWER)
+            .error(404)
+            .contains("nope")
+    );
+    assert!(
+        post(&s, "/api/v1/probes/nope/run", ADMIN)
+            .error(404)
+            .contains("nope")
+    );
 
     // Run now: 202 with the queued run, then it succeeds with its findings.
     let r = post(&s, "/api/v1/probes/hostile/run", ADMIN);
     assert_eq!(r.status, 202, "{}", r.body);
     let run = r.json()["run"].clone();
-    assert_eq!((run["status"].as_str(), run["trigger"].as_str()), (Some("queued"), Some("manual")));
+    assert_eq!(
+        (run["status"].as_str(), run["trigger"].as_str()),
+        (Some("queued"), Some("manual"))
+    );
     let done = wait_run(&s, run["id"].as_str().unwrap());
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["findings_count"], 2);
@@ -256,10 +350,19 @@ fn probes_runs_run_now_suspend_resume() {
     assert_eq!(r.status, 202, "{}", r.body);
     let id = r.json()["run"]["id"].as_str().unwrap().to_string();
     let again = post(&s, "/api/v1/probes/slow/run", ADMIN).error(409);
-    assert!(again.contains("already running") && again.contains(&id), "{again}");
+    assert!(
+        again.contains("already running") && again.contains(&id),
+        "{again}"
+    );
     let failed = wait_run(&s, &id);
     assert_eq!(failed["status"], "failed");
-    assert!(failed["reason"].as_str().unwrap().contains("timed out after 3000 ms"), "{failed}");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 3000 ms"),
+        "{failed}"
+    );
     assert_eq!(failed["failure"]["kind"], "timeout");
     assert!(failed["logs"].is_array());
 
@@ -271,7 +374,11 @@ fn probes_runs_run_now_suspend_resume() {
     let next = first["next"].as_str().unwrap();
     let second = ok_json(&s, &format!("/api/v1/runs?limit=2&cursor={next}"));
     assert_ne!(first["items"][0]["id"], second["items"][0]["id"]);
-    assert!(get(&s, "/api/v1/runs/none", VIEWER).error(404).contains("none"));
+    assert!(
+        get(&s, "/api/v1/runs/none", VIEWER)
+            .error(404)
+            .contains("none")
+    );
 
     // Suspend: no next run, kept; resume: next run again.
     let p = post(&s, "/api/v1/probes/workload-audit/suspend", ADMIN);
@@ -285,7 +392,10 @@ fn probes_runs_run_now_suspend_resume() {
         assert!(Instant::now() < deadline, "{p}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(post(&s, "/api/v1/probes/workload-audit/resume", ADMIN).status, 200);
+    assert_eq!(
+        post(&s, "/api/v1/probes/workload-audit/resume", ADMIN).status,
+        200
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let p = ok_json(&s, "/api/v1/probes/workload-audit");
@@ -298,10 +408,23 @@ fn probes_runs_run_now_suspend_resume() {
 
     // Rules: all of them, and one with its open findings counted.
     let rules = ok_json(&s, "/api/v1/rules");
-    assert!(rules.as_array().unwrap().iter().any(|r| r["probe"] == "rbac-audit"));
+    assert!(
+        rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["probe"] == "rbac-audit")
+    );
     let rule = ok_json(&s, "/api/v1/rules/hostile/Saw");
-    assert_eq!((rule["open_findings"].as_u64(), rule["severity"].as_str()), (Some(2), Some("info")));
-    assert!(get(&s, "/api/v1/rules/hostile/Nope", VIEWER).error(404).contains("Nope"));
+    assert_eq!(
+        (rule["open_findings"].as_u64(), rule["severity"].as_str()),
+        (Some(2), Some("info"))
+    );
+    assert!(
+        get(&s, "/api/v1/rules/hostile/Nope", VIEWER)
+            .error(404)
+            .contains("Nope")
+    );
 }
 
 #[test]
@@ -310,13 +433,22 @@ fn summary_trends_reports_and_metrics() {
     let sum = ok_json(&s, "/api/v1/summary");
     let score = sum["score"]["cluster"].as_u64().unwrap();
     assert!(score <= 100);
-    assert!(sum["score"]["namespaces"].as_array().unwrap().iter().any(|n| n["namespace"] == "shop"));
+    assert!(
+        sum["score"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["namespace"] == "shop")
+    );
     let counts = &sum["counts"];
     let total: u64 = ["critical", "high", "medium", "low", "info"]
         .iter()
         .map(|k| counts[k].as_u64().unwrap())
         .sum();
-    assert_eq!(total, ok_json(&s, "/api/v1/findings")["total"].as_u64().unwrap());
+    assert_eq!(
+        total,
+        ok_json(&s, "/api/v1/findings")["total"].as_u64().unwrap()
+    );
     assert_eq!(sum["newest"].as_array().unwrap().len(), 10);
     assert_eq!(sum["probes"]["total"], 4);
 
@@ -337,7 +469,18 @@ fn summary_trends_reports_and_metrics() {
     let mut reader = csv::Reader::from_reader(csv.body.as_bytes());
     assert_eq!(
         reader.headers().unwrap().iter().collect::<Vec<_>>(),
-        ["probe", "rule", "severity", "namespace", "kind", "name", "apiVersion", "message", "remedy", "labels"]
+        [
+            "probe",
+            "rule",
+            "severity",
+            "namespace",
+            "kind",
+            "name",
+            "apiVersion",
+            "message",
+            "remedy",
+            "labels"
+        ]
     );
     assert_eq!(reader.records().count() as u64, total);
     let json = get(&s, "/api/v1/report?format=json", VIEWER).json();
@@ -351,9 +494,18 @@ fn summary_trends_reports_and_metrics() {
         allow_dtd: true,
         ..Default::default()
     };
-    roxmltree::Document::parse_with_options(&html.body, opts).expect("the HTML report is well-formed");
-    assert!(html.header("content-security-policy").unwrap().starts_with("default-src 'none'"));
-    assert!(get(&s, "/api/v1/report?format=yaml", VIEWER).body.contains("runs"));
+    roxmltree::Document::parse_with_options(&html.body, opts)
+        .expect("the HTML report is well-formed");
+    assert!(
+        html.header("content-security-policy")
+            .unwrap()
+            .starts_with("default-src 'none'")
+    );
+    assert!(
+        get(&s, "/api/v1/report?format=yaml", VIEWER)
+            .body
+            .contains("runs")
+    );
 
     // Metrics: runs, durations, open findings, seconds since last success.
     let m = get(&s, "/metrics", VIEWER);
@@ -376,13 +528,25 @@ fn uploads_are_checked_before_they_are_kept() {
     let up = |token: &str, ct: &str, body: &[u8]| {
         s.request("POST", "/api/v1/probes", Some(token), Some((ct, body)))
     };
-    assert!(up(VIEWER, "application/wasm", &trivial).error(403).contains("admin"));
-    assert!(up(ADMIN, "text/plain", &trivial).error(415).contains("application/wasm"));
+    assert!(
+        up(VIEWER, "application/wasm", &trivial)
+            .error(403)
+            .contains("admin")
+    );
+    assert!(
+        up(ADMIN, "text/plain", &trivial)
+            .error(415)
+            .contains("application/wasm")
+    );
     let msg = up(ADMIN, "application/wasm", b"not a component at all").error(400);
     assert!(msg.contains("not a valid probe component"), "{msg}");
     let mut big = trivial.clone();
     big.extend(std::iter::repeat_n(0u8, 64));
-    assert!(up(ADMIN, "application/wasm", &big).error(413).contains("uploads.max_bytes"));
+    assert!(
+        up(ADMIN, "application/wasm", &big)
+            .error(413)
+            .contains("uploads.max_bytes")
+    );
     assert!(!s.dir.join("probes").join("trivial.wasm").exists());
 
     let r = up(ADMIN, "application/wasm", &trivial);
@@ -391,7 +555,10 @@ fn uploads_are_checked_before_they_are_kept() {
     assert!(s.dir.join("probes").join("trivial.wasm").exists());
     let run = post(&s, "/api/v1/probes/trivial/run", ADMIN).json()["run"].clone();
     let done = wait_run(&s, run["id"].as_str().unwrap());
-    assert_eq!((done["status"].as_str(), done["findings_count"].as_i64()), (Some("succeeded"), Some(1)));
+    assert_eq!(
+        (done["status"].as_str(), done["findings_count"].as_i64()),
+        (Some("succeeded"), Some(1))
+    );
 }
 
 #[test]
@@ -407,7 +574,10 @@ fn the_event_stream_follows_a_run_and_the_openapi_document_covers_every_route() 
     let mut line = String::new();
     while !states.contains(&"succeeded".to_string()) {
         line.clear();
-        assert!(events.read_line(&mut line).unwrap() > 0, "stream ended: {states:?}");
+        assert!(
+            events.read_line(&mut line).unwrap() > 0,
+            "stream ended: {states:?}"
+        );
         if let Some(data) = line.trim_end().strip_prefix("data: ") {
             let run: Value = serde_json::from_str(data).unwrap();
             if run["id"] == id.as_str() {
@@ -421,13 +591,29 @@ fn the_event_stream_follows_a_run_and_the_openapi_document_covers_every_route() 
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
     for p in [
-        "/api/v1/whoami", "/api/v1/summary", "/api/v1/findings", "/api/v1/findings/{id}",
-        "/api/v1/rules", "/api/v1/rules/{probe}/{rule}", "/api/v1/trends", "/api/v1/trends.svg",
-        "/api/v1/report", "/api/v1/probes", "/api/v1/probes/{name}", "/api/v1/probes/{name}/run",
-        "/api/v1/probes/{name}/suspend", "/api/v1/probes/{name}/resume", "/api/v1/runs",
-        "/api/v1/runs/{id}", "/api/v1/events", "/api/v1/reload",
+        "/api/v1/whoami",
+        "/api/v1/summary",
+        "/api/v1/findings",
+        "/api/v1/findings/{id}",
+        "/api/v1/rules",
+        "/api/v1/rules/{probe}/{rule}",
+        "/api/v1/trends",
+        "/api/v1/trends.svg",
+        "/api/v1/report",
+        "/api/v1/probes",
+        "/api/v1/probes/{name}",
+        "/api/v1/probes/{name}/run",
+        "/api/v1/probes/{name}/suspend",
+        "/api/v1/probes/{name}/resume",
+        "/api/v1/runs",
+        "/api/v1/runs/{id}",
+        "/api/v1/events",
+        "/api/v1/reload",
     ] {
-        assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from the OpenAPI document"
+        );
     }
     assert!(paths["/api/v1/probes"].get("post").is_some(), "upload");
     assert!(doc["components"]["schemas"]["FindingView"].is_object());

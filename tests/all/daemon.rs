@@ -36,15 +36,22 @@ fn bad_configs_are_refused_at_start_naming_what_and_where() {
         "listen: 127.0.0.1:0\ncluster: {snapshot: \"{cluster}\"}\nstore: {path: \"{dir}/s.db\"}\nprobes:\n  - {name: rbac-audit, schedule: \"0 */5 25 * * *\"}\n",
     );
     assert!(
-        err.contains("probes[0] (rbac-audit): schedule") && err.contains("hours field \"25\" at column 7"),
+        err.contains("probes[0] (rbac-audit): schedule")
+            && err.contains("hours field \"25\" at column 7"),
         "{err}"
     );
     let err = serve_fails(
         "listen: 127.0.0.1:0\ncluster: {snapshot: \"{cluster}\"}\nprobes:\n  - {name: mine, component: /nonexistent/mine.wasm}\n",
     );
-    assert!(err.contains("probes[0] (mine)") && err.contains("/nonexistent/mine.wasm"), "{err}");
+    assert!(
+        err.contains("probes[0] (mine)") && err.contains("/nonexistent/mine.wasm"),
+        "{err}"
+    );
     let err = serve_fails("listen: 127.0.0.1:0\nprobes:\n  - name: rbac-audit\n    every: 5m\n");
-    assert!(err.contains("sonde.yaml") && err.contains("every") && err.contains("line 4"), "{err}");
+    assert!(
+        err.contains("sonde.yaml") && err.contains("every") && err.contains("line 4"),
+        "{err}"
+    );
 }
 
 const BASE: &str = r#"
@@ -79,11 +86,15 @@ fn reload_applies_a_good_config_and_refuses_a_bad_one() {
     .unwrap();
     let r = s.request("POST", "/api/v1/reload", None, None);
     let msg = r.error(400);
-    assert!(msg.contains("old config stays") && msg.contains("probes[1] (node-audit)"), "{msg}");
+    assert!(
+        msg.contains("old config stays") && msg.contains("probes[1] (node-audit)"),
+        "{msg}"
+    );
     assert_eq!(names(&s), ["rbac-audit"]);
 
     // A good one through the API: the new probe is there.
-    let good = BASE.replace("{cluster}", &crate::serve::sample_cluster())
+    let good = BASE
+        .replace("{cluster}", &crate::serve::sample_cluster())
         .replace("{dir}", &s.dir.display().to_string())
         + "  - {name: node-audit, schedule: \"0 0 0 * * *\"}\n";
     std::fs::write(s.dir.join("sonde.yaml"), &good).unwrap();
@@ -123,7 +134,9 @@ probes:
     // ticks, node-audit (yearly, on January 1st) missed none.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let store = sonde::store::Store::open(dir.path().join("sonde.db")).await.unwrap();
+        let store = sonde::store::Store::open(dir.path().join("sonde.db"))
+            .await
+            .unwrap();
         let then = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2);
         store.set_last_tick("rbac-audit", then).await.unwrap();
         store.set_last_tick("node-audit", then).await.unwrap();
@@ -135,7 +148,10 @@ probes:
             .any(|r| r["trigger"] == "catch-up" && r["status"] == "succeeded")
     });
     std::thread::sleep(Duration::from_millis(500));
-    let runs = s.json("/api/v1/runs?limit=1000")["items"].as_array().unwrap().clone();
+    let runs = s.json("/api/v1/runs?limit=1000")["items"]
+        .as_array()
+        .unwrap()
+        .clone();
     let catch_ups: Vec<_> = runs.iter().filter(|r| r["trigger"] == "catch-up").collect();
     assert_eq!(catch_ups.len(), 1, "{runs:#?}");
     assert_eq!(catch_ups[0]["probe"], "rbac-audit");
@@ -188,30 +204,49 @@ probes:
 
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
-            let store = sonde::store::Store::open(dir.path().join("sonde.db")).await.unwrap();
+            let store = sonde::store::Store::open(dir.path().join("sonde.db"))
+                .await
+                .unwrap();
             assert_eq!(store.integrity_check().await.unwrap(), "ok");
             let page = store.runs(None, 1000, None).await.unwrap();
             use sonde::store::RunPhase;
-            let succeeded: Vec<_> =
-                page.items.iter().filter(|r| r.state == RunPhase::Succeeded).collect();
+            let succeeded: Vec<_> = page
+                .items
+                .iter()
+                .filter(|r| r.state == RunPhase::Succeeded)
+                .collect();
             assert!(succeeded.len() >= before, "a committed run was lost");
             // Opening marked what was in flight as interrupted: nothing is left
             // queued or running, and the stuck probe's run says why.
-            assert!(page
+            assert!(
+                page.items
+                    .iter()
+                    .all(|r| !matches!(r.state, RunPhase::Queued | RunPhase::Running))
+            );
+            let interrupted: Vec<_> = page
                 .items
                 .iter()
-                .all(|r| !matches!(r.state, RunPhase::Queued | RunPhase::Running)));
-            let interrupted: Vec<_> =
-                page.items.iter().filter(|r| r.state == RunPhase::Interrupted).collect();
-            assert!(interrupted.iter().any(|r| r.probe == "stuck"), "{interrupted:?}");
-            assert!(interrupted.iter().all(|r| r.reason.as_deref().unwrap().contains("interrupted")));
+                .filter(|r| r.state == RunPhase::Interrupted)
+                .collect();
+            assert!(
+                interrupted.iter().any(|r| r.probe == "stuck"),
+                "{interrupted:?}"
+            );
+            assert!(
+                interrupted
+                    .iter()
+                    .all(|r| r.reason.as_deref().unwrap().contains("interrupted"))
+            );
             // Every finished run's findings are all there: each succeeded run of
             // workload-audit counts the findings it reported, and the open
             // findings are exactly those of its last successful run.
             for r in &succeeded {
                 assert!(r.finished_at.is_some() && r.duration_ms.is_some());
             }
-            let last_wa = succeeded.iter().find(|r| r.probe == "workload-audit").unwrap();
+            let last_wa = succeeded
+                .iter()
+                .find(|r| r.probe == "workload-audit")
+                .unwrap();
             let open = store
                 .count_findings(&sonde::store::FindingFilter {
                     probe: Some("workload-audit".into()),
@@ -234,7 +269,12 @@ probes:
             for f in &all.items {
                 let run = store.run(&f.last_run).await.unwrap();
                 if let Some(run) = run {
-                    assert_eq!(run.state, RunPhase::Succeeded, "finding {} from an unfinished run", f.id);
+                    assert_eq!(
+                        run.state,
+                        RunPhase::Succeeded,
+                        "finding {} from an unfinished run",
+                        f.id
+                    );
                 }
             }
             store.close().await;

@@ -4,8 +4,8 @@
 mod api;
 mod cli;
 mod components;
-mod daemon;
 mod control_plane_rules;
+mod daemon;
 mod dns;
 mod event_rules;
 mod fixture_audit;

@@ -23,7 +23,11 @@ pub(crate) struct Served {
 
 /// The sample cluster in the repository.
 pub(crate) fn sample_cluster() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/demo/sample-cluster.yaml").to_string()
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/demo/sample-cluster.yaml"
+    )
+    .to_string()
 }
 
 impl Served {
@@ -59,7 +63,11 @@ impl Served {
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                     if let Some(rest) = line.strip_prefix("sonde: serving ") {
-                        let url = rest.split_whitespace().next().unwrap_or("").trim_end_matches('/');
+                        let url = rest
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or("")
+                            .trim_end_matches('/');
                         let _ = tx.send(url.to_string());
                     }
                     let mut s = sink.lock().unwrap();
@@ -86,7 +94,11 @@ impl Served {
                     stderr.lock().unwrap()
                 ));
             }
-            assert!(Instant::now() < deadline, "sonde serve did not start:\n{}", stderr.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "sonde serve did not start:\n{}",
+                stderr.lock().unwrap()
+            );
         }
     }
 
@@ -211,7 +223,11 @@ impl Served {
             if f(&runs) {
                 return runs;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}: {runs:#?}\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {runs:#?}\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -232,7 +248,9 @@ impl Served {
         let addr = self.url.trim_start_matches("http://");
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         write!(
             s,
             "GET /api/v1/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{auth}\r\n"

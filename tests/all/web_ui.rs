@@ -26,7 +26,9 @@ fn the_dashboard_findings_run_now_export_and_xss_in_chromium() {
         "listen: 127.0.0.1:0\ncluster: {snapshot: \"{cluster}\"}\nstore: {path: \"{dir}/sonde.db\"}\nprobes:\n",
     );
     for name in sonde::builtin::names() {
-        config.push_str(&format!("  - {{name: {name}, schedule: \"0 0 * * * *\"}}\n"));
+        config.push_str(&format!(
+            "  - {{name: {name}, schedule: \"0 0 * * * *\"}}\n"
+        ));
     }
     config.push_str(
         "  - name: hostile\n    component: \"{hostile}\"\n    config: {mode: xss}\n    schedule: \"0 0 * * * *\"\n",

@@ -15,13 +15,23 @@ use crate::daemon::{self, ConfigSource, Daemon};
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The config file (YAML, or TOML when it ends in .toml); see deploy/sonde.example.yaml.
-    #[arg(long, short = 'c', value_name = "FILE", required_unless_present = "demo")]
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        required_unless_present = "demo"
+    )]
     config: Option<PathBuf>,
     /// Every built-in probe each minute against the bundled sample cluster.
     #[arg(long, conflicts_with = "config")]
     demo: bool,
     /// The demo's listen address.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", requires = "demo")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080",
+        requires = "demo"
+    )]
     listen: SocketAddr,
     /// The demo's folder (the sample cluster and the SQLite file).
     #[arg(long, value_name = "DIR", requires = "demo")]
@@ -36,18 +46,27 @@ pub struct ServeArgs {
 
 pub async fn serve(args: ServeArgs) -> Result<u8> {
     let source = if args.demo {
-        let dir = args.data_dir.clone().unwrap_or_else(daemon::demo::default_data_dir);
+        let dir = args
+            .data_dir
+            .clone()
+            .unwrap_or_else(daemon::demo::default_data_dir);
         let config = daemon::demo::config(&dir, args.listen)?;
         ConfigSource::Fixed(Box::new(config), dir)
     } else {
-        ConfigSource::File(args.config.clone().expect("clap requires --config without --demo"))
+        ConfigSource::File(
+            args.config
+                .clone()
+                .expect("clap requires --config without --demo"),
+        )
     };
     if args.check {
         let runtime = crate::runtime::ProbeRuntime::new(Default::default())?;
         let checked = match &source {
             ConfigSource::File(p) => daemon::config::Checked::load(p)?,
             ConfigSource::Fixed(c, base) => {
-                c.as_ref().clone().validate("the demo config", base, &|v| std::env::var(v).ok())?
+                c.as_ref()
+                    .clone()
+                    .validate("the demo config", base, &|v| std::env::var(v).ok())?
             }
         };
         daemon::probes::load(&runtime, &checked.probes)
@@ -70,7 +89,10 @@ pub async fn serve(args: ServeArgs) -> Result<u8> {
         probes = d.probes().len(),
         "sonde is serving"
     );
-    eprintln!("sonde: serving http://{bound}/ (store {})", d.store().path().display());
+    eprintln!(
+        "sonde: serving http://{bound}/ (store {})",
+        d.store().path().display()
+    );
     drop(loaded);
     tokio::spawn(daemon::reload_on_sighup(d.clone()));
     let app = daemon::api::router(d.clone());

@@ -458,7 +458,9 @@ impl DaemonConfig {
                 resolve(path);
             }
             if !p.rego.is_empty() && (p.component.is_some() || p.name != "rego") {
-                problems.push(format!("{at}: rego folders are for the built-in rego probe"));
+                problems.push(format!(
+                    "{at}: rego folders are for the built-in rego probe"
+                ));
             }
             if !p.checks.is_empty() && (p.component.is_some() || p.name != "schema-checks") {
                 problems.push(format!(
@@ -466,7 +468,9 @@ impl DaemonConfig {
                 ));
             }
             if (!p.rego.is_empty() || !p.checks.is_empty()) && p.config.is_some() {
-                problems.push(format!("{at}: give rules as rego/checks or as config, not both"));
+                problems.push(format!(
+                    "{at}: give rules as rego/checks or as config, not both"
+                ));
             }
             match &mut p.component {
                 Some(c) => resolve(c),
@@ -611,7 +615,10 @@ probes:
         assert_eq!(c.tokens.len(), 2);
         assert_eq!(c.tokens[1].secret, "viewer-token-0123456789");
         assert_eq!(c.probes[0].jitter, Duration::from_secs(5));
-        assert_eq!(c.probes[0].schedule.as_ref().unwrap().timezone(), "Europe/Berlin");
+        assert_eq!(
+            c.probes[0].schedule.as_ref().unwrap().timezone(),
+            "Europe/Berlin"
+        );
         assert_eq!(c.probes[1].jitter, Duration::ZERO);
         assert_eq!(c.probes[1].limits.timeout_ms, 5000);
         assert_eq!(c.probes[1].limits.memory_bytes, 64 << 20);
@@ -620,17 +627,27 @@ probes:
             c.probes[1].config.component.as_deref(),
             Some(Path::new("/etc/sonde/probes/mine.wasm"))
         );
-        assert!(!format!("{:?}", c.tokens).contains("0123456789"), "secrets stay out of logs");
+        assert!(
+            !format!("{:?}", c.tokens).contains("0123456789"),
+            "secrets stay out of logs"
+        );
     }
 
     #[test]
     fn the_example_config_in_the_repository_is_valid() {
-        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/sonde.example.yaml"));
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/sonde.example.yaml"
+        ));
         let c = Checked::load(path).unwrap();
         assert_eq!(c.probes.len(), crate::builtin::names().len());
         assert!(c.config.cluster.snapshot.as_ref().unwrap().exists());
         assert!(c.probes.iter().all(|p| p.schedule.is_some()));
-        assert!(c.probes.iter().all(|p| p.config.rego.iter().all(|d| d.exists())));
+        assert!(
+            c.probes
+                .iter()
+                .all(|p| p.config.rego.iter().all(|d| d.exists()))
+        );
     }
 
     #[test]
@@ -649,11 +666,17 @@ probes:
         let err = check("probes:\n  - name: rbac-audit\n    shedule: x\n", "s.yaml")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("s.yaml") && err.contains("shedule") && err.contains("line 3"), "{err}");
+        assert!(
+            err.contains("s.yaml") && err.contains("shedule") && err.contains("line 3"),
+            "{err}"
+        );
         let err = check("[[probes]]\nname = \"x\"\nsched = 1\n", "s.toml")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("s.toml") && err.contains("sched") && err.contains("line 3"), "{err}");
+        assert!(
+            err.contains("s.toml") && err.contains("sched") && err.contains("line 3"),
+            "{err}"
+        );
     }
 
     #[test]

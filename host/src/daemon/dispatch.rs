@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, broadcast};
 use task_set::TaskSet;
+use tokio::sync::{Semaphore, broadcast};
 use tracing::Instrument;
 
 use crate::runtime::{FailureReason, RunOutcome, RunStatus};
@@ -98,7 +98,11 @@ impl<J: Job> Dispatcher<J> {
 
     /// Queues a run of `job` and returns it as recorded (queued). Refused
     /// when a run of the same probe is queued or running.
-    pub async fn dispatch(&self, job: Arc<J>, trigger: Trigger) -> Result<RunRecord, DispatchError> {
+    pub async fn dispatch(
+        &self,
+        job: Arc<J>,
+        trigger: Trigger,
+    ) -> Result<RunRecord, DispatchError> {
         let inner = &self.inner;
         if inner.tasks.closed() {
             return Err(DispatchError::ShuttingDown);
@@ -138,7 +142,8 @@ impl<J: Job> Dispatcher<J> {
             }
         };
         let _ = inner.events.send(record.clone());
-        let span = tracing::info_span!("run", probe = %name, run = %run_id, trigger = trigger.as_str());
+        let span =
+            tracing::info_span!("run", probe = %name, run = %run_id, trigger = trigger.as_str());
         let this = self.clone();
         inner.tasks.spawn(
             async move {
@@ -166,21 +171,18 @@ impl<J: Job> Dispatcher<J> {
         self.announce(&run_id).await;
         tracing::info!("run started");
         let deadline = job.deadline() + inner.grace;
-        let mut outcome = match tokio::time::timeout(
-            deadline,
-            inner.executor.execute(job, run_id.clone()),
-        )
-        .await
-        {
-            Ok(outcome) => outcome,
-            Err(_) => RunOutcome {
-                reason: Some(FailureReason::Timeout {
-                    limit_ms: deadline.as_millis() as u64,
-                }),
-                duration: deadline,
-                ..RunOutcome::host_failure(name.clone(), run_id.clone(), String::new())
-            },
-        };
+        let mut outcome =
+            match tokio::time::timeout(deadline, inner.executor.execute(job, run_id.clone())).await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => RunOutcome {
+                    reason: Some(FailureReason::Timeout {
+                        limit_ms: deadline.as_millis() as u64,
+                    }),
+                    duration: deadline,
+                    ..RunOutcome::host_failure(name.clone(), run_id.clone(), String::new())
+                },
+            };
         outcome.probe = name;
         outcome.run_id = run_id.clone();
         match inner.store.record_run_finished(&outcome).await {
@@ -194,10 +196,10 @@ impl<J: Job> Dispatcher<J> {
             ),
             Err(e) => tracing::error!("cannot record the run's end: {e}"),
         }
-        if outcome.status == RunStatus::Failed {
-            if let Some(reason) = &outcome.reason {
-                tracing::warn!("run failed: {reason}");
-            }
+        if outcome.status == RunStatus::Failed
+            && let Some(reason) = &outcome.reason
+        {
+            tracing::warn!("run failed: {reason}");
         }
         if let Some(hook) = &inner.on_finished {
             hook(&outcome);
@@ -220,7 +222,9 @@ impl<J: Job> Dispatcher<J> {
     /// runs still going then are left to be marked interrupted at the next start.
     pub async fn shutdown(&self, wait: Duration) -> bool {
         self.inner.tasks.close();
-        tokio::time::timeout(wait, self.inner.tasks.wait()).await.is_ok()
+        tokio::time::timeout(wait, self.inner.tasks.wait())
+            .await
+            .is_ok()
     }
 
     /// Waits until no run is queued or running (tests, benchmarks).
@@ -349,12 +353,21 @@ mod tests {
         })
     }
 
-    async fn setup(concurrency: usize) -> (tempfile::TempDir, Dispatcher<TestJob>, Arc<Gate>, Store) {
+    async fn setup(
+        concurrency: usize,
+    ) -> (tempfile::TempDir, Dispatcher<TestJob>, Arc<Gate>, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("s.db")).await.unwrap();
         let gate = Arc::new(Gate::default());
         let (tx, _) = broadcast::channel(64);
-        let d = Dispatcher::new(store.clone(), gate.clone(), concurrency, tx, None, Duration::ZERO);
+        let d = Dispatcher::new(
+            store.clone(),
+            gate.clone(),
+            concurrency,
+            tx,
+            None,
+            Duration::ZERO,
+        );
         (dir, d, gate, store)
     }
 
@@ -383,10 +396,16 @@ mod tests {
         }
         gate.release.notify_waiters();
         d.idle().await;
-        assert_eq!(store.run(&first.id).await.unwrap().unwrap().state, RunPhase::Succeeded);
+        assert_eq!(
+            store.run(&first.id).await.unwrap().unwrap().state,
+            RunPhase::Succeeded
+        );
         // Done: the next one may start.
         d.dispatch(job("a"), Trigger::Schedule).await.unwrap();
-        until("a started again", || gate.started.load(Ordering::SeqCst) == 2).await;
+        until("a started again", || {
+            gate.started.load(Ordering::SeqCst) == 2
+        })
+        .await;
         gate.release.notify_waiters();
         d.idle().await;
     }
@@ -415,7 +434,10 @@ mod tests {
         d.idle().await;
         assert_eq!(gate.peak.load(Ordering::SeqCst), 2);
         for id in &ids {
-            assert_eq!(store.run(id).await.unwrap().unwrap().state, RunPhase::Succeeded);
+            assert_eq!(
+                store.run(id).await.unwrap().unwrap().state,
+                RunPhase::Succeeded
+            );
         }
     }
 
@@ -431,11 +453,18 @@ mod tests {
         let rec = store.run(&run.id).await.unwrap().unwrap();
         assert_eq!(rec.state, RunPhase::Failed);
         assert!(
-            rec.reason.as_deref().unwrap().contains("timed out after 200 ms"),
+            rec.reason
+                .as_deref()
+                .unwrap()
+                .contains("timed out after 200 ms"),
             "{:?}",
             rec.reason
         );
-        assert_eq!(gate.now.load(Ordering::SeqCst), 1, "the executor was abandoned");
+        assert_eq!(
+            gate.now.load(Ordering::SeqCst),
+            1,
+            "the executor was abandoned"
+        );
         assert!(d.running().is_empty());
         // A quick job runs next: the permit was given back.
         d.dispatch(job("quick"), Trigger::Manual).await.unwrap();
@@ -455,7 +484,10 @@ mod tests {
         let states: Vec<RunPhase> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|r| r.state)
             .collect();
-        assert_eq!(states, [RunPhase::Queued, RunPhase::Running, RunPhase::Succeeded]);
+        assert_eq!(
+            states,
+            [RunPhase::Queued, RunPhase::Running, RunPhase::Succeeded]
+        );
         assert!(d.shutdown(Duration::from_secs(1)).await);
         assert!(matches!(
             d.dispatch(job("quick"), Trigger::Manual).await,

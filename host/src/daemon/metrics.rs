@@ -59,17 +59,26 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let runs = Family::<RunLabels, Counter>::default();
-        let durations =
-            Family::<ProbeLabel, Histogram, Buckets>::new_with_constructor(duration_buckets as Buckets);
+        let durations = Family::<ProbeLabel, Histogram, Buckets>::new_with_constructor(
+            duration_buckets as Buckets,
+        );
         let findings = Family::<SeverityLabel, Gauge>::default();
         let since_success = Family::<ProbeLabel, Gauge<f64, AtomicU64>>::default();
-        registry.register("sonde_runs", "Finished probe runs by probe and outcome", runs.clone());
+        registry.register(
+            "sonde_runs",
+            "Finished probe runs by probe and outcome",
+            runs.clone(),
+        );
         registry.register(
             "sonde_run_duration_seconds",
             "Duration of finished probe runs",
             durations.clone(),
         );
-        registry.register("sonde_findings_open", "Open findings by severity", findings.clone());
+        registry.register(
+            "sonde_findings_open",
+            "Open findings by severity",
+            findings.clone(),
+        );
         registry.register(
             "sonde_probe_seconds_since_last_success",
             "Seconds since each probe's last successful run",
@@ -86,7 +95,11 @@ impl Metrics {
 
     /// Counts a finished run.
     pub fn record_run(&self, outcome: &RunOutcome) {
-        let label = if outcome.succeeded() { "succeeded" } else { "failed" };
+        let label = if outcome.succeeded() {
+            "succeeded"
+        } else {
+            "failed"
+        };
         self.runs
             .get_or_create(&RunLabels {
                 probe: outcome.probe.clone(),
@@ -119,7 +132,9 @@ impl Metrics {
         let now = Timestamp::now();
         for (probe, at) in store.last_successes().await? {
             let secs = now.duration_since(at).as_secs_f64().max(0.0);
-            self.since_success.get_or_create(&ProbeLabel { probe }).set(secs);
+            self.since_success
+                .get_or_create(&ProbeLabel { probe })
+                .set(secs);
         }
         let mut out = String::new();
         let registry = self.registry.lock().expect("metrics lock");

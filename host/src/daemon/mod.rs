@@ -219,7 +219,11 @@ impl Daemon {
             }),
         };
         daemon.load_uploads().await;
-        daemon.inner.metrics.refresh_findings(&daemon.inner.store).await;
+        daemon
+            .inner
+            .metrics
+            .refresh_findings(&daemon.inner.store)
+            .await;
         let plans = daemon.plans();
         let states: HashMap<_, _> = daemon
             .inner
@@ -269,13 +273,19 @@ impl Daemon {
                         .expect("lock")
                         .insert(p.name.clone(), p);
                 }
-                Err(e) => tracing::error!("{}: cannot load the uploaded probe: {e}", path.display()),
+                Err(e) => {
+                    tracing::error!("{}: cannot load the uploaded probe: {e}", path.display())
+                }
             }
         }
     }
 
     fn plans(&self) -> Vec<Plan> {
-        self.loaded().probes.values().filter_map(|p| p.plan()).collect()
+        self.loaded()
+            .probes
+            .values()
+            .filter_map(|p| p.plan())
+            .collect()
     }
 
     /// The current config and probes.
@@ -363,7 +373,10 @@ impl Daemon {
         if self.probe(name).is_none() {
             return Ok(false);
         }
-        self.inner.store.set_probe_suspended(name, suspended).await?;
+        self.inner
+            .store
+            .set_probe_suspended(name, suspended)
+            .await?;
         let _ = self
             .inner
             .commands
@@ -398,7 +411,8 @@ impl Daemon {
             );
         }
         if loaded.checked.config.store.path != old.checked.config.store.path
-            || loaded.checked.config.scheduler.concurrency != old.checked.config.scheduler.concurrency
+            || loaded.checked.config.scheduler.concurrency
+                != old.checked.config.scheduler.concurrency
         {
             tracing::warn!("store path and scheduler.concurrency take effect at the next start");
         }
@@ -473,7 +487,9 @@ impl Daemon {
     pub async fn shutdown(&self, wait: Duration) {
         let drained = self.inner.dispatcher.shutdown(wait).await;
         if !drained {
-            tracing::warn!("runs still going at shutdown will be marked interrupted at the next start");
+            tracing::warn!(
+                "runs still going at shutdown will be marked interrupted at the next start"
+            );
         }
         self.inner.store.close().await;
     }

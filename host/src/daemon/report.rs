@@ -93,10 +93,10 @@ impl ScoreCache {
             .map(|r| r.id.as_str())
             .collect::<Vec<_>>()
             .join(",");
-        if let Some((k, score)) = self.0.lock().expect("score lock").as_ref() {
-            if *k == key {
-                return Ok(score.clone());
-            }
+        if let Some((k, score)) = self.0.lock().expect("score lock").as_ref()
+            && *k == key
+        {
+            return Ok(score.clone());
         }
         let score = if key.is_empty() {
             None

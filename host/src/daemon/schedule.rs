@@ -66,7 +66,8 @@ impl CronSchedule {
         } else {
             match fields.len() {
                 5 => {
-                    let mut parts: Vec<String> = fields.iter().map(|(_, f)| f.to_string()).collect();
+                    let mut parts: Vec<String> =
+                        fields.iter().map(|(_, f)| f.to_string()).collect();
                     if let Some(dow) = unix_weekdays(&parts[4]) {
                         parts[4] = dow;
                     }
@@ -104,7 +105,10 @@ impl CronSchedule {
     /// The first tick strictly after `t`.
     pub fn next_after(&self, t: Timestamp) -> Option<Timestamp> {
         let at = to_chrono(t).with_timezone(&self.tz);
-        self.schedule.after(&at).next().map(|d| from_chrono(d.with_timezone(&Utc)))
+        self.schedule
+            .after(&at)
+            .next()
+            .map(|d| from_chrono(d.with_timezone(&Utc)))
     }
 
     /// The latest tick in `(after, until]`, if any: the one a catch-up run
@@ -147,10 +151,21 @@ fn unix_weekdays(field: &str) -> Option<String> {
         let lower = s.to_ascii_lowercase();
         NAMES
             .iter()
-            .position(|n| lower == *n || (lower.len() > 3 && n.starts_with(&lower[..3]) && {
-                const FULL: [&str; 7] = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"];
-                FULL.contains(&lower.as_str())
-            }))
+            .position(|n| {
+                lower == *n
+                    || (lower.len() > 3 && n.starts_with(&lower[..3]) && {
+                        const FULL: [&str; 7] = [
+                            "sunday",
+                            "monday",
+                            "tuesday",
+                            "wednesday",
+                            "thursday",
+                            "friday",
+                            "saturday",
+                        ];
+                        FULL.contains(&lower.as_str())
+                    })
+            })
             .map(|i| i as u32)
     };
     let mut days = [false; 7];
@@ -264,7 +279,10 @@ mod tests {
             Some(ts("2026-12-07T09:30:00Z"))
         );
         let s = CronSchedule::parse("*/10 * * * * *", "UTC").unwrap();
-        assert_eq!(s.period_after(ts("2026-12-01T00:00:00Z")), Some(std::time::Duration::from_secs(10)));
+        assert_eq!(
+            s.period_after(ts("2026-12-01T00:00:00Z")),
+            Some(std::time::Duration::from_secs(10))
+        );
         assert!(CronSchedule::parse("@hourly", "UTC").is_ok());
         // Six fields count weekdays as the cron crate (and Quartz) do: 2 is Monday.
         let s = CronSchedule::parse("0 30 9 * * 2", "UTC").unwrap();
@@ -284,11 +302,27 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(next("0 9 * * 0"), ts("2026-12-06T09:00:00Z"), "0 is Sunday");
-        assert_eq!(next("0 9 * * 7"), ts("2026-12-06T09:00:00Z"), "7 is Sunday too");
-        assert_eq!(next("0 9 * * 1-5"), ts("2026-12-07T09:00:00Z"), "Monday to Friday");
+        assert_eq!(
+            next("0 9 * * 7"),
+            ts("2026-12-06T09:00:00Z"),
+            "7 is Sunday too"
+        );
+        assert_eq!(
+            next("0 9 * * 1-5"),
+            ts("2026-12-07T09:00:00Z"),
+            "Monday to Friday"
+        );
         assert_eq!(next("0 9 * * MON-FRI"), ts("2026-12-07T09:00:00Z"));
-        assert_eq!(next("0 9 * * 5-7"), ts("2026-12-06T09:00:00Z"), "Friday to Sunday");
-        assert_eq!(next("0 9 * * */2"), ts("2026-12-06T09:00:00Z"), "Sun, Tue, Thu, Sat");
+        assert_eq!(
+            next("0 9 * * 5-7"),
+            ts("2026-12-06T09:00:00Z"),
+            "Friday to Sunday"
+        );
+        assert_eq!(
+            next("0 9 * * */2"),
+            ts("2026-12-06T09:00:00Z"),
+            "Sun, Tue, Thu, Sat"
+        );
         assert_eq!(unix_weekdays("1-5").as_deref(), Some("2,3,4,5,6"));
         assert_eq!(unix_weekdays("sat,sun").as_deref(), Some("1,7"));
         assert_eq!(unix_weekdays("*"), None);
@@ -326,20 +360,37 @@ mod tests {
     fn a_bad_field_is_named_with_its_column() {
         let err = CronSchedule::parse("0 61 * * * *", "UTC").unwrap_err();
         match &err {
-            ScheduleError::Field { field, column, value, .. } => {
+            ScheduleError::Field {
+                field,
+                column,
+                value,
+                ..
+            } => {
                 assert_eq!((*field, *column, value.as_str()), ("minutes", 3, "61"));
             }
             other => panic!("{other:?}"),
         }
-        assert!(err.to_string().contains("minutes field \"61\" at column 3"), "{err}");
+        assert!(
+            err.to_string().contains("minutes field \"61\" at column 3"),
+            "{err}"
+        );
         // Five fields: the first is minutes.
-        let err = CronSchedule::parse("*/5 25 * * *", "UTC").unwrap_err().to_string();
+        let err = CronSchedule::parse("*/5 25 * * *", "UTC")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("hours field \"25\" at column 5"), "{err}");
-        let err = CronSchedule::parse("0 0 * * * Funday", "UTC").unwrap_err().to_string();
-        assert!(err.contains("day of week") && err.contains("column 11"), "{err}");
+        let err = CronSchedule::parse("0 0 * * * Funday", "UTC")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("day of week") && err.contains("column 11"),
+            "{err}"
+        );
         let err = CronSchedule::parse("* *", "UTC").unwrap_err().to_string();
         assert!(err.contains("has 2 fields"), "{err}");
-        let err = CronSchedule::parse("0 * * * * *", "Nowhere/City").unwrap_err().to_string();
+        let err = CronSchedule::parse("0 * * * * *", "Nowhere/City")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("Nowhere/City"), "{err}");
     }
 }

@@ -273,7 +273,10 @@ mod tests {
         assert!(s.due(ts("2026-12-01T10:00:59Z")).is_empty());
         let d = s.due(ts("2026-12-01T10:01:00Z"));
         assert_eq!(d.len(), 1);
-        assert_eq!((d[0].tick, d[0].trigger), (ts("2026-12-01T10:01:00Z"), Trigger::Schedule));
+        assert_eq!(
+            (d[0].tick, d[0].trigger),
+            (ts("2026-12-01T10:01:00Z"), Trigger::Schedule)
+        );
         assert_eq!(s.next_wake(), Some(ts("2026-12-01T10:02:00Z")));
     }
 
@@ -312,8 +315,12 @@ mod tests {
     fn ticks_passed_while_the_driver_slept_make_one_run() {
         let now = ts("2026-12-01T10:00:00Z");
         let states: HashMap<_, _> = [state("a", Some("2026-12-01T10:00:00Z"), false)].into();
-        let (mut s, due) =
-            Scheduler::start(vec![plan("a", "*/10 * * * * *", 0)], &states, now, no_jitter());
+        let (mut s, due) = Scheduler::start(
+            vec![plan("a", "*/10 * * * * *", 0)],
+            &states,
+            now,
+            no_jitter(),
+        );
         assert!(due.is_empty());
         let d = s.due(ts("2026-12-01T10:01:05Z"));
         assert_eq!(d.len(), 1, "{d:?}");
@@ -339,7 +346,11 @@ mod tests {
         assert_eq!(s.next_wake(), Some(ts("2026-12-01T10:01:07Z")));
         assert!(s.due(ts("2026-12-01T10:01:06Z")).is_empty());
         let d = s.due(ts("2026-12-01T10:01:07Z"));
-        assert_eq!(d[0].tick, ts("2026-12-01T10:01:00Z"), "the tick, not the jittered time");
+        assert_eq!(
+            d[0].tick,
+            ts("2026-12-01T10:01:00Z"),
+            "the tick, not the jittered time"
+        );
         assert_eq!(drawn.lock().unwrap()[0], Duration::from_secs(30));
         // The random source never goes past the bound.
         let mut r = random_jitter();

@@ -54,7 +54,9 @@ pub fn trend_plot(points: &[TrendPoint], from: Date, to: Date) -> String {
     let mut series: BTreeMap<usize, Vec<i64>> = BTreeMap::new();
     for p in points {
         if let Some(i) = days.iter().position(|d| *d == p.day) {
-            series.entry(p.severity.rank() as usize).or_insert_with(|| vec![0; days.len()])[i] = p.open;
+            series
+                .entry(p.severity.rank() as usize)
+                .or_insert_with(|| vec![0; days.len()])[i] = p.open;
         }
     }
     let max = nice_max(series.values().flatten().copied().max().unwrap_or(0));
@@ -89,7 +91,7 @@ pub fn trend_plot(points: &[TrendPoint], from: Date, to: Date) -> String {
             yy + 4.0
         );
     }
-    let labels = days.len().min(6).max(1);
+    let labels = days.len().clamp(1, 6);
     for k in 0..labels {
         let i = if labels == 1 {
             0
@@ -167,9 +169,27 @@ mod tests {
     #[test]
     fn the_plot_is_well_formed_xml_with_a_line_per_severity() {
         let pts = vec![
-            TrendPoint { day: day("2026-11-30"), severity: Severity::High, open: 3, new: 3, fixed: 0 },
-            TrendPoint { day: day("2026-12-01"), severity: Severity::High, open: 5, new: 2, fixed: 0 },
-            TrendPoint { day: day("2026-12-01"), severity: Severity::Low, open: 40, new: 40, fixed: 0 },
+            TrendPoint {
+                day: day("2026-11-30"),
+                severity: Severity::High,
+                open: 3,
+                new: 3,
+                fixed: 0,
+            },
+            TrendPoint {
+                day: day("2026-12-01"),
+                severity: Severity::High,
+                open: 5,
+                new: 2,
+                fixed: 0,
+            },
+            TrendPoint {
+                day: day("2026-12-01"),
+                severity: Severity::Low,
+                open: 40,
+                new: 40,
+                fixed: 0,
+            },
         ];
         let svg = trend_plot(&pts, day("2026-11-29"), day("2026-12-01"));
         let doc = roxmltree::Document::parse(&svg).expect("well-formed");
@@ -178,7 +198,10 @@ mod tests {
             .filter(|n| n.has_tag_name("polyline"))
             .collect();
         assert_eq!(lines.len(), 2);
-        assert!(svg.contains("high (5)") && svg.contains("low (40)"), "{svg}");
+        assert!(
+            svg.contains("high (5)") && svg.contains("low (40)"),
+            "{svg}"
+        );
         // y axis tops at a round number above the largest value.
         assert!(svg.contains(">50</text>"), "{svg}");
         assert!(!svg.contains("<script"));
@@ -193,6 +216,9 @@ mod tests {
 
     #[test]
     fn nice_bounds() {
-        assert_eq!([0, 1, 3, 7, 10, 11, 260].map(nice_max), [1, 1, 5, 10, 10, 20, 500]);
+        assert_eq!(
+            [0, 1, 3, 7, 10, 11, 260].map(nice_max),
+            [1, 1, 5, 10, 10, 20, 500]
+        );
     }
 }

@@ -16,12 +16,12 @@
 //!   its update sets is indexed); a statement some of whose findings need
 //!   more (reopened, new severity) is run again as the full upsert;
 //! - values repeated across findings (rule, kind, namespace, labels, ...) are
-//!   shared rather than copied, and label fingerprints are computed once per
-//!   distinct label set.
+//!   shared rather than copied, label fingerprints are computed once per
+//!   distinct label set, and the rows of the next statement are built while
+//!   SQLite runs the current one.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::hash_map;
 use std::sync::{Arc, OnceLock};
 
 use sha2::{Digest, Sha256};
@@ -64,7 +64,10 @@ pub fn identity_of(probe: &str, finding: &Finding) -> (String, String) {
     let fingerprint = fingerprint_hex(&finding.labels);
     let fingerprint = hex_str(&fingerprint);
     let identity = identity_digest(&probe_hasher(probe), finding, fingerprint);
-    (hex_str(&hex16(&identity)).to_string(), fingerprint.to_string())
+    (
+        hex_str(&hex16(&identity)).to_string(),
+        fingerprint.to_string(),
+    )
 }
 
 /// The hash of the identifying labels (sorted, deduplicated, volatile ones left out).
@@ -150,73 +153,139 @@ impl<'a> Strings<'a> {
     }
 }
 
-/// Hashes an identity by its first bytes: identities are SHA-256 output,
-/// uniformly spread already.
-#[derive(Default)]
-struct IdentityHasher(u64);
+/// A run's findings, one per identity, in the order they were first
+/// reported: a probe that reports the same finding twice in a run gets one
+/// row, holding the last report.
+pub(super) struct Batch<'a> {
+    findings: &'a [Finding],
+    entries: Vec<Entry>,
+}
 
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+/// One distinct finding of a batch.
+struct Entry {
+    /// The last report of it, in `Batch::findings`.
+    finding: usize,
+    identity: [u8; 16],
+    fingerprint: Arc<str>,
+    /// All its labels, as JSON.
+    labels: Arc<str>,
+}
+
+impl<'a> Batch<'a> {
+    /// A batch of no findings (a failed run's).
+    pub(super) fn empty() -> Batch<'static> {
+        Batch {
+            findings: &[],
+            entries: Vec::new(),
         }
     }
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
+
+    /// Distinct findings.
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Entries `range` as rows to bind.
+    fn rows(&self, range: std::ops::Range<usize>, strings: &mut Strings<'a>) -> Vec<Row> {
+        let empty = strings.get("");
+        self.entries[range]
+            .iter()
+            .map(|e| {
+                let f = &self.findings[e.finding];
+                let r = f.resource.as_ref();
+                Row {
+                    identity: Arc::from(hex_str(&hex16(&e.identity))),
+                    fingerprint: e.fingerprint.clone(),
+                    rule: strings.get(&f.rule),
+                    severity: i64::from(f.severity.rank()),
+                    api_version: r.map_or_else(|| empty.clone(), |r| strings.get(&r.api_version)),
+                    kind: r.map_or_else(|| empty.clone(), |r| strings.get(&r.kind)),
+                    namespace: match r.and_then(|r| r.namespace.as_deref()) {
+                        Some(ns) => strings.get(ns),
+                        None => empty.clone(),
+                    },
+                    name: r.map_or_else(|| empty.clone(), |r| strings.get(&r.name)),
+                    uid: r.and_then(|r| r.uid.as_deref()).map(Arc::from),
+                    message: Arc::from(f.message.as_str()),
+                    remedy: f.remedy.as_deref().map(|s| strings.get(s)),
+                    labels: e.labels.clone(),
+                }
+            })
+            .collect()
     }
 }
 
-/// The run's findings as rows, one per identity (a probe that reports the
-/// same finding twice in a run gets one row, holding the last report).
-pub(super) fn prepare(probe: &str, findings: &[Finding]) -> Result<Vec<Row>, StoreError> {
+/// (fingerprint, labels as JSON) per distinct label list of a run.
+type LabelSets<'a> = HashMap<&'a [(String, String)], (Arc<str>, Arc<str>)>;
+
+/// An identity told apart by the finding's message.
+fn split_digest(identity: &[u8; 16], message: &str) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(identity);
+    field(&mut h, message);
+    let out = h.finalize();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&out[..16]);
+    id
+}
+
+/// The run's findings as a batch: identities computed (label fingerprints
+/// once per distinct label list) and duplicates merged.
+pub(super) fn prepare<'a>(probe: &str, findings: &'a [Finding]) -> Result<Batch<'a>, StoreError> {
     let prefix = probe_hasher(probe);
-    let mut rows: Vec<Row> = Vec::with_capacity(findings.len());
-    let mut seen: HashMap<u128, usize, BuildHasherDefault<IdentityHasher>> =
-        HashMap::with_capacity_and_hasher(findings.len(), Default::default());
-    let mut strings = Strings::default();
-    // (fingerprint, labels as JSON) per distinct label list.
-    let mut label_sets: HashMap<&[(String, String)], (Arc<str>, Arc<str>)> = HashMap::new();
-    let empty = strings.get("");
-    for f in findings {
+    let mut entries: Vec<Entry> = Vec::with_capacity(findings.len());
+    let mut seen: HashMap<[u8; 16], usize> = HashMap::with_capacity(findings.len());
+    let mut label_sets = LabelSets::default();
+    for (i, f) in findings.iter().enumerate() {
         let (fingerprint, labels) = match label_sets.entry(f.labels.as_slice()) {
-            Entry::Occupied(e) => e.get().clone(),
-            Entry::Vacant(e) => {
+            hash_map::Entry::Occupied(e) => e.get().clone(),
+            hash_map::Entry::Vacant(e) => {
                 let fingerprint: Arc<str> = Arc::from(hex_str(&fingerprint_hex(&f.labels)));
                 let labels: Arc<str> = Arc::from(to_json(&f.labels, "a finding's labels")?);
                 e.insert((fingerprint, labels)).clone()
             }
         };
         let identity = identity_digest(&prefix, f, &fingerprint);
-        let r = f.resource.as_ref();
-        let row = Row {
-            identity: Arc::from(hex_str(&hex16(&identity))),
+        entries.push(Entry {
+            finding: i,
+            identity,
             fingerprint,
-            rule: strings.get(&f.rule),
-            severity: i64::from(f.severity.rank()),
-            api_version: r.map_or_else(|| empty.clone(), |r| strings.get(&r.api_version)),
-            kind: r.map_or_else(|| empty.clone(), |r| strings.get(&r.kind)),
-            namespace: match r.and_then(|r| r.namespace.as_deref()) {
-                Some(ns) => strings.get(ns),
-                None => empty.clone(),
-            },
-            name: r.map_or_else(|| empty.clone(), |r| strings.get(&r.name)),
-            uid: r.and_then(|r| r.uid.as_deref()).map(Arc::from),
-            message: Arc::from(f.message.as_str()),
-            remedy: f.remedy.as_deref().map(|s| strings.get(s)),
             labels,
-        };
-        match seen.entry(u128::from_le_bytes(identity)) {
-            Entry::Occupied(e) => rows[*e.get()] = row,
-            Entry::Vacant(e) => {
-                e.insert(rows.len());
-                rows.push(row);
+        });
+    }
+    // Reports that share an identity but say different things are different
+    // claims (a cluster-wide rule reporting two problems): each of them is
+    // told apart by its message. Reports that say the same are one finding.
+    let mut first: HashMap<[u8; 16], (usize, bool)> = HashMap::with_capacity(entries.len());
+    for e in &entries {
+        match first.entry(e.identity) {
+            hash_map::Entry::Occupied(mut o) => {
+                if findings[o.get().0].message != findings[e.finding].message {
+                    o.get_mut().1 = true;
+                }
+            }
+            hash_map::Entry::Vacant(v) => {
+                v.insert((e.finding, false));
             }
         }
     }
-    Ok(rows)
+    let mut distinct: Vec<Entry> = Vec::with_capacity(entries.len());
+    for mut e in entries {
+        if first.get(&e.identity).is_some_and(|(_, split)| *split) {
+            e.identity = split_digest(&e.identity, &findings[e.finding].message);
+        }
+        match seen.entry(e.identity) {
+            hash_map::Entry::Occupied(o) => distinct[*o.get()] = e,
+            hash_map::Entry::Vacant(v) => {
+                v.insert(distinct.len());
+                distinct.push(e);
+            }
+        }
+    }
+    Ok(Batch {
+        findings,
+        entries: distinct,
+    })
 }
 
 /// The head of the batched upsert: the values bound once per statement come
@@ -271,7 +340,10 @@ fn upsert_sql(rows: usize, update: Update) -> &'static str {
             dialect::push_placeholder(sql, n);
         };
         let mut head = INSERT_SELECT.split("{}");
-        sql.push_str(head.next().expect("the head starts before its first parameter"));
+        sql.push_str(
+            head.next()
+                .expect("the head starts before its first parameter"),
+        );
         for part in head {
             placeholder(&mut sql);
             sql.push_str(part);
@@ -303,25 +375,21 @@ fn statement_sizes(mut n: usize) -> impl Iterator<Item = usize> {
         if n == 0 {
             return None;
         }
-        let size = x_rows().min(1 << n.ilog2());
+        let size = ROWS_PER_STATEMENT.min(1 << n.ilog2());
         n -= size;
         Some(size)
     })
 }
 
-// XXX explore
-fn x_rows() -> usize {
-    static V: OnceLock<usize> = OnceLock::new();
-    *V.get_or_init(|| std::env::var("SONDE_X_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(ROWS_PER_STATEMENT))
-}
-fn x_full() -> bool {
-    std::env::var("SONDE_X_FULL").is_ok()
-}
-
 type Args = <dialect::Db as Database>::Arguments;
 
 /// The parameters of one upsert statement over `rows`.
-fn bind_rows(probe: &Arc<str>, now: i64, run_id: &Arc<str>, rows: &[Row]) -> Result<Args, StoreError> {
+fn bind_rows(
+    probe: &Arc<str>,
+    now: i64,
+    run_id: &Arc<str>,
+    rows: &[Row],
+) -> Result<Args, StoreError> {
     fn add<'t, T>(args: &mut Args, value: T) -> Result<(), StoreError>
     where
         T: sqlx::Encode<'t, dialect::Db> + sqlx::Type<dialect::Db>,
@@ -361,31 +429,40 @@ fn bind_rows(probe: &Arc<str>, now: i64, run_id: &Arc<str>, rows: &[Row]) -> Res
 /// statement. Each statement first only touches the findings that are open
 /// with an unchanged severity; when it left some alone, the full upsert runs
 /// over the same rows (for those already written, it writes the same values).
+/// The rows of the next statement are built while SQLite runs the current one.
 pub(super) async fn upsert(
     conn: &mut dialect::Conn,
     probe: &str,
     run_id: &str,
     now: i64,
-    rows: Vec<Row>,
+    batch: &Batch<'_>,
 ) -> Result<(), StoreError> {
     let probe: Arc<str> = Arc::from(probe);
     let run_id: Arc<str> = Arc::from(run_id);
-    let mut rest = &rows[..];
-    for size in statement_sizes(rows.len()) {
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
-        let written = sqlx::query_with(
-            upsert_sql(size, if x_full() { Update::Full } else { Update::Touch }),
-            bind_rows(&probe, now, &run_id, chunk)?,
+    let mut strings = Strings::default();
+    let mut sizes = statement_sizes(batch.len());
+    let mut start = 0;
+    let mut next_rows = || {
+        sizes.next().map(|size| {
+            let rows = batch.rows(start..start + size, &mut strings);
+            start += size;
+            rows
+        })
+    };
+    let mut next = next_rows();
+    while let Some(rows) = next {
+        let size = rows.len();
+        let touch = sqlx::query_with(
+            upsert_sql(size, Update::Touch),
+            bind_rows(&probe, now, &run_id, &rows)?,
         )
-        .execute(&mut *conn)
-        .await
-        .ctx("upsert findings")?
-        .rows_affected();
-        if written < size as u64 {
+        .execute(&mut *conn);
+        let (written, following) = futures::join!(touch, async { next_rows() });
+        next = following;
+        if written.ctx("upsert findings")?.rows_affected() < size as u64 {
             sqlx::query_with(
                 upsert_sql(size, Update::Full),
-                bind_rows(&probe, now, &run_id, chunk)?,
+                bind_rows(&probe, now, &run_id, &rows)?,
             )
             .execute(&mut *conn)
             .await
@@ -402,9 +479,9 @@ pub(super) async fn upsert_one_by_one(
     probe: &str,
     run_id: &str,
     now: i64,
-    rows: Vec<Row>,
+    batch: &Batch<'_>,
 ) -> Result<(), StoreError> {
-    for r in rows {
+    for r in batch.rows(0..batch.len(), &mut Strings::default()) {
         sqlx::query(
             "INSERT INTO findings (identity, probe, rule, severity, api_version, kind, namespace, \
              name, uid, fingerprint, message, remedy, labels, first_seen, opened_at, last_seen, \
@@ -683,5 +760,247 @@ mod tests {
         );
         let run = store.run("r1").await.unwrap().unwrap();
         assert_eq!(run.findings_count, n as i64);
+    }
+
+    #[tokio::test]
+    async fn same_identity_but_different_messages_are_different_findings() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open(dir.path()).await;
+        let cluster = |msg: &str| crate::bindings::Finding {
+            rule: "Saw".into(),
+            severity: Severity::Info,
+            resource: None,
+            message: msg.into(),
+            remedy: None,
+            labels: Vec::new(),
+        };
+        let run = |id: &str, msgs: &[&str]| succeeded("hostile", id, msgs.iter().map(|m| cluster(m)).collect());
+        let ingest = store
+            .record_run_finished(&run("r1", &["dns: denied", "etcd: denied", "dns: denied"]))
+            .await
+            .unwrap();
+        assert_eq!((ingest.findings, ingest.new), (2, 2), "two claims, one said twice");
+        // The same two again, in the other order: both persist.
+        let ingest = store
+            .record_run_finished(&run("r2", &["etcd: denied", "dns: denied"]))
+            .await
+            .unwrap();
+        assert_eq!((ingest.findings, ingest.new, ingest.resolved), (2, 0, 0));
+        let page = store.findings(&FindingFilter::default(), 10, None).await.unwrap();
+        let mut msgs: Vec<_> = page.items.iter().map(|f| f.finding.message.as_str()).collect();
+        msgs.sort();
+        assert_eq!(msgs, ["dns: denied", "etcd: denied"]);
+    }
+
+    #[test]
+    fn statements_cover_a_run_with_few_texts_within_the_parameter_limit() {
+        use super::{PARAMS_PER_ROW, ROWS_PER_STATEMENT, SHARED_PARAMS, Update, upsert_sql};
+        for n in [0, 1, 2, 3, 17, 1023, 1024, 1025, 2 * 1024 + 300, 100_000] {
+            let sizes: Vec<usize> = super::statement_sizes(n).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), n, "{n}");
+            assert!(
+                sizes
+                    .iter()
+                    .all(|s| s.is_power_of_two() && *s <= ROWS_PER_STATEMENT)
+            );
+            // Full statements, then at most one of each smaller size.
+            let rest: Vec<_> = sizes.iter().filter(|&&s| s < ROWS_PER_STATEMENT).collect();
+            assert!(rest.windows(2).all(|w| w[0] > w[1]), "{n}: {sizes:?}");
+        }
+        for update in [Update::Touch, Update::Full] {
+            let sql = upsert_sql(ROWS_PER_STATEMENT, update);
+            let params = sql.matches('?').count();
+            assert_eq!(params, SHARED_PARAMS + ROWS_PER_STATEMENT * PARAMS_PER_ROW);
+            assert!(params <= super::dialect::MAX_BIND_PARAMS);
+            assert!(
+                std::ptr::eq(sql, upsert_sql(ROWS_PER_STATEMENT, update)),
+                "the same text each time, so the prepared statement is reused"
+            );
+            assert_eq!(
+                upsert_sql(1, update).matches('?').count(),
+                SHARED_PARAMS + PARAMS_PER_ROW
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_spanning_statements_touches_reopens_and_rescores_the_right_findings() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, clock) = open(dir.path()).await;
+        let rows = super::ROWS_PER_STATEMENT;
+        // Three full statements and the rest in smaller ones: more parameters
+        // than one statement may bind.
+        let n = rows * 3 + 300;
+        assert!(n * super::PARAMS_PER_ROW > super::super::dialect::MAX_BIND_PARAMS);
+        let pod = |i: usize| finding("R", Severity::Low, "ns", &format!("pod-{i}"), None);
+        let r1 = store
+            .record_run_finished(&succeeded("wa", "r1", (0..n).map(pod).collect()))
+            .await
+            .unwrap();
+        assert_eq!((r1.findings, r1.new, r1.resolved), (n as u64, n as u64, 0));
+        clock.advance(Duration::from_secs(60));
+        let r2 = store
+            .record_run_finished(&succeeded("wa", "r2", (0..n - 10).map(pod).collect()))
+            .await
+            .unwrap();
+        assert_eq!((r2.findings, r2.new, r2.resolved), ((n - 10) as u64, 0, 10));
+
+        // Run 3: the 10 fixed ones come back, 5 are new, one finding in each
+        // statement gets a new severity, and every message changes.
+        clock.advance(Duration::from_secs(60));
+        let t3 = clock.now();
+        let rescored = [0, rows + 1, 2 * rows + 5, 3 * rows + 299];
+        let third: Vec<_> = (0..n + 5)
+            .map(|i| {
+                let mut f = pod(i);
+                f.message = format!("again {i}");
+                if rescored.contains(&i) {
+                    f.severity = Severity::High;
+                }
+                f
+            })
+            .collect();
+        let r3 = store
+            .record_run_finished(&succeeded("wa", "r3", third))
+            .await
+            .unwrap();
+        assert_eq!((r3.findings, r3.new, r3.resolved), ((n + 5) as u64, 5, 0));
+
+        let count = |filter: FindingFilter| {
+            let store = store.clone();
+            async move { store.count_findings(&filter).await.unwrap() }
+        };
+        assert_eq!(count(FindingFilter::default()).await, (n + 5) as u64);
+        assert_eq!(
+            count(FindingFilter {
+                status: FindingStatus::New { since: t3 },
+                ..Default::default()
+            })
+            .await,
+            15,
+            "5 new and 10 reopened"
+        );
+        assert_eq!(
+            count(FindingFilter {
+                severities: vec![Severity::High],
+                ..Default::default()
+            })
+            .await,
+            4
+        );
+        assert_eq!(
+            count(FindingFilter {
+                text: Some("again".into()),
+                ..Default::default()
+            })
+            .await,
+            (n + 5) as u64,
+            "every finding holds the latest report"
+        );
+        let mut after = None;
+        let mut seen = 0;
+        loop {
+            let page = store
+                .findings(
+                    &FindingFilter::default(),
+                    super::super::MAX_PAGE,
+                    after.as_deref(),
+                )
+                .await
+                .unwrap();
+            for f in &page.items {
+                assert_eq!((f.last_run.as_str(), f.last_seen), ("r3", t3));
+                assert_eq!(f.resolved_at, None);
+            }
+            seen += page.items.len();
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, n + 5);
+        assert_eq!(
+            store.integrity_check().await.unwrap(),
+            "ok",
+            "indexes match the rows"
+        );
+    }
+
+    #[tokio::test]
+    async fn duplicates_in_a_run_count_once_and_keep_the_last_report_in_the_first_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open(dir.path()).await;
+        let web = finding("R", Severity::Low, "ns", "web", Some("app"));
+        let db = finding("R", Severity::Low, "ns", "db", Some("app"));
+        let mut web_again = web.clone();
+        // The same claim again (same message), now at another severity.
+        web_again.severity = Severity::High;
+        let ingest = store
+            .record_run_finished(&succeeded(
+                "wa",
+                "r1",
+                vec![web.clone(), db.clone(), web_again],
+            ))
+            .await
+            .unwrap();
+        assert_eq!((ingest.findings, ingest.new), (2, 2));
+        assert_eq!(store.run("r1").await.unwrap().unwrap().findings_count, 2);
+        let all = store
+            .findings(&FindingFilter::default(), 10, None)
+            .await
+            .unwrap()
+            .items;
+        let by_name = |name: &str| {
+            all.iter()
+                .find(|f| f.finding.resource.as_ref().unwrap().name == name)
+                .unwrap()
+                .clone()
+        };
+        let (w, d) = (by_name("web"), by_name("db"));
+        assert_eq!(w.finding.severity, Severity::High);
+        assert!(w.id < d.id, "where it was first reported");
+
+        // Next run: reported twice again, the second time with a volatile
+        // label only, and a lower severity: still the same finding.
+        let mut timed = web.clone();
+        timed.labels.push(("time".into(), "12:00".into()));
+        let ingest = store
+            .record_run_finished(&succeeded("wa", "r2", vec![db.clone(), timed, db]))
+            .await
+            .unwrap();
+        assert_eq!((ingest.findings, ingest.new, ingest.resolved), (2, 0, 0));
+        let all = store
+            .findings(&FindingFilter::default(), 10, None)
+            .await
+            .unwrap()
+            .items;
+        let w = all
+            .iter()
+            .find(|f| f.finding.resource.as_ref().unwrap().name == "web")
+            .unwrap();
+        assert_eq!(w.finding.severity, Severity::Low);
+        assert!(w.finding.labels.iter().any(|(k, _)| k == "time"));
+        assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    }
+
+    #[test]
+    fn identities_are_those_the_store_has_always_written() {
+        // Stored rows are matched by identity: it must never change.
+        let f = finding("NoLimits", Severity::High, "shop", "web", Some("app"));
+        let (identity, fingerprint) = super::identity_of("wa", &f);
+        let digest = |parts: &[&str]| {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            for p in parts {
+                h.update((p.len() as u64).to_le_bytes());
+                h.update(p.as_bytes());
+            }
+            hex::encode(&h.finalize()[..16])
+        };
+        assert_eq!(fingerprint, digest(&["container", "app"]));
+        assert_eq!(
+            identity,
+            digest(&["wa", "NoLimits", "v1", "Pod", "shop", "web", &fingerprint])
+        );
     }
 }

@@ -242,19 +242,18 @@ impl Store {
         one_by_one: bool,
     ) -> Result<RunIngest, StoreError> {
         let now = self.now_ms();
-        let t0 = std::time::Instant::now();
         let succeeded = outcome.status == RunStatus::Succeeded;
         let state = if succeeded {
             RunPhase::Succeeded
         } else {
             RunPhase::Failed
         };
-        let rows = if succeeded {
+        let batch = if succeeded {
             findings::prepare(&outcome.probe, &outcome.findings)?
         } else {
-            Vec::new()
+            findings::Batch::empty()
         };
-        let count = rows.len() as u64;
+        let count = batch.len() as u64;
         let duration_ms = i64::try_from(outcome.duration.as_millis()).unwrap_or(i64::MAX);
         let reason = outcome.reason.as_ref().map(|r| r.to_string());
         let reason_detail = outcome
@@ -265,15 +264,15 @@ impl Store {
         let logs = to_json(&outcome.logs, "the run's logs")?;
         let denials = to_json(&outcome.denials, "the run's denials")?;
 
-        let t_prep = t0.elapsed();
         let mut tx = self
             .writer
             .begin_with(dialect::BEGIN_WRITE)
             .await
             .ctx("begin")?;
-        if let Ok(c) = std::env::var("SONDE_X_CACHE") {
-            sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA cache_size = {c}"))).execute(&mut *tx).await.ctx("x")?;
-        }
+        sqlx::query(dialect::INGEST_CACHE)
+            .execute(&mut *tx)
+            .await
+            .ctx("size the page cache")?;
         probes::ensure(&mut tx, &outcome.probe, now).await?;
         sqlx::query(
             "INSERT INTO runs (id, probe, status, reason, reason_detail, created_at, started_at, \
@@ -303,28 +302,17 @@ impl Store {
         let mut ingest = RunIngest::default();
         if succeeded {
             if one_by_one {
-                findings::upsert_one_by_one(&mut tx, &outcome.probe, &outcome.run_id, now, rows)
+                findings::upsert_one_by_one(&mut tx, &outcome.probe, &outcome.run_id, now, &batch)
                     .await?;
             } else {
-                findings::upsert(&mut tx, &outcome.probe, &outcome.run_id, now, rows).await?;
+                findings::upsert(&mut tx, &outcome.probe, &outcome.run_id, now, &batch).await?;
             }
-            let t_up = t0.elapsed();
-            let new = findings::count_new(&mut tx, &outcome.run_id).await?;
-            let t_cn = t0.elapsed();
-            let resolved = findings::resolve_missing(&mut tx, &outcome.probe, &outcome.run_id, now)
-                    .await?;
-            let t_res = t0.elapsed();
             ingest = RunIngest {
                 findings: count,
-                new,
-                resolved,
+                new: findings::count_new(&mut tx, &outcome.run_id).await?,
+                resolved: findings::resolve_missing(&mut tx, &outcome.probe, &outcome.run_id, now)
+                    .await?,
             };
-            tx.commit().await.ctx("commit run")?;
-            let t_c = t0.elapsed();
-            if std::env::var("SONDE_TIMING").is_ok() {
-                eprintln!("prep {:?} upsert {:?} count_new {:?} resolve {:?} commit {:?}", t_prep, t_up - t_prep, t_cn - t_up, t_res - t_cn, t_c - t_res);
-            }
-            return Ok(ingest);
         }
         tx.commit().await.ctx("commit run")?;
         Ok(ingest)
@@ -548,6 +536,36 @@ mod tests {
         );
         assert_eq!(run.findings_count, 0);
         assert!(store.run("nope").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_writer_ingests_with_a_large_cache_and_journals_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open(dir.path()).await;
+        store
+            .record_run_finished(&succeeded("wa", "r1", vec![]))
+            .await
+            .unwrap();
+        let pragma = |pool: &super::super::dialect::Pool, sql: &'static str| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(pragma(&store.writer, "PRAGMA cache_size").await, -65536);
+        assert_eq!(
+            pragma(&store.writer, "PRAGMA temp_store").await,
+            2,
+            "MEMORY"
+        );
+        assert_eq!(
+            pragma(&store.reader, "PRAGMA temp_store").await,
+            2,
+            "MEMORY"
+        );
     }
 
     #[tokio::test]

@@ -28,9 +28,10 @@ pub(super) async fn probe_views(daemon: &Daemon) -> Result<Vec<ProbeView>, ApiEr
     let store = daemon.store();
     let latest = store.latest_finished_runs().await?;
     let successes = store.last_successes().await?;
-    let suspended = daemon.suspended().await.map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
-    })?;
+    let suspended = daemon
+        .suspended()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
     let running = daemon.running();
     let now = Timestamp::now();
     Ok(daemon
@@ -38,7 +39,10 @@ pub(super) async fn probe_views(daemon: &Daemon) -> Result<Vec<ProbeView>, ApiEr
         .iter()
         .map(|p| {
             let last_run = latest.iter().find(|r| r.probe == p.name);
-            let last_success = successes.iter().find(|(n, _)| *n == p.name).map(|(_, t)| *t);
+            let last_success = successes
+                .iter()
+                .find(|(n, _)| *n == p.name)
+                .map(|(_, t)| *t);
             view(
                 daemon,
                 p,
@@ -93,7 +97,10 @@ fn view(
     }
 }
 
-async fn one_view(daemon: &Daemon, name: &str) -> Result<(ProbeView, std::sync::Arc<ActiveProbe>), ApiError> {
+async fn one_view(
+    daemon: &Daemon,
+    name: &str,
+) -> Result<(ProbeView, std::sync::Arc<ActiveProbe>), ApiError> {
     let p = daemon
         .probe(name)
         .ok_or_else(|| ApiError::not_found(format!("no probe {name}")))?;
@@ -152,14 +159,19 @@ pub async fn run_now(
         Err(e @ DispatchError::AlreadyRunning { .. }) => {
             Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
         }
-        Err(e @ DispatchError::ShuttingDown) => {
-            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
-        }
+        Err(e @ DispatchError::ShuttingDown) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            e.to_string(),
+        )),
         Err(DispatchError::Store(e)) => Err(e.into()),
     }
 }
 
-async fn set_suspended(app: &AppState, name: &str, suspended: bool) -> Result<Json<ProbeView>, ApiError> {
+async fn set_suspended(
+    app: &AppState,
+    name: &str,
+    suspended: bool,
+) -> Result<Json<ProbeView>, ApiError> {
     let found = app
         .daemon
         .set_suspended(name, suspended)
@@ -243,7 +255,10 @@ pub async fn upload(
         U::Io(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     })?;
     tracing::info!(probe = %probe.name, bytes = body.len(), "component uploaded");
-    Ok((StatusCode::CREATED, Json(one_view(&app.daemon, &probe.name).await?.0)))
+    Ok((
+        StatusCode::CREATED,
+        Json(one_view(&app.daemon, &probe.name).await?.0),
+    ))
 }
 
 /// Reads a request body of at most `limit` bytes. A longer one is read on
@@ -254,7 +269,8 @@ async fn read_capped(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiE
     let mut buf = Vec::new();
     let mut seen = 0usize;
     while let Some(chunk) = futures::StreamExt::next(&mut body).await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
         seen = seen.saturating_add(chunk.len());
         if seen <= limit {
             buf.extend_from_slice(&chunk);
@@ -336,13 +352,20 @@ pub async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let rx = app.daemon.subscribe();
     let current = app.daemon.store().unfinished_runs().await?;
-    let initial = tokio_stream::iter(current.into_iter().map(|r| Ok(run_event(&RunView::from(&r)))));
+    let initial = tokio_stream::iter(
+        current
+            .into_iter()
+            .map(|r| Ok(run_event(&RunView::from(&r)))),
+    );
     let live = BroadcastStream::new(rx).filter_map(|r| match r {
         Ok(run) => Some(Ok(run_event(&RunView::from(&run)))),
         // A slow reader missed events: tell it, so it reloads.
         Err(_) => Some(Ok(Event::default().event("lagged").data("{}"))),
     });
-    Ok(Sse::new(initial.chain(live)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(
+        Sse::new(initial.chain(live))
+            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))),
+    )
 }
 
 fn run_event(run: &RunView) -> Event {

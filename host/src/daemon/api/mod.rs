@@ -144,8 +144,14 @@ pub(crate) fn forbidden() -> ApiError {
 
 /// Compares SHA-256 digests so the time taken says nothing of the token.
 fn same_secret(given: &str, secret: &str) -> bool {
-    let (a, b) = (Sha256::digest(given.as_bytes()), Sha256::digest(secret.as_bytes()));
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(secret.as_bytes()),
+    );
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// Who a request is: admin when the daemon has no tokens, else the role of
@@ -160,7 +166,10 @@ async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next)
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim);
         match given {
             None => {
@@ -184,8 +193,9 @@ async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next)
             req.extensions_mut().insert(Caller(role));
             next.run(req).await
         }
-        None => ApiError::new(StatusCode::UNAUTHORIZED, "the bearer token is not valid")
-            .into_response(),
+        None => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "the bearer token is not valid").into_response()
+        }
     }
 }
 

@@ -21,7 +21,10 @@ use crate::store::{FindingFilter, FindingStatus, TrendQuery};
 /// Who the caller is.
 #[utoipa::path(get, path = "/api/v1/whoami", tag = "findings",
     responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
-pub async fn whoami(State(app): State<AppState>, Extension(caller): Extension<Caller>) -> Json<WhoAmI> {
+pub async fn whoami(
+    State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Json<WhoAmI> {
     Json(WhoAmI {
         role: match caller.0 {
             super::Role::Admin => "admin",
@@ -53,7 +56,11 @@ pub async fn summary(State(app): State<AppState>) -> Result<Json<SummaryView>, A
             .filter(|p| p.last_run.as_ref().is_some_and(|r| r.status == "failed"))
             .map(|p| p.name.clone())
             .collect(),
-        stale: probes.iter().filter(|p| p.stale).map(|p| p.name.clone()).collect(),
+        stale: probes
+            .iter()
+            .filter(|p| p.stale)
+            .map(|p| p.name.clone())
+            .collect(),
     };
     let newest = store
         .newest_findings(10)
@@ -180,7 +187,11 @@ pub async fn findings(
     }
     let store = app.daemon.store();
     let page = store
-        .findings(&filter, limit, q.cursor.as_deref().filter(|c| !c.is_empty()))
+        .findings(
+            &filter,
+            limit,
+            q.cursor.as_deref().filter(|c| !c.is_empty()),
+        )
         .await?;
     let total = total(&app, &filter).await?;
     Ok(Json(FindingPageView {
@@ -195,10 +206,10 @@ pub async fn findings(
 async fn total(app: &AppState, filter: &FindingFilter) -> Result<u64, ApiError> {
     let key = format!("{filter:?}");
     let generation = app.daemon.generation();
-    if let Some((g, n)) = app.totals.lock().expect("totals lock").get(&key) {
-        if *g == generation {
-            return Ok(*n);
-        }
+    if let Some((g, n)) = app.totals.lock().expect("totals lock").get(&key)
+        && *g == generation
+    {
+        return Ok(*n);
     }
     let n = app.daemon.store().count_findings(filter).await?;
     let mut totals = app.totals.lock().expect("totals lock");

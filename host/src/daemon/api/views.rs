@@ -160,7 +160,12 @@ impl From<StoredFinding> for FindingView {
             message: f.finding.message.clone(),
             remedy: f.finding.remedy.clone(),
             labels: f.finding.labels.clone(),
-            status: if f.resolved_at.is_some() { "fixed" } else { "open" }.into(),
+            status: if f.resolved_at.is_some() {
+                "fixed"
+            } else {
+                "open"
+            }
+            .into(),
             first_seen: ts(f.first_seen),
             opened_at: ts(f.opened_at),
             last_seen: ts(f.last_seen),
