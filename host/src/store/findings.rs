@@ -774,20 +774,33 @@ mod tests {
             remedy: None,
             labels: Vec::new(),
         };
-        let run = |id: &str, msgs: &[&str]| succeeded("hostile", id, msgs.iter().map(|m| cluster(m)).collect());
+        let run = |id: &str, msgs: &[&str]| {
+            succeeded("hostile", id, msgs.iter().map(|m| cluster(m)).collect())
+        };
         let ingest = store
             .record_run_finished(&run("r1", &["dns: denied", "etcd: denied", "dns: denied"]))
             .await
             .unwrap();
-        assert_eq!((ingest.findings, ingest.new), (2, 2), "two claims, one said twice");
+        assert_eq!(
+            (ingest.findings, ingest.new),
+            (2, 2),
+            "two claims, one said twice"
+        );
         // The same two again, in the other order: both persist.
         let ingest = store
             .record_run_finished(&run("r2", &["etcd: denied", "dns: denied"]))
             .await
             .unwrap();
         assert_eq!((ingest.findings, ingest.new, ingest.resolved), (2, 0, 0));
-        let page = store.findings(&FindingFilter::default(), 10, None).await.unwrap();
-        let mut msgs: Vec<_> = page.items.iter().map(|f| f.finding.message.as_str()).collect();
+        let page = store
+            .findings(&FindingFilter::default(), 10, None)
+            .await
+            .unwrap();
+        let mut msgs: Vec<_> = page
+            .items
+            .iter()
+            .map(|f| f.finding.message.as_str())
+            .collect();
         msgs.sort();
         assert_eq!(msgs, ["dns: denied", "etcd: denied"]);
     }

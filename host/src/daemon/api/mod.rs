@@ -34,9 +34,13 @@ use super::report::ScoreCache;
 pub struct AppState {
     pub daemon: Daemon,
     pub score: Arc<ScoreCache>,
-    /// Finding totals per filter, valid while no run has finished since.
-    pub totals: Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>>,
+    /// Finding totals per filter and generation (valid while no run has
+    /// finished since); concurrent requests for one wait for one count.
+    pub totals: Arc<std::sync::Mutex<std::collections::HashMap<(String, u64), TotalCell>>>,
 }
+
+/// One filter's total, counted once.
+pub type TotalCell = Arc<tokio::sync::OnceCell<u64>>;
 
 /// An error answer.
 #[derive(Debug)]

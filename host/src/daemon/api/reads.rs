@@ -204,20 +204,21 @@ pub async fn findings(
 /// How many findings a filter selects: counted once per filter until the
 /// next run finishes (a count walks every matching row; pages do not).
 async fn total(app: &AppState, filter: &FindingFilter) -> Result<u64, ApiError> {
-    let key = format!("{filter:?}");
-    let generation = app.daemon.generation();
-    if let Some((g, n)) = app.totals.lock().expect("totals lock").get(&key)
-        && *g == generation
-    {
-        return Ok(*n);
-    }
-    let n = app.daemon.store().count_findings(filter).await?;
-    let mut totals = app.totals.lock().expect("totals lock");
-    if totals.len() > 1024 {
-        totals.clear();
-    }
-    totals.insert(key, (generation, n));
-    Ok(n)
+    let key = (format!("{filter:?}"), app.daemon.generation());
+    let cell = {
+        let mut totals = app.totals.lock().expect("totals lock");
+        if totals.len() > 1024 {
+            totals.retain(|(_, g), _| *g == key.1);
+            if totals.len() > 1024 {
+                totals.clear();
+            }
+        }
+        totals.entry(key).or_default().clone()
+    };
+    let n = cell
+        .get_or_try_init(|| app.daemon.store().count_findings(filter))
+        .await?;
+    Ok(*n)
 }
 
 /// One finding.
