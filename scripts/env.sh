@@ -5,3 +5,6 @@
 # one folder: set CARGO_TARGET_DIR per checkout.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sonde-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Incremental compilation caches grow by gigabytes per build of the
+# workspace; scripts build from clean checkouts, so they do without.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
