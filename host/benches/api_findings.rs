@@ -10,52 +10,18 @@
 //! `cargo bench -p sonde --bench api_findings` (SONDE_BENCH_FINDINGS,
 //! SONDE_BENCH_CLIENTS, SONDE_BENCH_SECONDS per query to change the load).
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sonde::bindings::{Finding, ResourceRef, Severity};
+use common::env_or;
+use common::generate::finding;
 use sonde::daemon::config::DaemonConfig;
 use sonde::daemon::{ConfigSource, Daemon};
 use sonde::runtime::{RunOutcome, RunStatus};
 use sonde::store::Store;
-
-const RULES: [&str; 8] = [
-    "NoCPULimits",
-    "NoMemoryLimits",
-    "RunAsRoot",
-    "PrivilegeEscalation",
-    "LatestTag",
-    "NoLivenessProbe",
-    "NoReadinessProbe",
-    "HostPath",
-];
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn finding(i: usize) -> Finding {
-    let rule = RULES[i % RULES.len()];
-    let workload = i / RULES.len();
-    Finding {
-        rule: rule.to_string(),
-        severity: Severity::ALL[i % 5],
-        resource: Some(ResourceRef {
-            api_version: "apps/v1".into(),
-            kind: "Deployment".into(),
-            namespace: Some(format!("team-{}", workload % 50)),
-            name: format!("service-{workload}"),
-            uid: None,
-        }),
-        message: format!("container app of service-{workload} breaks {rule}: see the remedy"),
-        remedy: None,
-        labels: vec![("container".into(), "app".into())],
-    }
-}
 
 async fn fill(path: &Path, n: usize) {
     let store = Store::open(path).await.expect("store");

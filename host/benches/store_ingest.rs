@@ -12,50 +12,16 @@
 //! `cargo bench -p sonde --bench store_ingest` (SONDE_BENCH_FINDINGS to change
 //! the run size, SONDE_BENCH_REPEATS for the number of fresh databases per path).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use sonde::bindings::{Finding, ResourceRef, Severity};
+use common::env_or;
+use common::generate::finding;
+
+use sonde::bindings::Finding;
 use sonde::runtime::{RunOutcome, RunStatus};
 use sonde::store::Store;
-
-const KINDS: [&str; 4] = ["Deployment", "StatefulSet", "DaemonSet", "Pod"];
-const RULES: [&str; 8] = [
-    "NoCPULimits",
-    "NoMemoryLimits",
-    "RunAsRoot",
-    "PrivilegeEscalation",
-    "LatestTag",
-    "NoLivenessProbe",
-    "NoReadinessProbe",
-    "HostPath",
-];
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Finding `i`: unique per i, realistic sizes (a resource, a sentence, a label).
-fn finding(i: usize) -> Finding {
-    let rule = RULES[i % RULES.len()];
-    let workload = i / RULES.len();
-    Finding {
-        rule: rule.to_string(),
-        severity: Severity::ALL[i % 5],
-        resource: Some(ResourceRef {
-            api_version: "apps/v1".into(),
-            kind: KINDS[workload % KINDS.len()].into(),
-            namespace: Some(format!("team-{}", workload % 50)),
-            name: format!("service-{workload}"),
-            uid: None,
-        }),
-        message: format!("container app of service-{workload} breaks {rule}: see the remedy"),
-        remedy: None,
-        labels: vec![("container".into(), "app".into())],
-    }
-}
 
 fn outcome(run: usize, findings: Vec<Finding>) -> RunOutcome {
     RunOutcome {

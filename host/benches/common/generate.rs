@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use serde_json::{Value, json};
+use sonde::bindings::{Finding, ResourceRef, Severity};
 
 /// A pod spec with the variety of real clusters: two containers, some good, some bad settings.
 pub fn pod_spec(i: usize) -> Value {
@@ -192,4 +193,36 @@ pub fn event(i: usize, workloads: usize, nodes: usize) -> Value {
         "firstTimestamp": "2026-11-30T09:00:00Z", "lastTimestamp": format!("2026-11-30T09:{:02}:00Z", i % 60),
         "source": {"component": "kubelet", "host": format!("node-{:04}", i % nodes.max(1))}
     })
+}
+
+const FINDING_KINDS: [&str; 4] = ["Deployment", "StatefulSet", "DaemonSet", "Pod"];
+const FINDING_RULES: [&str; 8] = [
+    "NoCPULimits",
+    "NoMemoryLimits",
+    "RunAsRoot",
+    "PrivilegeEscalation",
+    "LatestTag",
+    "NoLivenessProbe",
+    "NoReadinessProbe",
+    "HostPath",
+];
+
+/// Finding `i`: unique per i, realistic sizes (a resource, a sentence, a label).
+pub fn finding(i: usize) -> Finding {
+    let rule = FINDING_RULES[i % FINDING_RULES.len()];
+    let workload = i / FINDING_RULES.len();
+    Finding {
+        rule: rule.to_string(),
+        severity: Severity::ALL[i % 5],
+        resource: Some(ResourceRef {
+            api_version: "apps/v1".into(),
+            kind: FINDING_KINDS[workload % FINDING_KINDS.len()].into(),
+            namespace: Some(format!("team-{}", workload % 50)),
+            name: format!("service-{workload}"),
+            uid: None,
+        }),
+        message: format!("container app of service-{workload} breaks {rule}: see the remedy"),
+        remedy: None,
+        labels: vec![("container".into(), "app".into())],
+    }
 }
