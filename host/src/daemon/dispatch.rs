@@ -110,7 +110,10 @@ impl<J: Job> Dispatcher<J> {
         let name = job.name().to_string();
         let run_id = uuid::Uuid::new_v4().to_string();
         {
-            let mut running = inner.running.lock().expect("dispatcher lock");
+            let mut running = inner
+                .running
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(id) = running.get(&name) {
                 return Err(DispatchError::AlreadyRunning {
                     probe: name,
@@ -137,7 +140,11 @@ impl<J: Job> Dispatcher<J> {
         let record = match queued {
             Ok(r) => r,
             Err(e) => {
-                inner.running.lock().expect("dispatcher lock").remove(&name);
+                inner
+                    .running
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&name);
                 return Err(e.into());
             }
         };
@@ -151,7 +158,7 @@ impl<J: Job> Dispatcher<J> {
                 this.inner
                     .running
                     .lock()
-                    .expect("dispatcher lock")
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .remove(&name);
             }
             .instrument(span),
@@ -215,7 +222,11 @@ impl<J: Job> Dispatcher<J> {
 
     /// The probes with a run queued or running, and those runs' ids.
     pub fn running(&self) -> HashMap<String, String> {
-        self.inner.running.lock().expect("dispatcher lock").clone()
+        self.inner
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Stops accepting runs and waits for those in flight, at most `wait`;

@@ -137,7 +137,10 @@ impl Metrics {
                 .set(secs);
         }
         let mut out = String::new();
-        let registry = self.registry.lock().expect("metrics lock");
+        let registry = self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         prometheus_client::encoding::text::encode(&mut out, &registry)
             .expect("writing to a String cannot fail");
         Ok(out)

@@ -235,7 +235,11 @@ impl Daemon {
             .collect();
         let (sched, due) =
             Scheduler::start(plans, &states, Timestamp::now(), scheduler::random_jitter());
-        *daemon.inner.next_runs.write().expect("lock") = sched.next_runs();
+        *daemon
+            .inner
+            .next_runs
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = sched.next_runs();
         for d in due {
             daemon.fire(d).await;
         }
@@ -270,7 +274,7 @@ impl Daemon {
                     self.inner
                         .uploaded
                         .write()
-                        .expect("lock")
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .insert(p.name.clone(), p);
                 }
                 Err(e) => {
@@ -290,7 +294,11 @@ impl Daemon {
 
     /// The current config and probes.
     pub fn loaded(&self) -> Arc<Loaded> {
-        self.inner.loaded.read().expect("lock").clone()
+        self.inner
+            .loaded
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn store(&self) -> &Store {
@@ -303,7 +311,11 @@ impl Daemon {
 
     /// The current cluster.
     pub fn services(&self) -> Arc<HostServices> {
-        self.inner.services.read().expect("lock").clone()
+        self.inner
+            .services
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Changes each time a run finishes (and so the store's findings may have).
@@ -321,17 +333,24 @@ impl Daemon {
     /// Every probe: the config's, then uploaded ones.
     pub fn probes(&self) -> Vec<Arc<ActiveProbe>> {
         let mut all: Vec<_> = self.loaded().probes.values().cloned().collect();
-        let uploaded = self.inner.uploaded.read().expect("lock");
+        let uploaded = self
+            .inner
+            .uploaded
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         all.extend(uploaded.values().cloned());
         all
     }
 
     pub fn probe(&self, name: &str) -> Option<Arc<ActiveProbe>> {
-        self.loaded()
-            .probes
-            .get(name)
-            .cloned()
-            .or_else(|| self.inner.uploaded.read().expect("lock").get(name).cloned())
+        self.loaded().probes.get(name).cloned().or_else(|| {
+            self.inner
+                .uploaded
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(name)
+                .cloned()
+        })
     }
 
     /// A probe's next scheduled run.
@@ -339,7 +358,7 @@ impl Daemon {
         self.inner
             .next_runs
             .read()
-            .expect("lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(name)
             .copied()
             .flatten()
@@ -424,8 +443,16 @@ impl Daemon {
                 .map_err(|e| ReloadError(e.into()))?;
         }
         let plans: Vec<Plan> = loaded.probes.values().filter_map(|p| p.plan()).collect();
-        *self.inner.services.write().expect("lock") = services;
-        *self.inner.loaded.write().expect("lock") = Arc::new(loaded);
+        *self
+            .inner
+            .services
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = services;
+        *self
+            .inner
+            .loaded
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(loaded);
         let _ = self.inner.commands.send(Command::Replace(plans));
         tracing::info!("config reloaded");
         Ok(())
@@ -478,7 +505,7 @@ impl Daemon {
         self.inner
             .uploaded
             .write()
-            .expect("lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(probe.name.clone(), probe.clone());
         Ok(probe)
     }
@@ -526,7 +553,11 @@ impl Daemon {
             for due in sched.due(now) {
                 self.fire(due).await;
             }
-            *self.inner.next_runs.write().expect("lock") = sched.next_runs();
+            *self
+                .inner
+                .next_runs
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = sched.next_runs();
             let sleep = sched
                 .next_wake()
                 .map(|t| t.duration_since(Timestamp::now()))

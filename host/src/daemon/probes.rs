@@ -177,7 +177,11 @@ pub struct SandboxExecutor {
 #[async_trait::async_trait]
 impl Executor<ActiveProbe> for SandboxExecutor {
     async fn execute(&self, probe: Arc<ActiveProbe>, run_id: String) -> RunOutcome {
-        let services = self.services.read().expect("services lock").clone();
+        let services = self
+            .services
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         let p = &probe.prepared;
         let req = RunRequest {
             run_id: run_id.clone(),

@@ -93,7 +93,11 @@ impl ScoreCache {
             .map(|r| r.id.as_str())
             .collect::<Vec<_>>()
             .join(",");
-        if let Some((k, score)) = self.0.lock().expect("score lock").as_ref()
+        if let Some((k, score)) = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
             && *k == key
         {
             return Ok(score.clone());
@@ -103,7 +107,10 @@ impl ScoreCache {
         } else {
             latest(daemon).await?.score
         };
-        *self.0.lock().expect("score lock") = Some((key, score.clone()));
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((key, score.clone()));
         Ok(score)
     }
 }

@@ -144,28 +144,21 @@ fn unix_weekdays(field: &str) -> Option<String> {
         return None;
     }
     let day = |s: &str| -> Option<u32> {
-        const NAMES: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+        const FULL: [&str; 7] = [
+            "sunday",
+            "monday",
+            "tuesday",
+            "wednesday",
+            "thursday",
+            "friday",
+            "saturday",
+        ];
         if let Ok(n) = s.parse::<u32>() {
             return (n <= 7).then_some(n);
         }
         let lower = s.to_ascii_lowercase();
-        NAMES
-            .iter()
-            .position(|n| {
-                lower == *n
-                    || (lower.len() > 3 && n.starts_with(&lower[..3]) && {
-                        const FULL: [&str; 7] = [
-                            "sunday",
-                            "monday",
-                            "tuesday",
-                            "wednesday",
-                            "thursday",
-                            "friday",
-                            "saturday",
-                        ];
-                        FULL.contains(&lower.as_str())
-                    })
-            })
+        FULL.iter()
+            .position(|name| lower == *name || (lower.len() == 3 && name.starts_with(&lower)))
             .map(|i| i as u32)
     };
     let mut days = [false; 7];

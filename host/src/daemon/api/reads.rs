@@ -206,7 +206,10 @@ pub async fn findings(
 async fn total(app: &AppState, filter: &FindingFilter) -> Result<u64, ApiError> {
     let key = (format!("{filter:?}"), app.daemon.generation());
     let cell = {
-        let mut totals = app.totals.lock().expect("totals lock");
+        let mut totals = app
+            .totals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if totals.len() > 1024 {
             totals.retain(|(_, g), _| *g == key.1);
             if totals.len() > 1024 {
