@@ -40,6 +40,27 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+# The eBPF collectors (ebpf/) are built on nightly Rust for the bpf target,
+# linked by bpf-linker against Debian's LLVM 22 (DEVELOPERS.md). Linux only.
+if [[ $(uname -s) == Linux ]]; then
+    apt_install llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev
+    if command -v rustup >/dev/null 2>&1; then
+        if ! rustup toolchain list | grep -q '^nightly'; then
+            echo "setup: installing the nightly toolchain (eBPF programs)"
+            rustup toolchain install nightly --profile minimal
+        fi
+        if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
+            echo "setup: adding rust-src to nightly (eBPF programs build core)"
+            rustup component add rust-src --toolchain nightly
+        fi
+    fi
+    if ! command -v bpf-linker >/dev/null 2>&1; then
+        echo "setup: building bpf-linker against LLVM 22 (a few minutes, once)"
+        LLVM_PREFIX=/usr/lib/llvm-22 LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 \
+            cargo install --locked bpf-linker --no-default-features --features llvm-22
+    fi
+fi
+
 if [[ $need_tests -eq 1 ]]; then
     apt_install dnsmasq-base chromium
     # Node.js may come from elsewhere than Debian (NodeSource's nodejs carries

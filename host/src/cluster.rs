@@ -63,6 +63,7 @@ pub async fn connect(spec: &ClusterSpec, require_cluster: bool) -> Result<Connec
             services: Arc::new(HostServices {
                 kube: Some(Arc::new(snap)),
                 dns,
+                collectors: None,
             }),
             source,
             issues,
@@ -71,7 +72,11 @@ pub async fn connect(spec: &ClusterSpec, require_cluster: bool) -> Result<Connec
     let explicit = spec.kubeconfig.is_some() || spec.context.is_some();
     if !explicit && !require_cluster {
         return Ok(Connected {
-            services: Arc::new(HostServices { kube: None, dns }),
+            services: Arc::new(HostServices {
+                kube: None,
+                dns,
+                collectors: None,
+            }),
             source: "no cluster".into(),
             issues: Vec::new(),
         });
@@ -106,6 +111,7 @@ pub async fn connect(spec: &ClusterSpec, require_cluster: bool) -> Result<Connec
         services: Arc::new(HostServices {
             kube: Some(Arc::new(live)),
             dns,
+            collectors: None,
         }),
         source,
         issues: Vec::new(),

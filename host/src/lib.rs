@@ -15,13 +15,17 @@
 //! - `store`: the daemon's SQLite store of probes, runs and findings across runs.
 //! - `cluster`: connecting to a snapshot or a live cluster (CLI and daemon).
 //! - `daemon`: `sonde serve`: config, scheduler, dispatcher, JSON API, web UI.
+//! - `collectors`: the node collectors probes query (catalogue, query engine).
+//! - `agent`: `sonde agent`: the eBPF collectors on a node, attributed to pods.
 
+pub mod agent;
 pub mod audit;
 pub mod bindings;
 pub mod builtin;
 pub mod caps;
 pub mod cli;
 pub mod cluster;
+pub mod collectors;
 pub mod custom_rules;
 pub mod daemon;
 pub mod grants;

@@ -22,6 +22,9 @@ pub struct HostServices {
     pub kube: Option<Arc<dyn KubeBackend>>,
     /// Name resolution settings.
     pub dns: dns::DnsSettings,
+    /// Where the node collectors' data is read from (the daemon's store);
+    /// `None`: every collector is unavailable.
+    pub collectors: Option<crate::store::Store>,
 }
 
 impl types::Host for RunState {}

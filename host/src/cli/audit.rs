@@ -151,7 +151,23 @@ fn read_config(path: &Path) -> Result<String> {
 
 pub async fn run(args: RunArgs) -> Result<u8> {
     let exemptions = exemptions(&args.report)?;
-    let (services, source, issues) = services(&args.report, false).await?;
+    let (mut services, source, issues) = services(&args.report, false).await?;
+    if let Some(path) = &args.store {
+        if !path.exists() {
+            anyhow::bail!("--store {}: no such file", path.display());
+        }
+        let store = crate::store::Store::open_with(
+            path,
+            crate::store::OpenOptions {
+                owner: false,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let mut with = (*services).clone();
+        with.collectors = Some(store);
+        services = std::sync::Arc::new(with);
+    }
     let runtime = ProbeRuntime::new(RuntimeConfig::default())?;
     let probe = ProbeSource::parse(&args.probe).map_err(anyhow::Error::msg)?;
     let config = match &args.config {

@@ -1,6 +1,7 @@
 //! The `sonde` command line: argument parsing, logging set-up, exit codes.
 //! Each subcommand lives in its own module.
 
+mod agent;
 mod audit;
 mod probe;
 mod serve;
@@ -55,6 +56,8 @@ enum Command {
     Probe(ProbeCommand),
     /// Run the daemon: probes on their schedules, the store, the JSON API and the web UI.
     Serve(serve::ServeArgs),
+    /// Run the node's eBPF collectors (OOM kills, execs, TCP, listen queues, HTTP RED) into a store.
+    Agent(agent::AgentArgs),
     /// List every rule of the built-in probes (id, category, severity, description).
     Rules {
         /// Print JSON instead of a table (the same as `-o json`).
@@ -140,6 +143,9 @@ struct RunArgs {
     /// Memory limit for the run, in MiB.
     #[arg(long, value_name = "MIB")]
     memory_mib: Option<u64>,
+    /// A store whose collector data (written by `sonde agent`) the probe may query.
+    #[arg(long, value_name = "FILE")]
+    store: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,6 +193,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Command::Serve(args) => init_logging(cli.verbose, args.log_format, "sonde=info"),
+        Command::Agent(args) => init_logging(cli.verbose, args.log_format, "sonde=info"),
         _ => init_logging(cli.verbose, LogFormat::Text, "sonde=warn"),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -208,6 +215,7 @@ pub fn main() -> ExitCode {
             }
             Command::Probe(ProbeCommand::List) => probe::list().await,
             Command::Serve(args) => serve::serve(args).await,
+            Command::Agent(args) => agent::agent(args).await,
             Command::Rules { json, output } => {
                 probe::rules(json || output == probe::RulesFormat::Json).await
             }

@@ -105,7 +105,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {

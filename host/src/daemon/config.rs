@@ -57,6 +57,9 @@ pub struct DaemonConfig {
     /// Exemptions (the `--exemptions` file format), applied to reports and the score.
     #[serde(default)]
     pub exemptions: Option<PathBuf>,
+    /// The node collectors run in this process (`mode`: auto, on, off).
+    #[serde(default)]
+    pub collectors: Option<crate::agent::AgentConfig>,
     pub probes: Vec<ProbeConfig>,
 }
 
@@ -400,6 +403,9 @@ impl DaemonConfig {
         }
         if self.retention.every_minutes == 0 {
             problems.push("retention.every_minutes must be at least 1".into());
+        }
+        if let Some(c) = &self.collectors {
+            problems.extend(c.problems("collectors."));
         }
 
         let mut tokens = Vec::new();

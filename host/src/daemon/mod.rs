@@ -111,6 +111,8 @@ struct Inner {
     ready: std::sync::atomic::AtomicBool,
     /// Bumped each time a run finishes: what caches of store answers key on.
     generation: Arc<std::sync::atomic::AtomicU64>,
+    /// The node collectors, when they run in this process.
+    agent: tokio::sync::Mutex<Option<crate::agent::Agent>>,
 }
 
 /// Why a reload was refused (the old config stays in force).
@@ -157,6 +159,46 @@ async fn load_all(
     ))
 }
 
+/// The services with the store as the collectors' data source.
+fn with_collectors(services: Arc<HostServices>, store: &Store) -> Arc<HostServices> {
+    let mut s = (*services).clone();
+    s.collectors = Some(store.clone());
+    Arc::new(s)
+}
+
+/// Starts the node collectors in this process when the config asks for it
+/// (`collectors.mode: on`), or by default when the process may load eBPF
+/// programs (`auto`).
+async fn start_agent(
+    loaded: &Loaded,
+    store: &Store,
+    services: &HostServices,
+) -> Result<Option<crate::agent::Agent>> {
+    use crate::agent::{AgentConfig, Mode};
+    let config = loaded
+        .checked
+        .config
+        .collectors
+        .clone()
+        .unwrap_or_else(AgentConfig::default);
+    let run = match config.mode {
+        Mode::Off => false,
+        Mode::On => true,
+        Mode::Auto => match crate::agent::loader::privilege() {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::info!("node collectors not started: {why}");
+                false
+            }
+        },
+    };
+    if !run {
+        return Ok(None);
+    }
+    let agent = crate::agent::Agent::start(config, store.clone(), services.kube.clone()).await?;
+    Ok(Some(agent))
+}
+
 impl Daemon {
     /// Loads the config, opens the store, loads every probe, and starts
     /// the scheduler. Nothing is served yet (see [`Daemon::serve`]).
@@ -169,6 +211,8 @@ impl Daemon {
         let runtime = ProbeRuntime::new(runtime)?;
         let (loaded, services) = load_all(&runtime, &source).await?;
         let store = Store::open(&loaded.checked.config.store.path).await?;
+        let services = with_collectors(services, &store);
+        let agent = start_agent(&loaded, &store, &services).await?;
         let metrics = Arc::new(metrics::Metrics::new());
         let (events, _) = broadcast::channel(1024);
         let services = Arc::new(RwLock::new(services));
@@ -216,6 +260,7 @@ impl Daemon {
                 reloading: tokio::sync::Mutex::new(()),
                 ready: std::sync::atomic::AtomicBool::new(false),
                 generation,
+                agent: tokio::sync::Mutex::new(agent),
             }),
         };
         daemon.load_uploads().await;
@@ -422,7 +467,11 @@ impl Daemon {
         let (loaded, services) = load_all(&self.inner.runtime, &self.inner.source)
             .await
             .map_err(ReloadError)?;
+        let services = with_collectors(services, &self.inner.store);
         let old = self.loaded();
+        if loaded.checked.config.collectors != old.checked.config.collectors {
+            tracing::warn!("collectors settings take effect at the next start");
+        }
         if loaded.checked.config.listen != old.checked.config.listen {
             tracing::warn!(
                 "listen changed to {}: that takes effect at the next start",
@@ -517,6 +566,9 @@ impl Daemon {
             tracing::warn!(
                 "runs still going at shutdown will be marked interrupted at the next start"
             );
+        }
+        if let Some(agent) = self.inner.agent.lock().await.take() {
+            agent.shutdown().await;
         }
         self.inner.store.close().await;
     }

@@ -9,6 +9,7 @@
 //! One process owns a database file: [`Store::open`] marks the runs left
 //! queued or running by a previous process as interrupted.
 
+mod collectors;
 mod dialect;
 mod finding_queries;
 mod findings;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
+pub use collectors::{CollectorBatch, CollectorEventRow, CollectorStatusRow, HttpRedRow};
 pub use dialect::{VacuumAction, VacuumPolicy};
 pub use finding_queries::{FindingFilter, FindingPage, FindingStatus, MAX_PAGE, StoredFinding};
 pub use findings::{VOLATILE_LABELS, identity_of};
@@ -93,6 +95,10 @@ pub struct OpenOptions {
     pub readers: u32,
     /// The time source; the system clock when `None`.
     pub clock: Option<Clock>,
+    /// Whether this process runs probes against the store (the daemon).
+    /// Only the owner marks runs left unfinished as interrupted; a node
+    /// agent writing collector data into the same file is not the owner.
+    pub owner: bool,
 }
 
 impl Default for OpenOptions {
@@ -100,6 +106,7 @@ impl Default for OpenOptions {
         OpenOptions {
             readers: 4,
             clock: None,
+            owner: true,
         }
     }
 }
@@ -157,7 +164,11 @@ impl Store {
             clock,
             path,
         };
-        let interrupted = store.mark_interrupted().await?;
+        let interrupted = if options.owner {
+            store.mark_interrupted().await?
+        } else {
+            0
+        };
         if interrupted > 0 {
             tracing::warn!(
                 runs = interrupted,
@@ -251,7 +262,9 @@ mod tests {
             [
                 "_sqlx_migrations",
                 "collector_events",
+                "collector_status",
                 "findings",
+                "http_red",
                 "probes",
                 "runs"
             ]
@@ -263,7 +276,7 @@ mod tests {
         .fetch_all(&store.reader)
         .await
         .unwrap();
-        assert_eq!(indexes.len(), 3, "{indexes:?}");
+        assert_eq!(indexes.len(), 4, "{indexes:?}");
         assert_eq!(scalar_text(&store, "PRAGMA journal_mode").await, "wal");
         let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
             .fetch_one(&store.writer)

@@ -1,0 +1,474 @@
+//! Sonde's eBPF collectors, kernel side. Every program reads the identity of
+//! the task (and its cgroups) at event time, in the kernel, so that an event
+//! can be attributed to its pod even when the process is gone by the time
+//! userspace reads it (an OOM victim).
+//!
+//! Kernel structure offsets come from the read-only global `OFFSETS`, which
+//! the agent fills from the running kernel's BTF; every kernel read goes
+//! through `bpf_probe_read_kernel`, so a wrong offset yields a wrong value,
+//! never a crash, and the agent refuses to load when an offset is missing.
+//! Records that find their ring buffer full are counted in `DROPS`.
+
+#![no_std]
+#![no_main]
+
+use core::ffi::c_void;
+
+use aya_ebpf::EbpfContext;
+use aya_ebpf::helpers::generated::{bpf_seq_write, bpf_skb_load_bytes};
+use aya_ebpf::helpers::{
+    bpf_get_current_task, bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
+    bpf_probe_read_kernel_str_bytes,
+};
+use aya_ebpf::macros::{map, raw_tracepoint, socket_filter, tracepoint};
+use aya_ebpf::maps::{LruHashMap, PerCpuArray, RingBuf};
+use aya_ebpf::programs::{RawTracePointContext, SkBuffContext, TracePointContext};
+use sonde_ebpf_common::{
+    COMM_LEN, CgroupIdentity, ExecRecord, HTTP_PAYLOAD_LEN, HttpFilterConfig, HttpRecord,
+    KernelOffsets, ListenSample, OomRecord, RecordKind, TP_RECORD_LEN, TaskIdentity, TcpRecord,
+    drop_slot,
+};
+
+#[unsafe(no_mangle)]
+static OFFSETS: KernelOffsets = KernelOffsets {
+    task_pid: 0,
+    task_tgid: 0,
+    task_comm: 0,
+    task_cgroups: 0,
+    task_mm: 0,
+    task_signal: 0,
+    task_real_parent: 0,
+    css_set_dfl_cgrp: 0,
+    css_set_memory_subsys: 0,
+    css_cgroup: 0,
+    cgroup_kn: 0,
+    kernfs_node_id: 0,
+    mm_total_vm: 0,
+    mm_rss_file: 0,
+    mm_rss_anon: 0,
+    mm_rss_shmem: 0,
+    mm_pgtables_bytes: 0,
+    signal_oom_score_adj: 0,
+    binprm_filename: 0,
+    sock_cgroup: 0,
+    sock_ack_backlog: 0,
+    sock_max_ack_backlog: 0,
+    sock_state: 0,
+    sock_family: 0,
+    sock_num: 0,
+    sock_rcv_saddr: 0,
+    sock_v6_rcv_saddr: 0,
+    sock_net: 0,
+    net_ns_inum: 0,
+    tp_skaddr: [0; 4],
+    memcg_v1: 0,
+    _pad: 0,
+};
+
+#[unsafe(no_mangle)]
+static HTTP_CONFIG: HttpFilterConfig = HttpFilterConfig {
+    ports: [0; 8],
+    drop_outgoing: 0,
+    _pad: 0,
+};
+
+/// OOM kills and execs (small, rare records).
+#[map]
+static PROCESS_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+/// TCP lifecycle, retransmits and resets.
+#[map]
+static TCP_EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+/// HTTP request and status lines.
+#[map]
+static HTTP_EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+
+/// Records lost because a ring buffer was full, per writer (`drop_slot`).
+#[map]
+static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop_slot::COUNT, 0);
+
+/// Who opened a socket (connect or listen in process context), by the
+/// socket's kernel address; removed when the socket closes.
+#[map]
+static SOCK_OWNERS: LruHashMap<u64, TaskIdentity> = LruHashMap::with_max_entries(65536, 0);
+
+#[inline(always)]
+fn offsets() -> KernelOffsets {
+    // Volatile: the value is set at load time; the compiler must not fold the zeros.
+    unsafe { core::ptr::read_volatile(&OFFSETS) }
+}
+
+#[inline(always)]
+fn count_drop(slot: u32) {
+    if let Some(p) = DROPS.get_ptr_mut(slot) {
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+unsafe fn read_at<T>(base: u64, offset: u32) -> T
+where
+    T: Default,
+{
+    if base == 0 {
+        return T::default();
+    }
+    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }.unwrap_or_default()
+}
+
+/// `cgroup->kn->id`.
+#[inline(always)]
+unsafe fn cgroup_id(o: &KernelOffsets, cgroup: u64) -> u64 {
+    let kn: u64 = unsafe { read_at(cgroup, o.cgroup_kn) };
+    unsafe { read_at(kn, o.kernfs_node_id) }
+}
+
+#[inline(always)]
+unsafe fn task_cgroups(o: &KernelOffsets, task: u64) -> CgroupIdentity {
+    let cset: u64 = unsafe { read_at(task, o.task_cgroups) };
+    let dfl: u64 = unsafe { read_at(cset, o.css_set_dfl_cgrp) };
+    let mut id = CgroupIdentity {
+        v2_id: unsafe { cgroup_id(o, dfl) },
+        memcg_v1_ino: 0,
+    };
+    if o.memcg_v1 != 0 {
+        let css: u64 = unsafe { read_at(cset, o.css_set_memory_subsys) };
+        let cg: u64 = unsafe { read_at(css, o.css_cgroup) };
+        id.memcg_v1_ino = unsafe { cgroup_id(o, cg) };
+    }
+    id
+}
+
+#[inline(always)]
+unsafe fn task_identity(o: &KernelOffsets, task: u64) -> TaskIdentity {
+    let mut comm = [0u8; COMM_LEN];
+    if task != 0 {
+        let _ = unsafe {
+            bpf_probe_read_kernel_buf((task + o.task_comm as u64) as *const u8, &mut comm)
+        };
+    }
+    TaskIdentity {
+        pid: unsafe { read_at::<i32>(task, o.task_pid) } as u32,
+        tgid: unsafe { read_at::<i32>(task, o.task_tgid) } as u32,
+        comm,
+        cgroups: unsafe { task_cgroups(o, task) },
+    }
+}
+
+/// `oom:mark_victim(struct task_struct *task, uid_t uid)` (Linux 6.8 and later).
+#[raw_tracepoint(tracepoint = "mark_victim")]
+pub fn oom_mark_victim(ctx: RawTracePointContext) -> i32 {
+    let o = offsets();
+    let task: u64 = ctx.arg(0);
+    let uid: u64 = ctx.arg(1);
+    let Some(mut entry) = PROCESS_EVENTS.reserve::<OomRecord>(0) else {
+        count_drop(drop_slot::OOM);
+        return 0;
+    };
+    unsafe {
+        let mm: u64 = read_at(task, o.task_mm);
+        let signal: u64 = read_at(task, o.task_signal);
+        let current = bpf_get_current_task();
+        entry.write(OomRecord {
+            kind: RecordKind::Oom as u32,
+            _pad: 0,
+            boot_ns: bpf_ktime_get_boot_ns(),
+            victim: task_identity(&o, task),
+            trigger_pid: read_at::<i32>(current, o.task_pid) as u32,
+            uid: uid as u32,
+            total_vm: read_at(mm, o.mm_total_vm),
+            anon_rss: read_at::<i64>(mm, o.mm_rss_anon).max(0) as u64,
+            file_rss: read_at::<i64>(mm, o.mm_rss_file).max(0) as u64,
+            shmem_rss: read_at::<i64>(mm, o.mm_rss_shmem).max(0) as u64,
+            pgtables: read_at(mm, o.mm_pgtables_bytes),
+            oom_score_adj: read_at::<i16>(signal, o.signal_oom_score_adj) as i64,
+        });
+    }
+    entry.submit(0);
+    0
+}
+
+/// `sched:sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
+    let o = offsets();
+    let task: u64 = ctx.arg(0);
+    let bprm: u64 = ctx.arg(2);
+    let Some(mut entry) = PROCESS_EVENTS.reserve::<ExecRecord>(0) else {
+        count_drop(drop_slot::EXEC);
+        return 0;
+    };
+    let rec = entry.as_mut_ptr();
+    unsafe {
+        (*rec).kind = RecordKind::Exec as u32;
+        (*rec)._pad = 0;
+        (*rec).boot_ns = bpf_ktime_get_boot_ns();
+        (*rec).task = task_identity(&o, task);
+        let parent: u64 = read_at(task, o.task_real_parent);
+        (*rec).ppid = read_at::<i32>(parent, o.task_tgid) as u32;
+        let filename: u64 = read_at(bprm, o.binprm_filename);
+        let buf = &mut (*rec).filename;
+        (*rec).filename_len = match bpf_probe_read_kernel_str_bytes(filename as *const u8, buf) {
+            Ok(s) => s.len() as u32,
+            Err(_) => 0,
+        };
+    }
+    entry.submit(0);
+    0
+}
+
+#[inline(always)]
+fn tcp_record(ctx: &TracePointContext, tracepoint: u32) -> i32 {
+    let o = offsets();
+    let Some(mut entry) = TCP_EVENTS.reserve::<TcpRecord>(0) else {
+        count_drop(drop_slot::TCP);
+        return 0;
+    };
+    let rec = entry.as_mut_ptr();
+    unsafe {
+        (*rec).kind = RecordKind::Tcp as u32;
+        (*rec).tracepoint = tracepoint;
+        (*rec).boot_ns = bpf_ktime_get_boot_ns();
+        let current = bpf_get_current_task();
+        (*rec).current = task_identity(&o, current);
+        let _ = bpf_probe_read_kernel_buf(ctx.as_ptr() as *const u8, &mut (*rec).record);
+        let skaddr_off = o.tp_skaddr[(tracepoint & 3) as usize] as usize;
+        let sk: u64 = if skaddr_off + 8 <= TP_RECORD_LEN {
+            ctx.read_at::<u64>(skaddr_off).unwrap_or(0)
+        } else {
+            0
+        };
+        let cgroup: u64 = read_at(sk, o.sock_cgroup);
+        (*rec).sock_cgroup_v2 = cgroup_id(&o, cgroup);
+        (*rec).owner = match SOCK_OWNERS.get(&sk) {
+            Some(owner) if sk != 0 => *owner,
+            _ => TaskIdentity::default(),
+        };
+    }
+    entry.submit(0);
+    0
+}
+
+const TCP_SYN_SENT: i32 = 2;
+const TCP_CLOSE: i32 = 7;
+const TCP_LISTEN: i32 = 10;
+
+#[tracepoint(category = "sock", name = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: TracePointContext) -> i32 {
+    let o = offsets();
+    // Fields of this record are fixed by the kernel's format (checked by the
+    // agent): skaddr at 8, oldstate at 16, newstate at 20, protocol at 30.
+    let protocol: u16 = unsafe { ctx.read_at(30) }.unwrap_or(0);
+    if protocol != 6 {
+        return 0;
+    }
+    let sk: u64 = unsafe { ctx.read_at(o.tp_skaddr[0] as usize) }.unwrap_or(0);
+    let old: i32 = unsafe { ctx.read_at(16) }.unwrap_or(0);
+    let new: i32 = unsafe { ctx.read_at(20) }.unwrap_or(0);
+    if sk != 0 && old == TCP_CLOSE && (new == TCP_SYN_SENT || new == TCP_LISTEN) {
+        // connect() and listen() run in the caller's context: that task owns the socket.
+        let owner = unsafe { task_identity(&o, bpf_get_current_task()) };
+        let _ = SOCK_OWNERS.insert(&sk, &owner, 0);
+    }
+    let ret = tcp_record(&ctx, 0);
+    if sk != 0 && new == TCP_CLOSE {
+        let _ = SOCK_OWNERS.remove(&sk);
+    }
+    ret
+}
+
+#[tracepoint(category = "tcp", name = "tcp_retransmit_skb")]
+pub fn tcp_retransmit_skb(ctx: TracePointContext) -> i32 {
+    tcp_record(&ctx, 1)
+}
+
+#[tracepoint(category = "tcp", name = "tcp_send_reset")]
+pub fn tcp_send_reset(ctx: TracePointContext) -> i32 {
+    tcp_record(&ctx, 2)
+}
+
+#[tracepoint(category = "tcp", name = "tcp_receive_reset")]
+pub fn tcp_receive_reset(ctx: TracePointContext) -> i32 {
+    tcp_record(&ctx, 3)
+}
+
+/// `bpf_iter__tcp`: { meta, sk_common, uid }.
+#[repr(C)]
+struct IterTcpCtx {
+    meta: *mut IterMeta,
+    sk_common: u64,
+    uid: u32,
+}
+
+#[repr(C)]
+struct IterMeta {
+    seq: *mut c_void,
+    session_id: u64,
+    seq_num: u64,
+}
+
+/// Samples every listening TCP socket: accept queue length and limit.
+/// Userspace reads the records from the iterator's file.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "iter/tcp")]
+pub extern "C" fn listen_sockets(ctx: *mut c_void) -> i32 {
+    let o = offsets();
+    let ctx = ctx as *const IterTcpCtx;
+    unsafe {
+        let sk = (*ctx).sk_common;
+        if sk == 0 {
+            return 0;
+        }
+        let meta = (*ctx).meta;
+        let state: u8 = read_at(sk, o.sock_state);
+        if state as i32 != TCP_LISTEN {
+            return 0;
+        }
+        let net: u64 = read_at(sk, o.sock_net);
+        let mut sample = ListenSample {
+            ack_backlog: read_at(sk, o.sock_ack_backlog),
+            max_ack_backlog: read_at(sk, o.sock_max_ack_backlog),
+            port: read_at(sk, o.sock_num),
+            family: read_at(sk, o.sock_family),
+            netns_ino: read_at(net, o.net_ns_inum),
+            addr_v4: read_at(sk, o.sock_rcv_saddr),
+            _pad: 0,
+            addr_v6: [0; 16],
+            sock: sk,
+            owner: TaskIdentity::default(),
+            sock_cgroup_v2: 0,
+        };
+        let _ = bpf_probe_read_kernel_buf(
+            (sk + o.sock_v6_rcv_saddr as u64) as *const u8,
+            &mut sample.addr_v6,
+        );
+        let cgroup: u64 = read_at(sk, o.sock_cgroup);
+        sample.sock_cgroup_v2 = cgroup_id(&o, cgroup);
+        if let Some(owner) = SOCK_OWNERS.get(&sk) {
+            sample.owner = *owner;
+        }
+        bpf_seq_write(
+            (*meta).seq as *mut _,
+            &sample as *const ListenSample as *const c_void,
+            core::mem::size_of::<ListenSample>() as u32,
+        );
+    }
+    0
+}
+
+/// Keeps TCP segments whose payload starts like an HTTP/1.x request or
+/// status line (IPv4, Ethernet framing as on a packet socket), and copies
+/// the start of the payload to `HTTP_EVENTS`. Always returns 0: the packet
+/// socket itself receives nothing.
+#[socket_filter]
+pub fn http_lines(ctx: SkBuffContext) -> i64 {
+    let _ = try_http(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_http(ctx: &SkBuffContext) -> Result<(), i64> {
+    const ETH_HLEN: usize = 14;
+    const PACKET_OUTGOING: u32 = 4;
+    let cfg = unsafe { core::ptr::read_volatile(&HTTP_CONFIG) };
+    if cfg.drop_outgoing != 0 && unsafe { (*ctx.skb.skb).pkt_type } == PACKET_OUTGOING {
+        return Ok(());
+    }
+    let ethertype = u16::from_be(ctx.load::<u16>(12)?);
+    if ethertype != 0x0800 {
+        return Ok(());
+    }
+    let vihl: u8 = ctx.load(ETH_HLEN)?;
+    let ihl = ((vihl & 0x0f) as usize) * 4;
+    if ihl < 20 {
+        return Ok(());
+    }
+    let proto: u8 = ctx.load(ETH_HLEN + 9)?;
+    if proto != 6 {
+        return Ok(());
+    }
+    let tot_len = u16::from_be(ctx.load::<u16>(ETH_HLEN + 2)?) as usize;
+    let saddr: u32 = ctx.load(ETH_HLEN + 12)?;
+    let daddr: u32 = ctx.load(ETH_HLEN + 16)?;
+    let tcp = ETH_HLEN + ihl;
+    let sport = u16::from_be(ctx.load::<u16>(tcp)?);
+    let dport = u16::from_be(ctx.load::<u16>(tcp + 2)?);
+    let mut any = false;
+    let mut hit = false;
+    for p in cfg.ports {
+        if p != 0 {
+            any = true;
+            if p == sport || p == dport {
+                hit = true;
+            }
+        }
+    }
+    if any && !hit {
+        return Ok(());
+    }
+    let doff: u8 = ctx.load(tcp + 12)?;
+    let thl = ((doff >> 4) as usize) * 4;
+    let payload = tcp + thl;
+    let ip_payload_end = ETH_HLEN + tot_len;
+    if ip_payload_end <= payload + 4 {
+        return Ok(());
+    }
+    let head: [u8; 4] = ctx.load(payload)?;
+    let interesting = matches!(
+        &head,
+        b"GET " | b"POST" | b"PUT " | b"HEAD" | b"DELE" | b"PATC" | b"OPTI" | b"HTTP"
+    );
+    if !interesting {
+        return Ok(());
+    }
+    let Some(mut entry) = HTTP_EVENTS.reserve::<HttpRecord>(0) else {
+        count_drop(drop_slot::HTTP);
+        return Ok(());
+    };
+    let rec = entry.as_mut_ptr();
+    unsafe {
+        (*rec).boot_ns = bpf_ktime_get_boot_ns();
+        (*rec).saddr = saddr;
+        (*rec).daddr = daddr;
+        (*rec).sport = sport;
+        (*rec).dport = dport;
+        let avail = ip_payload_end - payload;
+        let n = if avail > HTTP_PAYLOAD_LEN {
+            HTTP_PAYLOAD_LEN
+        } else {
+            avail
+        };
+        (*rec).payload = [0; HTTP_PAYLOAD_LEN];
+        // For the verifier: a read of 1..=HTTP_PAYLOAD_LEN bytes, checked
+        // on the value passed to the helper.
+        let n = core::hint::black_box(n as u32);
+        if n == 0 || n > HTTP_PAYLOAD_LEN as u32 {
+            entry.discard(0);
+            return Ok(());
+        }
+        (*rec).payload_len = n;
+        let ret = bpf_skb_load_bytes(
+            ctx.skb.skb as *const c_void,
+            payload as u32,
+            (*rec).payload.as_mut_ptr() as *mut c_void,
+            n,
+        );
+        if ret != 0 {
+            entry.discard(0);
+            return Ok(());
+        }
+    }
+    entry.submit(0);
+    Ok(())
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

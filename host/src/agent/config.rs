@@ -1,0 +1,169 @@
+//! The agent's settings: `sonde agent --config FILE`, or the `collectors:`
+//! section of the daemon's config when the agent runs inside `sonde serve`.
+
+use serde::Deserialize;
+
+use super::loader::COLLECTOR_NAMES;
+
+/// Whether `sonde serve` runs the collectors in its own process.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// When the process has the privilege to load eBPF programs.
+    #[default]
+    Auto,
+    /// Always; a collector that cannot run is reported with its reason.
+    On,
+    Off,
+}
+
+/// The agent's settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Only for `sonde serve`: whether to run the agent in-process.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The node's name (default: $NODE_NAME, else the host name).
+    pub node: Option<String>,
+    /// Which collectors to run (default: all of oom, exec, tcp, listen, http).
+    #[serde(default = "all_collectors")]
+    pub collectors: Vec<String>,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub tcp: TcpConfig,
+    /// How often listen queues and the netstat counters are sampled.
+    #[serde(default = "default_listen_interval")]
+    pub listen_interval_seconds: u64,
+    /// How often events are written to the store.
+    #[serde(default = "default_flush")]
+    pub flush_interval_ms: u64,
+    /// Collector data older than this is deleted.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            mode: Mode::Auto,
+            node: None,
+            collectors: all_collectors(),
+            http: HttpConfig::default(),
+            tcp: TcpConfig::default(),
+            listen_interval_seconds: default_listen_interval(),
+            flush_interval_ms: default_flush(),
+            retention_days: default_retention_days(),
+        }
+    }
+}
+
+/// The HTTP filter.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// The interface to watch (a bridge such as `cni0` sees every local
+    /// pod's traffic; `lo` for loopback). None: the http collector is off.
+    pub interface: Option<String>,
+    /// Keep only these server ports (at most 8; empty: all).
+    #[serde(default)]
+    pub ports: Vec<u16>,
+}
+
+/// The TCP collector.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TcpConfig {
+    /// Also store every connection state change (many rows on a busy
+    /// node); retransmits and resets are always stored.
+    #[serde(default)]
+    pub states: bool,
+}
+
+fn all_collectors() -> Vec<String> {
+    COLLECTOR_NAMES.iter().map(|s| s.to_string()).collect()
+}
+fn default_listen_interval() -> u64 {
+    10
+}
+fn default_flush() -> u64 {
+    1000
+}
+fn default_retention_days() -> u64 {
+    7
+}
+
+impl AgentConfig {
+    /// Every problem, each naming its field (`at` prefixes them).
+    pub fn problems(&self, at: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in &self.collectors {
+            if !COLLECTOR_NAMES.contains(&c.as_str()) {
+                out.push(format!(
+                    "{at}collectors: unknown collector {c:?} (known: {})",
+                    COLLECTOR_NAMES.join(", ")
+                ));
+            }
+        }
+        if self.http.ports.len() > 8 {
+            out.push(format!(
+                "{at}http.ports: at most 8 ports, {} given",
+                self.http.ports.len()
+            ));
+        }
+        if self.http.ports.contains(&0) {
+            out.push(format!("{at}http.ports: 0 is not a port"));
+        }
+        if let Some(i) = &self.http.interface
+            && (i.is_empty() || i.len() > 15 || i.contains(['/', '\0', ' ']))
+        {
+            out.push(format!(
+                "{at}http.interface: {i:?} is not an interface name"
+            ));
+        }
+        for (field, v) in [
+            ("listen_interval_seconds", self.listen_interval_seconds),
+            ("flush_interval_ms", self.flush_interval_ms),
+            ("retention_days", self.retention_days),
+        ] {
+            if v == 0 {
+                out.push(format!("{at}{field} must be at least 1"));
+            }
+        }
+        out
+    }
+
+    /// The node name to record.
+    pub fn node_name(&self) -> String {
+        self.node
+            .clone()
+            .or_else(|| std::env::var("NODE_NAME").ok().filter(|s| !s.is_empty()))
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|s| s.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_problems() {
+        let c: AgentConfig = serde_yaml::from_str("{}").unwrap();
+        assert_eq!(c, AgentConfig::default());
+        assert!(c.problems("").is_empty());
+        let c: AgentConfig = serde_yaml::from_str(
+            "collectors: [oom, disk]\nhttp: {interface: 'a b', ports: [0]}\nretention_days: 0\n",
+        )
+        .unwrap();
+        let p = c.problems("collectors.");
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert!(p[0].contains("unknown collector \"disk\""));
+        assert!(serde_yaml::from_str::<AgentConfig>("nope: 1").is_err());
+    }
+}

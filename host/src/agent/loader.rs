@@ -1,0 +1,416 @@
+//! Loading the collector programs into the kernel and attaching them, one
+//! collector at a time: a collector whose program cannot load or attach is
+//! recorded unavailable with the reason (no privilege, no BTF, a tracepoint
+//! this kernel lacks, a verifier refusal), and the others go on.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::{Iter, RawTracePoint, SocketFilter, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader};
+use sonde_ebpf_common::{HttpFilterConfig, TcpTracepoint};
+
+use super::btf::{KernelTypes, kernel_offsets};
+use super::cgroups::Mounts;
+use super::records::TcpFormats;
+use super::tracefs::{self, Format};
+
+/// The reason of a collector the configuration turned off.
+pub const DISABLED: &str = "disabled in the agent's configuration";
+
+/// The collectors the agent knows, in the order they are reported.
+pub const COLLECTOR_NAMES: [&str; 5] = ["oom", "exec", "tcp", "listen", "http"];
+
+/// What to load.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Collectors to run (others are reported as disabled).
+    pub enabled: Vec<String>,
+    /// The interface the HTTP filter listens on; none: http is unavailable.
+    pub http_interface: Option<String>,
+    /// TCP ports the HTTP filter keeps (empty: all).
+    pub http_ports: Vec<u16>,
+    /// Ring buffer sizes in bytes (powers of two, multiples of the page
+    /// size), overriding the programs' own.
+    pub ring_bytes: BTreeMap<&'static str, u32>,
+}
+
+/// The programs in the kernel and what the agent reads them through.
+pub struct Loaded {
+    /// Owns the programs and their links: dropping it detaches everything.
+    pub ebpf: Option<Ebpf>,
+    pub process_events: Option<RingBuf<MapData>>,
+    pub tcp_events: Option<RingBuf<MapData>>,
+    pub http_events: Option<RingBuf<MapData>>,
+    pub drops: Option<PerCpuArray<MapData, u64>>,
+    pub tcp_formats: Option<TcpFormats>,
+    /// The packet socket the HTTP filter is attached to.
+    pub http_socket: Option<OwnedFd>,
+    /// Per collector: running, or why not.
+    pub status: BTreeMap<&'static str, Result<(), String>>,
+}
+
+impl Loaded {
+    fn none(reason: &str, enabled: &[String]) -> Self {
+        let mut status = BTreeMap::new();
+        for name in COLLECTOR_NAMES {
+            status.insert(name, Err(disabled_or(name, enabled, reason)));
+        }
+        Loaded {
+            ebpf: None,
+            process_events: None,
+            tcp_events: None,
+            http_events: None,
+            drops: None,
+            tcp_formats: None,
+            http_socket: None,
+            status,
+        }
+    }
+
+    pub fn running(&self, name: &str) -> bool {
+        self.status.get(name).is_some_and(Result::is_ok)
+    }
+}
+
+fn disabled_or(name: &str, enabled: &[String], reason: &str) -> String {
+    if enabled.iter().any(|e| e == name) {
+        reason.to_string()
+    } else {
+        DISABLED.to_string()
+    }
+}
+
+/// Whether this process may load BPF programs: root, or CAP_BPF with
+/// CAP_PERFMON (or CAP_SYS_ADMIN), from `/proc/self/status`.
+pub fn privilege() -> Result<(), String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    const CAP_SYS_ADMIN: u64 = 21;
+    const CAP_PERFMON: u64 = 38;
+    const CAP_BPF: u64 = 39;
+    let has = |c: u64| eff & (1 << c) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        Ok(())
+    } else {
+        // SAFETY: no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        Err(format!(
+            "no privilege to load eBPF programs: the agent runs as uid {uid} without CAP_BPF and \
+             CAP_PERFMON (or CAP_SYS_ADMIN); run it as root or grant those capabilities"
+        ))
+    }
+}
+
+/// Loads and attaches what `opts` enables. Never fails: every problem
+/// becomes a collector's reason.
+pub fn load(object: &[u8], missing: Option<&str>, opts: &LoadOptions) -> Loaded {
+    if let Some(why) = missing {
+        return Loaded::none(why, &opts.enabled);
+    }
+    if let Err(why) = privilege() {
+        return Loaded::none(&why, &opts.enabled);
+    }
+    let types = match KernelTypes::load() {
+        Ok(t) => t,
+        Err(e) => return Loaded::none(&e.to_string(), &opts.enabled),
+    };
+    let mounts = Mounts::discover();
+    let mut offsets = match kernel_offsets(&types, mounts.memory_v1.is_some()) {
+        Ok(o) => o,
+        Err(e) => {
+            return Loaded::none(
+                &format!("cannot place the programs' kernel reads: {e}"),
+                &opts.enabled,
+            );
+        }
+    };
+    // TCP records are decoded with tracefs' formats; set_state is read in
+    // the kernel at fixed places, checked here.
+    let tcp_formats: Result<TcpFormats, String> = tracefs::ensure_mounted()
+        .map_err(|e| e.to_string())
+        .and_then(|root| {
+            let mut formats: Vec<Format> = Vec::new();
+            for tp in TcpTracepoint::ALL {
+                let (cat, name) = tp.path();
+                let f = Format::read(&root, cat, name).map_err(|e| e.to_string())?;
+                let sk = f.field("skaddr").map_err(|e| e.to_string())?;
+                offsets.tp_skaddr[tp as usize] = sk.offset as u32;
+                formats.push(f);
+            }
+            let ss = &formats[0];
+            for (field, off, size) in [
+                ("skaddr", 8, 8),
+                ("oldstate", 16, 4),
+                ("newstate", 20, 4),
+                ("protocol", 30, 2),
+            ] {
+                ss.expect(field, off, size).map_err(|e| e.to_string())?;
+            }
+            Ok(formats.try_into().expect("four formats"))
+        });
+    let mut http_config = HttpFilterConfig::default();
+    for (slot, port) in http_config.ports.iter_mut().zip(&opts.http_ports) {
+        *slot = *port;
+    }
+    http_config.drop_outgoing = u32::from(opts.http_interface.as_deref() == Some("lo"));
+
+    let mut loader = EbpfLoader::new();
+    loader
+        .override_global("OFFSETS", &offsets, true)
+        .override_global("HTTP_CONFIG", &http_config, true);
+    for (map, bytes) in &opts.ring_bytes {
+        loader.map_max_entries(map, *bytes);
+    }
+    let mut ebpf = match loader.load(object) {
+        Ok(e) => e,
+        Err(e) => {
+            return Loaded::none(
+                &format!("loading the eBPF object failed: {}", chain(&e)),
+                &opts.enabled,
+            );
+        }
+    };
+    let mut status: BTreeMap<&'static str, Result<(), String>> = BTreeMap::new();
+    let enabled = |name: &str| opts.enabled.iter().any(|e| e == name);
+    for name in COLLECTOR_NAMES {
+        if !enabled(name) {
+            status.insert(name, Err(DISABLED.into()));
+            continue;
+        }
+        let result = match name {
+            "oom" => {
+                // Linux 6.8 passes the victim task; older kernels only its pid.
+                if !types.has_type("btf_trace_mark_victim") {
+                    Err("the kernel has no oom:mark_victim tracepoint".to_string())
+                } else {
+                    raw_tp(&mut ebpf, "oom_mark_victim", "mark_victim")
+                }
+            }
+            "exec" => raw_tp(&mut ebpf, "sched_process_exec", "sched_process_exec"),
+            "tcp" => match &tcp_formats {
+                Err(e) => Err(e.clone()),
+                Ok(_) => TcpTracepoint::ALL.iter().try_for_each(|tp| {
+                    let (cat, tp_name) = tp.path();
+                    let prog = match *tp {
+                        TcpTracepoint::SetState => "inet_sock_set_state",
+                        TcpTracepoint::Retransmit => "tcp_retransmit_skb",
+                        TcpTracepoint::SendReset => "tcp_send_reset",
+                        TcpTracepoint::ReceiveReset => "tcp_receive_reset",
+                    };
+                    tracepoint(&mut ebpf, prog, cat, tp_name)
+                }),
+            },
+            "listen" => load_iter(&mut ebpf),
+            "http" => match &opts.http_interface {
+                None => Err("no interface configured for the HTTP filter (http.interface)".into()),
+                Some(_) => Ok(()),
+            },
+            _ => unreachable!("every collector is matched"),
+        };
+        status.insert(name, result);
+    }
+    let mut http_socket = None;
+    if let (Some(Ok(())), Some(iface)) = (status.get("http"), &opts.http_interface) {
+        match attach_http(&mut ebpf, iface) {
+            Ok(fd) => http_socket = Some(fd),
+            Err(e) => {
+                status.insert("http", Err(e));
+            }
+        }
+    }
+    let ring = |ebpf: &mut Ebpf, name: &str| -> Option<RingBuf<MapData>> {
+        ebpf.take_map(name).and_then(|m| RingBuf::try_from(m).ok())
+    };
+    let process_events = ring(&mut ebpf, "PROCESS_EVENTS");
+    let tcp_events = ring(&mut ebpf, "TCP_EVENTS");
+    let http_events = ring(&mut ebpf, "HTTP_EVENTS");
+    let drops = ebpf
+        .take_map("DROPS")
+        .and_then(|m| PerCpuArray::try_from(m).ok());
+    Loaded {
+        ebpf: Some(ebpf),
+        process_events,
+        tcp_events,
+        http_events,
+        drops,
+        tcp_formats: tcp_formats.ok(),
+        http_socket,
+        status,
+    }
+}
+
+/// An error with its causes, on one line; a verifier log is cut to its
+/// last lines (where the verifier says what it refused).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        src = s.source();
+    }
+    shorten_verifier_log(&out)
+}
+
+fn shorten_verifier_log(text: &str) -> String {
+    const MARK: &str = "Verifier output:";
+    let Some(i) = text.find(MARK) else {
+        return text.to_string();
+    };
+    let log: Vec<&str> = text[i + MARK.len()..]
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with("verification time")
+                && !l.starts_with("stack depth")
+                && !l.starts_with("processed ")
+        })
+        .collect();
+    let tail = &log[log.len().saturating_sub(3)..];
+    format!(
+        "{} verifier (last lines): {}",
+        text[..i].trim_end(),
+        tail.join(" | ")
+    )
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or_else(|| format!("the eBPF object has no program {name}"))?;
+    prog.try_into()
+        .map_err(|e: aya::programs::ProgramError| format!("program {name}: {}", chain(&e)))
+}
+
+fn raw_tp(ebpf: &mut Ebpf, prog: &str, tp: &str) -> Result<(), String> {
+    let p: &mut RawTracePoint = program(ebpf, prog)?;
+    p.load()
+        .map_err(|e| format!("loading {prog} failed: {}", chain(&e)))?;
+    p.attach(tp).map_err(|e| {
+        format!(
+            "attaching {prog} to raw tracepoint {tp} failed: {}",
+            chain(&e)
+        )
+    })?;
+    Ok(())
+}
+
+fn tracepoint(ebpf: &mut Ebpf, prog: &str, category: &str, name: &str) -> Result<(), String> {
+    let p: &mut TracePoint = program(ebpf, prog)?;
+    p.load()
+        .map_err(|e| format!("loading {prog} failed: {}", chain(&e)))?;
+    p.attach(category, name).map_err(|e| {
+        format!(
+            "attaching {prog} to tracepoint {category}/{name} failed: {}",
+            chain(&e)
+        )
+    })?;
+    Ok(())
+}
+
+fn load_iter(ebpf: &mut Ebpf) -> Result<(), String> {
+    let btf = Btf::from_sys_fs().map_err(|e| format!("reading the kernel's BTF: {}", chain(&e)))?;
+    let p: &mut Iter = program(ebpf, "listen_sockets")?;
+    p.load("tcp", &btf)
+        .map_err(|e| format!("loading the iter/tcp program failed: {}", chain(&e)))
+}
+
+/// One pass of the listen iterator: its raw output.
+pub fn read_listen_iter(ebpf: &mut Ebpf) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let p: &mut Iter = program(ebpf, "listen_sockets")?;
+    let id = p
+        .attach()
+        .map_err(|e| format!("attaching iter/tcp: {}", chain(&e)))?;
+    let link = p
+        .take_link(id)
+        .map_err(|e| format!("iter/tcp link: {}", chain(&e)))?;
+    let mut file = link
+        .into_file()
+        .map_err(|e| format!("creating the iter/tcp reader: {}", chain(&e)))?;
+    let mut out = Vec::new();
+    file.read_to_end(&mut out)
+        .map_err(|e| format!("reading iter/tcp: {e}"))?;
+    Ok(out)
+}
+
+/// A packet socket bound to `iface` with the HTTP filter attached.
+fn attach_http(ebpf: &mut Ebpf, iface: &str) -> Result<OwnedFd, String> {
+    let c_iface = std::ffi::CString::new(iface).map_err(|_| format!("bad interface {iface:?}"))?;
+    // SAFETY: a valid NUL-terminated name.
+    let index = unsafe { libc::if_nametoindex(c_iface.as_ptr()) };
+    if index == 0 {
+        return Err(format!(
+            "the HTTP filter's interface {iface:?} does not exist"
+        ));
+    }
+    let proto = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: plain socket creation; the fd is owned below.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            i32::from(proto),
+        )
+    };
+    if raw < 0 {
+        return Err(format!(
+            "opening a packet socket for the HTTP filter failed: {} (needs CAP_NET_RAW)",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: raw is a new, valid fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let p: &mut SocketFilter = program(ebpf, "http_lines")?;
+    p.load()
+        .map_err(|e| format!("loading the HTTP filter failed: {}", chain(&e)))?;
+    p.attach(&fd)
+        .map_err(|e| format!("attaching the HTTP filter failed: {}", chain(&e)))?;
+    // Bind after the filter is on, so no packet reaches the socket unfiltered.
+    // SAFETY: sockaddr_ll is plain data; zeroed is a valid start.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = proto;
+    addr.sll_ifindex = index as i32;
+    // SAFETY: addr is a valid sockaddr_ll of the size given.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "binding the HTTP filter to {iface}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(fd)
+}
+
+/// Records lost per drop slot, summed over CPUs.
+pub fn read_drops(
+    drops: &PerCpuArray<MapData, u64>,
+) -> [u64; sonde_ebpf_common::drop_slot::COUNT as usize] {
+    let mut out = [0u64; sonde_ebpf_common::drop_slot::COUNT as usize];
+    for (i, slot) in out.iter_mut().enumerate() {
+        if let Ok(values) = drops.get(&(i as u32), 0) {
+            *slot = values.iter().sum();
+        }
+    }
+    out
+}

@@ -1,0 +1,594 @@
+//! `sonde agent`: the eBPF collectors of one node. It loads the programs
+//! (`loader`), reads their ring buffers and the listen iterator, decodes the
+//! records (`records`, `http`), attributes each event to its pod from the
+//! cgroup identity the kernel captured at event time (`cgroups`, `pods`),
+//! and writes batches into the store with each collector's state.
+//!
+//! The boundary with the daemon is the store's [`CollectorBatch`]: in the
+//! single-process demo the agent runs inside `sonde serve` and writes to its
+//! store; on a cluster, one agent per node (a DaemonSet) writes the same
+//! batches, to a shared store now and through the daemon's API later.
+
+pub mod btf;
+pub mod cgroups;
+pub mod config;
+pub mod http;
+pub mod loader;
+pub mod pods;
+pub mod records;
+pub mod tracefs;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aya::maps::{MapData, RingBuf};
+use serde_json::json;
+use sonde_ebpf_common::{HttpRecord, ListenSample, drop_slot};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+pub use config::{AgentConfig, Mode};
+
+use crate::kube::KubeBackend;
+use crate::store::{CollectorBatch, CollectorEventRow, CollectorStatusRow, HttpRedRow, Store};
+use records::{RawEvent, Source};
+
+/// What the reader tasks hand to the processor.
+enum Item {
+    Event(RawEvent),
+    Http(Box<HttpRecord>),
+    /// A record that did not decode (counted, logged once in a while).
+    Undecodable(&'static str, String),
+}
+
+/// A running agent.
+pub struct Agent {
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    status: Arc<Mutex<Vec<CollectorStatusRow>>>,
+}
+
+impl Agent {
+    /// Loads the collectors and starts reading them into `store`. A
+    /// collector that cannot run is recorded unavailable; this only fails
+    /// when the first status cannot be written.
+    pub async fn start(
+        config: AgentConfig,
+        store: Store,
+        kube: Option<Arc<dyn KubeBackend>>,
+    ) -> Result<Agent, crate::store::StoreError> {
+        let node = config.node_name();
+        let opts = loader::LoadOptions {
+            enabled: config.collectors.clone(),
+            http_interface: config.http.interface.clone(),
+            http_ports: config.http.ports.clone(),
+            ring_bytes: BTreeMap::new(),
+        };
+        let loaded = tokio::task::spawn_blocking(move || {
+            loader::load(
+                sonde_ebpf_artifacts::OBJECT,
+                sonde_ebpf_artifacts::MISSING,
+                &opts,
+            )
+        })
+        .await
+        .expect("the loader does not panic");
+        let started = now_ms();
+        let status: Vec<CollectorStatusRow> = loader::COLLECTOR_NAMES
+            .iter()
+            .map(|name| {
+                let s = &loaded.status[name];
+                match s {
+                    Ok(()) => tracing::info!(collector = name, "collector running"),
+                    Err(why) => {
+                        tracing::warn!(collector = name, reason = %why, "collector unavailable")
+                    }
+                }
+                CollectorStatusRow {
+                    node: node.clone(),
+                    collector: name.to_string(),
+                    available: s.is_ok(),
+                    reason: s.as_ref().err().cloned(),
+                    events: 0,
+                    dropped: 0,
+                    started_at_ms: started,
+                    updated_at_ms: started,
+                }
+            })
+            .collect();
+        store
+            .write_collector_batch(&CollectorBatch {
+                status: status.clone(),
+                ..Default::default()
+            })
+            .await?;
+        let status = Arc::new(Mutex::new(status));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (tx, rx) = mpsc::channel::<Item>(8192);
+        let mut tasks = JoinSet::new();
+        let loader::Loaded {
+            ebpf,
+            process_events,
+            tcp_events,
+            http_events,
+            drops,
+            tcp_formats,
+            http_socket,
+            status: load_status,
+        } = loaded;
+        let running = |n: &str| load_status.get(n).is_some_and(Result::is_ok);
+        let tcp_formats = Arc::new(tcp_formats);
+        if running("oom") || running("exec") {
+            if let Some(ring) = process_events {
+                tasks.spawn(read_ring(
+                    ring,
+                    RingKind::Process,
+                    tx.clone(),
+                    shutdown_rx.clone(),
+                ));
+            }
+        }
+        if running("tcp") {
+            if let Some(ring) = tcp_events {
+                tasks.spawn(read_ring(
+                    ring,
+                    RingKind::Tcp(tcp_formats.clone()),
+                    tx.clone(),
+                    shutdown_rx.clone(),
+                ));
+            }
+        }
+        if running("http") {
+            if let Some(ring) = http_events {
+                tasks.spawn(read_ring(
+                    ring,
+                    RingKind::Http,
+                    tx.clone(),
+                    shutdown_rx.clone(),
+                ));
+            }
+        }
+        // The listen sampler owns the programs (it re-attaches the
+        // iterator); without it, a holder task keeps them loaded.
+        let listen_interval = Duration::from_secs(config.listen_interval_seconds.max(1));
+        {
+            let tx = tx.clone();
+            let mut rx_shutdown = shutdown_rx.clone();
+            let listen = running("listen");
+            tasks.spawn(async move {
+                let mut ebpf = ebpf;
+                let _socket = http_socket;
+                let mut previous: Option<(u64, u64)> = None;
+                let mut tick = tokio::time::interval(listen_interval);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = rx_shutdown.changed() => break,
+                    }
+                    if !listen {
+                        continue;
+                    }
+                    let Some(e) = ebpf.as_mut() else { continue };
+                    for item in sample_listen(e, &mut previous) {
+                        if tx.send(item).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                drop(ebpf);
+            });
+        }
+        drop(tx);
+        let processor = Processor {
+            node: node.clone(),
+            store: store.clone(),
+            cgroups: cgroups::CgroupIndex::new(cgroups::Mounts::discover()),
+            pods: pods::PodDirectory::new(kube),
+            http: http::Tracker::default(),
+            batch: CollectorBatch::default(),
+            counts: BTreeMap::new(),
+            drops,
+            status: status.clone(),
+            keep_states: config.tcp.states,
+            undecodable: 0,
+        };
+        let flush = Duration::from_millis(config.flush_interval_ms.max(1));
+        tasks.spawn(processor.run(rx, flush, shutdown_rx.clone()));
+        let retention = Duration::from_secs(config.retention_days.max(1) * 86_400);
+        {
+            let mut rx_shutdown = shutdown_rx;
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(3600));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = rx_shutdown.changed() => break,
+                    }
+                    let cutoff = now_ms() - retention.as_millis() as i64;
+                    match store.delete_collector_data_before(cutoff).await {
+                        Ok(n) if n > 0 => tracing::info!(rows = n, "old collector data deleted"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "collector retention failed"),
+                    }
+                }
+            });
+        }
+        Ok(Agent {
+            shutdown,
+            tasks,
+            status,
+        })
+    }
+
+    /// Each collector's state as last written.
+    pub fn status(&self) -> Vec<CollectorStatusRow> {
+        self.status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Stops reading, writes what was read, detaches the programs.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write into.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+/// Wall-clock minus boot-clock, in ns: `bpf_ktime_get_boot_ns() + this` is
+/// the event's wall-clock time.
+fn boot_offset_ns() -> i128 {
+    clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME)
+}
+
+/// Nanoseconds since boot, now.
+pub fn boot_now_ns() -> u64 {
+    clock_ns(libc::CLOCK_BOOTTIME) as u64
+}
+
+/// How a ring buffer's records become items.
+#[derive(Clone)]
+enum RingKind {
+    /// OOM and exec records.
+    Process,
+    /// TCP records, decoded with the tracepoints' formats.
+    Tcp(Arc<Option<records::TcpFormats>>),
+    Http,
+}
+
+fn item_of(kind: &RingKind, rec: &[u8]) -> Item {
+    match kind {
+        RingKind::Process => match records::decode(rec, None) {
+            Ok(e) => Item::Event(e),
+            Err(e) => Item::Undecodable("process ring buffer", e.to_string()),
+        },
+        RingKind::Tcp(formats) => match records::decode(rec, formats.as_ref().as_ref()) {
+            Ok(e) => Item::Event(e),
+            Err(e) => Item::Undecodable("tcp ring buffer", e.to_string()),
+        },
+        RingKind::Http => {
+            if rec.len() < std::mem::size_of::<HttpRecord>() {
+                return Item::Undecodable(
+                    "http ring buffer",
+                    format!("record of {} bytes", rec.len()),
+                );
+            }
+            // SAFETY: HttpRecord is plain #[repr(C)] data, valid for any
+            // bytes; the length is checked above.
+            let r: HttpRecord = unsafe { std::ptr::read_unaligned(rec.as_ptr().cast()) };
+            Item::Http(Box::new(r))
+        }
+    }
+}
+
+async fn read_ring(
+    ring: RingBuf<MapData>,
+    kind: RingKind,
+    tx: mpsc::Sender<Item>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // SAFETY: the ring buffer owns its map fd, which stays open and the
+    // same until the AsyncFd (which owns the ring buffer) is dropped.
+    let mut fd = match unsafe { AsyncFd::register(ring) } {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot poll a ring buffer");
+            return;
+        }
+    };
+    loop {
+        let mut guard = tokio::select! {
+            g = fd.readable_mut() => match g { Ok(g) => g, Err(_) => return },
+            _ = shutdown.changed() => return,
+        };
+        let ring = guard.get_inner_mut();
+        let mut items = Vec::new();
+        while let Some(rec) = ring.next() {
+            items.push(item_of(&kind, &rec));
+        }
+        guard.clear_ready();
+        for item in items {
+            if tx.send(item).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// One pass over the listening sockets and the netstat counters.
+fn sample_listen(ebpf: &mut aya::Ebpf, previous: &mut Option<(u64, u64)>) -> Vec<Item> {
+    let mut out = Vec::new();
+    let now_boot = boot_now_ns();
+    match loader::read_listen_iter(ebpf) {
+        Ok(bytes) => {
+            for s in records::listen_samples(&bytes) {
+                if s.ack_backlog == 0 {
+                    continue;
+                }
+                out.push(Item::Event(listen_event(&s, now_boot)));
+            }
+        }
+        Err(e) => out.push(Item::Undecodable("listen", e)),
+    }
+    if let Some(now) = std::fs::read_to_string("/proc/net/netstat")
+        .ok()
+        .as_deref()
+        .and_then(records::netstat_listen_counters)
+    {
+        if let Some(prev) = *previous {
+            let overflows = now.0.saturating_sub(prev.0);
+            let drops = now.1.saturating_sub(prev.1);
+            if overflows > 0 || drops > 0 {
+                let mut fields = serde_json::Map::new();
+                fields.insert("overflows".into(), json!(overflows));
+                fields.insert("drops".into(), json!(drops));
+                out.push(Item::Event(RawEvent {
+                    boot_ns: now_boot,
+                    collector: "listen",
+                    kind: "overflow".into(),
+                    pid: None,
+                    comm: None,
+                    identities: Vec::new(),
+                    fields,
+                }));
+            }
+        }
+        *previous = Some(now);
+    }
+    out
+}
+
+fn listen_event(s: &ListenSample, boot_ns: u64) -> RawEvent {
+    let mut fields = serde_json::Map::new();
+    fields.insert("port".into(), json!(s.port));
+    fields.insert("addr".into(), json!(records::listen_addr(s)));
+    fields.insert("netns".into(), json!(s.netns_ino));
+    fields.insert("backlog".into(), json!(s.ack_backlog));
+    fields.insert("max_backlog".into(), json!(s.max_ack_backlog));
+    // The kernel's own test (sk_acceptq_is_full): the next connection overflows.
+    fields.insert("full".into(), json!(s.ack_backlog > s.max_ack_backlog));
+    let mut identities = Vec::new();
+    if s.owner.tgid != 0 {
+        identities.push((Source::SocketOwner, s.owner.cgroups));
+    }
+    if s.sock_cgroup_v2 != 0 {
+        identities.push((
+            Source::SockCgroup,
+            sonde_ebpf_common::CgroupIdentity {
+                v2_id: s.sock_cgroup_v2,
+                memcg_v1_ino: 0,
+            },
+        ));
+    }
+    RawEvent {
+        boot_ns,
+        collector: "listen",
+        kind: "queue".into(),
+        pid: (s.owner.tgid != 0).then_some(s.owner.tgid),
+        comm: (s.owner.tgid != 0).then(|| records::c_string(&s.owner.comm)),
+        identities,
+        fields,
+    }
+}
+
+/// Attributes, batches and writes.
+struct Processor {
+    node: String,
+    store: Store,
+    cgroups: cgroups::CgroupIndex,
+    pods: pods::PodDirectory,
+    http: http::Tracker,
+    batch: CollectorBatch,
+    /// Events delivered per collector since start.
+    counts: BTreeMap<String, i64>,
+    drops: Option<aya::maps::PerCpuArray<MapData, u64>>,
+    status: Arc<Mutex<Vec<CollectorStatusRow>>>,
+    keep_states: bool,
+    undecodable: u64,
+}
+
+impl Processor {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Item>,
+        flush: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        self.pods.refresh().await;
+        let mut tick = tokio::time::interval(flush);
+        let mut offset = boot_offset_ns();
+        loop {
+            tokio::select! {
+                item = rx.recv() => match item {
+                    Some(item) => self.take(item, offset).await,
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    offset = boot_offset_ns();
+                    self.flush(offset).await;
+                }
+                _ = shutdown.changed() => {
+                    // Drain what the readers already queued.
+                    while let Ok(item) = rx.try_recv() {
+                        self.take(item, offset).await;
+                    }
+                    break;
+                }
+            }
+        }
+        self.flush(offset).await;
+    }
+
+    async fn take(&mut self, item: Item, offset: i128) {
+        match item {
+            Item::Event(e) => {
+                *self.counts.entry(e.collector.to_string()).or_default() += 1;
+                if e.collector == "tcp" && e.kind == "state" && !self.keep_states {
+                    return;
+                }
+                let row = self.attribute(e, offset).await;
+                self.batch.events.push(row);
+                if self.batch.events.len() >= 5_000 {
+                    self.flush(offset).await;
+                }
+            }
+            Item::Http(r) => {
+                *self.counts.entry("http".into()).or_default() += 1;
+                self.http
+                    .observe(&r, |ns| ((i128::from(ns) + offset) / 1_000_000) as i64);
+            }
+            Item::Undecodable(what, why) => {
+                self.undecodable += 1;
+                if self.undecodable.is_power_of_two() {
+                    tracing::warn!(source = what, error = %why, count = self.undecodable, "undecodable collector record");
+                }
+            }
+        }
+    }
+
+    async fn attribute(&mut self, e: RawEvent, offset: i128) -> CollectorEventRow {
+        let ts_ms = ((i128::from(e.boot_ns) + offset) / 1_000_000) as i64;
+        let mut cgroup = None;
+        let mut pod = None;
+        let mut how = None;
+        for (source, ids) in &e.identities {
+            let (path, found) = self.cgroups.pod_of(ids.v2_id, ids.memcg_v1_ino);
+            if cgroup.is_none() {
+                cgroup = path.clone();
+            }
+            if let Some(found) = found {
+                cgroup = path;
+                pod = Some(found);
+                how = Some(*source);
+                break;
+            }
+        }
+        let mut fields = e.fields;
+        if e.collector == "tcp" || e.collector == "listen" {
+            if let Some(how) = how {
+                fields.insert("owner".into(), json!(how.as_str()));
+            }
+        }
+        let (mut namespace, mut name, mut container) = (None, None, None);
+        if let Some(p) = &pod {
+            if let Some(info) = self.pods.by_uid(&p.pod_uid).await {
+                namespace = Some(info.namespace.clone());
+                name = Some(info.name.clone());
+                container = p
+                    .container_id
+                    .as_ref()
+                    .and_then(|id| info.containers.get(id).cloned());
+            }
+        }
+        CollectorEventRow {
+            ts_ms,
+            node: self.node.clone(),
+            collector: e.collector.to_string(),
+            kind: e.kind,
+            namespace,
+            pod: name,
+            container,
+            pod_uid: pod.as_ref().map(|p| p.pod_uid.clone()),
+            container_id: pod.and_then(|p| p.container_id),
+            cgroup,
+            pid: e.pid.map(i64::from),
+            comm: e.comm,
+            fields,
+        }
+    }
+
+    async fn flush(&mut self, offset: i128) {
+        let now = now_ms();
+        for ((minute, server, method, route), m) in self.http.take_changed() {
+            let (namespace, pod) = self
+                .pods
+                .by_ip(IpAddr::V4(server.0))
+                .map(|p| (p.namespace.clone(), p.name.clone()))
+                .unwrap_or_default();
+            self.batch.http.push(HttpRedRow {
+                minute_ms: minute,
+                node: self.node.clone(),
+                namespace,
+                pod,
+                server: format!("{}:{}", server.0, server.1),
+                method,
+                route,
+                requests: m.requests,
+                errors: m.errors,
+                client_errors: m.client_errors,
+                duration_sum_us: m.sum_us,
+                duration_max_us: m.max_us,
+                buckets: m.buckets,
+            });
+        }
+        let _ = offset;
+        self.http.expire(boot_now_ns(), now - 5 * 60_000);
+        let drops = self.drops.as_ref().map(loader::read_drops);
+        {
+            let mut status = self
+                .status
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for s in status.iter_mut() {
+                s.events = self.counts.get(&s.collector).copied().unwrap_or(0);
+                if let Some(d) = &drops {
+                    s.dropped = match s.collector.as_str() {
+                        "oom" => d[drop_slot::OOM as usize],
+                        "exec" => d[drop_slot::EXEC as usize],
+                        "tcp" => d[drop_slot::TCP as usize],
+                        "http" => d[drop_slot::HTTP as usize],
+                        _ => 0,
+                    } as i64;
+                }
+                s.updated_at_ms = now;
+            }
+            self.batch.status = status.clone();
+        }
+        let batch = std::mem::take(&mut self.batch);
+        if let Err(e) = self.store.write_collector_batch(&batch).await {
+            tracing::error!(error = %e, events = batch.events.len(), "writing collector data failed; kept for the next flush");
+            // Keep the events (bounded) for the next attempt.
+            if batch.events.len() < 100_000 {
+                self.batch = batch;
+            }
+        }
+    }
+}

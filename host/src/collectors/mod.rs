@@ -1,0 +1,204 @@
+//! The node collectors as probes see them: which collectors exist, their
+//! fields, and the query engine behind `sonde:probe/collectors` (see
+//! [`query`]). The data comes from the store, written by `sonde agent`
+//! (`crate::agent`), in this process or on other nodes.
+
+pub mod query;
+
+use crate::bindings::sonde::probe::collectors::FieldType;
+
+/// One field of a collector.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldSpec {
+    pub name: &'static str,
+    pub ty: FieldType,
+    pub description: &'static str,
+}
+
+/// A collector and its fields.
+#[derive(Debug, Clone, Copy)]
+pub struct CollectorSpec {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// Fields every row has, then the collector's own.
+    pub fields: &'static [FieldSpec],
+    /// Aggregated per minute (the http collector) rather than one row per event.
+    pub aggregated: bool,
+}
+
+impl CollectorSpec {
+    pub fn field(&self, name: &str) -> Option<&'static FieldSpec> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+}
+
+const fn f(name: &'static str, ty: FieldType, description: &'static str) -> FieldSpec {
+    FieldSpec {
+        name,
+        ty,
+        description,
+    }
+}
+
+use FieldType::{Boolean, Float, Integer, Text, Timestamp};
+
+macro_rules! event_fields {
+    ($($extra:expr),* $(,)?) => {
+        &[
+            f("ts", Timestamp, "when it happened"),
+            f("node", Text, "the node's name"),
+            f("kind", Text, "what happened"),
+            f("namespace", Text, "the pod's namespace (null when not a pod's)"),
+            f("pod", Text, "the pod's name"),
+            f("container", Text, "the container's name"),
+            f("pod_uid", Text, "the pod's uid, from its cgroup"),
+            f("container_id", Text, "the container runtime's id, from its cgroup"),
+            f("cgroup", Text, "the cgroup path the event's cgroup resolved to"),
+            f("pid", Integer, "process id (root pid namespace)"),
+            f("comm", Text, "the task's command name"),
+            $($extra),*
+        ]
+    };
+}
+
+/// Every collector, available or not.
+pub const COLLECTORS: &[CollectorSpec] = &[
+    CollectorSpec {
+        name: "oom",
+        description: "OOM kills (oom:mark_victim): the victim, its memory and its pod, read in the \
+                      kernel when it was chosen",
+        fields: event_fields![
+            f(
+                "trigger_pid",
+                Integer,
+                "the task whose allocation ran into the limit"
+            ),
+            f("uid", Integer, "the victim's user id"),
+            f("total_vm_kb", Integer, "virtual memory, KiB"),
+            f("anon_rss_kb", Integer, "anonymous resident memory, KiB"),
+            f("file_rss_kb", Integer, "file-backed resident memory, KiB"),
+            f("shmem_rss_kb", Integer, "shared resident memory, KiB"),
+            f("pgtables_kb", Integer, "page tables, KiB"),
+            f("oom_score_adj", Integer, "the victim's oom_score_adj"),
+        ],
+        aggregated: false,
+    },
+    CollectorSpec {
+        name: "exec",
+        description: "Process execs (sched:sched_process_exec)",
+        fields: event_fields![
+            f("ppid", Integer, "parent process id"),
+            f("filename", Text, "the executed file"),
+        ],
+        aggregated: false,
+    },
+    CollectorSpec {
+        name: "tcp",
+        description: "TCP trouble and connection lifecycle: retransmits, resets sent and \
+                      received, state changes (kind: retransmit, reset_sent, reset_received, state)",
+        fields: event_fields![
+            f("family", Text, "inet or inet6"),
+            f("saddr", Text, "source address"),
+            f("sport", Integer, "source port"),
+            f("daddr", Text, "destination address"),
+            f("dport", Integer, "destination port"),
+            f(
+                "state",
+                Text,
+                "the socket's state (new state for kind=state)"
+            ),
+            f("oldstate", Text, "the previous state (kind=state)"),
+            f(
+                "owner",
+                Text,
+                "how the pod was found: socket (owner recorded at connect/listen), \
+                              sock_cgroup (the socket's cgroup v2), current (the task on the CPU)"
+            ),
+        ],
+        aggregated: false,
+    },
+    CollectorSpec {
+        name: "listen",
+        description: "Listen queues (iter/tcp samples, kind=queue) and the ListenOverflows / \
+                      ListenDrops counters of /proc/net/netstat (kind=overflow, per sample \
+                      interval)",
+        fields: event_fields![
+            f("port", Integer, "listening port"),
+            f("addr", Text, "listening address"),
+            f("netns", Integer, "network namespace inode"),
+            f("backlog", Integer, "connections waiting to be accepted"),
+            f("max_backlog", Integer, "the accept queue's limit"),
+            f("full", Boolean, "whether the accept queue was full"),
+            f(
+                "overflows",
+                Integer,
+                "ListenOverflows since the previous sample (kind=overflow)"
+            ),
+            f(
+                "drops",
+                Integer,
+                "ListenDrops since the previous sample (kind=overflow)"
+            ),
+        ],
+        aggregated: false,
+    },
+    CollectorSpec {
+        name: "http",
+        description: "HTTP/1.x RED per minute, server and route, from a socket filter: one row \
+                      per minute; count = requests, and duration_ms aggregates (avg, max, \
+                      p50, p90, p99) are over requests",
+        fields: &[
+            f("ts", Timestamp, "start of the minute"),
+            f("node", Text, "the node's name"),
+            f(
+                "namespace",
+                Text,
+                "the serving pod's namespace ('' when not a known pod)",
+            ),
+            f("pod", Text, "the serving pod"),
+            f("server", Text, "server address, ip:port"),
+            f("method", Text, "request method"),
+            f(
+                "route",
+                Text,
+                "request path, query cut, ids replaced by :id",
+            ),
+            f("requests", Integer, "requests answered"),
+            f("errors", Integer, "responses 500-599"),
+            f("client_errors", Integer, "responses 400-499"),
+            f(
+                "duration_ms",
+                Float,
+                "request duration (first request byte to status line)",
+            ),
+        ],
+        aggregated: true,
+    },
+];
+
+/// The collector named `name`.
+pub fn spec(name: &str) -> Option<&'static CollectorSpec> {
+    COLLECTORS.iter().find(|c| c.name == name)
+}
+
+/// Upper bounds (microseconds) of the HTTP duration histogram's buckets;
+/// a last, unbounded bucket follows. 10% apart from 10 us to about 100 s,
+/// so a percentile read from it is within 10% of the true value.
+pub fn duration_buckets_us() -> &'static [u64] {
+    static BUCKETS: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+    BUCKETS.get_or_init(|| {
+        let mut v = Vec::new();
+        let mut b = 10.0f64;
+        while b < 100_000_000.0 {
+            v.push(b.round() as u64);
+            b *= 1.1;
+        }
+        v.dedup();
+        v
+    })
+}
+
+/// The bucket a duration falls in.
+pub fn bucket_of(duration_us: u64) -> usize {
+    duration_buckets_us().partition_point(|&b| b < duration_us)
+}

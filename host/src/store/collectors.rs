@@ -1,0 +1,386 @@
+//! The node collectors' data: events attributed to pods, per-minute HTTP RED
+//! aggregates and each collector's state per node. Agents write batches
+//! ([`CollectorBatch`], serde-encodable so that a remote agent can send the
+//! same thing over the API later); probes read through
+//! `crate::collectors::query`.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{QueryContext, Store, StoreError, dialect, from_json, to_json};
+
+/// One event of an event collector (oom, exec, tcp, listen).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectorEventRow {
+    pub ts_ms: i64,
+    pub node: String,
+    pub collector: String,
+    /// What happened (`oom_kill`, `exec`, `reset_received`, ...).
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub container: Option<String>,
+    pub pod_uid: Option<String>,
+    pub container_id: Option<String>,
+    pub cgroup: Option<String>,
+    pub pid: Option<i64>,
+    pub comm: Option<String>,
+    /// The collector's own fields.
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One minute of HTTP requests to one server and route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpRedRow {
+    /// Start of the minute, ms since the epoch.
+    pub minute_ms: i64,
+    pub node: String,
+    pub namespace: String,
+    pub pod: String,
+    pub server: String,
+    pub method: String,
+    pub route: String,
+    pub requests: i64,
+    pub errors: i64,
+    pub client_errors: i64,
+    pub duration_sum_us: i64,
+    pub duration_max_us: i64,
+    /// Counts per duration bucket (`crate::collectors::DURATION_BUCKETS_US`).
+    pub buckets: Vec<u64>,
+}
+
+/// A collector's state on one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectorStatusRow {
+    pub node: String,
+    pub collector: String,
+    pub available: bool,
+    pub reason: Option<String>,
+    /// Records delivered and lost (ring buffer full) since the agent started.
+    pub events: i64,
+    pub dropped: i64,
+    pub started_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// What an agent writes at once, in one transaction.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CollectorBatch {
+    pub events: Vec<CollectorEventRow>,
+    /// Replaces the rows of the same minute, node, server and route: an
+    /// agent sends a minute's running totals until the minute is over.
+    pub http: Vec<HttpRedRow>,
+    pub status: Vec<CollectorStatusRow>,
+}
+
+impl CollectorBatch {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.http.is_empty() && self.status.is_empty()
+    }
+}
+
+impl Store {
+    /// Writes a batch in one transaction.
+    pub async fn write_collector_batch(&self, batch: &CollectorBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .writer
+            .begin_with(dialect::BEGIN_WRITE)
+            .await
+            .ctx("begin collector batch")?;
+        for e in &batch.events {
+            sqlx::query(
+                "INSERT INTO collector_events (ts, node, collector, kind, namespace, pod, \
+                 container, pod_uid, container_id, cgroup, pid, comm, fields) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(e.ts_ms)
+            .bind(&e.node)
+            .bind(&e.collector)
+            .bind(&e.kind)
+            .bind(&e.namespace)
+            .bind(&e.pod)
+            .bind(&e.container)
+            .bind(&e.pod_uid)
+            .bind(&e.container_id)
+            .bind(&e.cgroup)
+            .bind(e.pid)
+            .bind(&e.comm)
+            .bind(to_json(&e.fields, "collector event fields")?)
+            .execute(&mut *tx)
+            .await
+            .ctx("insert collector event")?;
+        }
+        for r in &batch.http {
+            sqlx::query(
+                "INSERT INTO http_red (minute, node, namespace, pod, server, method, route, \
+                 requests, errors, client_errors, duration_sum_us, duration_max_us, buckets) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                 ON CONFLICT (minute, node, server, method, route) DO UPDATE SET \
+                 namespace = excluded.namespace, pod = excluded.pod, \
+                 requests = excluded.requests, errors = excluded.errors, \
+                 client_errors = excluded.client_errors, \
+                 duration_sum_us = excluded.duration_sum_us, \
+                 duration_max_us = excluded.duration_max_us, buckets = excluded.buckets",
+            )
+            .bind(r.minute_ms)
+            .bind(&r.node)
+            .bind(&r.namespace)
+            .bind(&r.pod)
+            .bind(&r.server)
+            .bind(&r.method)
+            .bind(&r.route)
+            .bind(r.requests)
+            .bind(r.errors)
+            .bind(r.client_errors)
+            .bind(r.duration_sum_us)
+            .bind(r.duration_max_us)
+            .bind(to_json(&r.buckets, "http duration buckets")?)
+            .execute(&mut *tx)
+            .await
+            .ctx("upsert http red")?;
+        }
+        for s in &batch.status {
+            sqlx::query(
+                "INSERT INTO collector_status (node, collector, available, reason, events, \
+                 dropped, started_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (node, collector) DO UPDATE SET available = excluded.available, \
+                 reason = excluded.reason, events = excluded.events, dropped = excluded.dropped, \
+                 started_at = excluded.started_at, updated_at = excluded.updated_at",
+            )
+            .bind(&s.node)
+            .bind(&s.collector)
+            .bind(s.available)
+            .bind(&s.reason)
+            .bind(s.events)
+            .bind(s.dropped)
+            .bind(s.started_at_ms)
+            .bind(s.updated_at_ms)
+            .execute(&mut *tx)
+            .await
+            .ctx("upsert collector status")?;
+        }
+        tx.commit().await.ctx("commit collector batch")?;
+        Ok(())
+    }
+
+    /// Events of one collector in `[since, until)`, oldest first, at most `cap`.
+    pub async fn collector_events(
+        &self,
+        collector: &str,
+        since_ms: i64,
+        until_ms: i64,
+        cap: u32,
+    ) -> Result<Vec<CollectorEventRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ts, node, collector, kind, namespace, pod, container, pod_uid, \
+             container_id, cgroup, pid, comm, fields FROM collector_events \
+             WHERE collector = $1 AND ts >= $2 AND ts < $3 ORDER BY ts, id LIMIT $4",
+        )
+        .bind(collector)
+        .bind(since_ms)
+        .bind(until_ms)
+        .bind(i64::from(cap))
+        .fetch_all(&self.reader)
+        .await
+        .ctx("read collector events")?;
+        rows.iter()
+            .map(|r| {
+                Ok(CollectorEventRow {
+                    ts_ms: r.get(0),
+                    node: r.get(1),
+                    collector: r.get(2),
+                    kind: r.get(3),
+                    namespace: r.get(4),
+                    pod: r.get(5),
+                    container: r.get(6),
+                    pod_uid: r.get(7),
+                    container_id: r.get(8),
+                    cgroup: r.get(9),
+                    pid: r.get(10),
+                    comm: r.get(11),
+                    fields: from_json(r.get::<&str, _>(12), "collector event fields")?,
+                })
+            })
+            .collect()
+    }
+
+    /// HTTP RED rows of the minutes in `[since, until)`, at most `cap`.
+    pub async fn http_red(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+        cap: u32,
+    ) -> Result<Vec<HttpRedRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT minute, node, namespace, pod, server, method, route, requests, errors, \
+             client_errors, duration_sum_us, duration_max_us, buckets FROM http_red \
+             WHERE minute >= $1 AND minute < $2 ORDER BY minute, server, method, route LIMIT $3",
+        )
+        .bind(since_ms)
+        .bind(until_ms)
+        .bind(i64::from(cap))
+        .fetch_all(&self.reader)
+        .await
+        .ctx("read http red")?;
+        rows.iter()
+            .map(|r| {
+                Ok(HttpRedRow {
+                    minute_ms: r.get(0),
+                    node: r.get(1),
+                    namespace: r.get(2),
+                    pod: r.get(3),
+                    server: r.get(4),
+                    method: r.get(5),
+                    route: r.get(6),
+                    requests: r.get(7),
+                    errors: r.get(8),
+                    client_errors: r.get(9),
+                    duration_sum_us: r.get(10),
+                    duration_max_us: r.get(11),
+                    buckets: from_json(r.get::<&str, _>(12), "http duration buckets")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every collector's state on every node.
+    pub async fn collector_statuses(&self) -> Result<Vec<CollectorStatusRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT node, collector, available, reason, events, dropped, started_at, updated_at \
+             FROM collector_status ORDER BY collector, node",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .ctx("read collector status")?;
+        Ok(rows
+            .iter()
+            .map(|r| CollectorStatusRow {
+                node: r.get(0),
+                collector: r.get(1),
+                available: r.get(2),
+                reason: r.get(3),
+                events: r.get(4),
+                dropped: r.get(5),
+                started_at_ms: r.get(6),
+                updated_at_ms: r.get(7),
+            })
+            .collect())
+    }
+
+    /// Deletes collector events and HTTP minutes older than `cutoff_ms`
+    /// (the agent's retention); returns how many rows went.
+    pub async fn delete_collector_data_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        let mut n = sqlx::query("DELETE FROM collector_events WHERE ts < $1")
+            .bind(cutoff_ms)
+            .execute(&self.writer)
+            .await
+            .ctx("delete old collector events")?
+            .rows_affected();
+        n += sqlx::query("DELETE FROM http_red WHERE minute < $1")
+            .bind(cutoff_ms)
+            .execute(&self.writer)
+            .await
+            .ctx("delete old http minutes")?
+            .rows_affected();
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::open;
+    use super::*;
+
+    fn event(ts_ms: i64, kind: &str) -> CollectorEventRow {
+        let mut fields = serde_json::Map::new();
+        fields.insert("anon_rss_kb".into(), 20480.into());
+        CollectorEventRow {
+            ts_ms,
+            node: "node-a".into(),
+            collector: "oom".into(),
+            kind: kind.into(),
+            namespace: Some("shop".into()),
+            pod: Some("cart-0".into()),
+            container: Some("app".into()),
+            pod_uid: Some("0f3c8a1e-2b4d-4c6e-8f9a-1b2c3d4e5f60".into()),
+            container_id: Some("abc".into()),
+            cgroup: Some("/kubepods/burstable/pod0f3c/abc".into()),
+            pid: Some(42),
+            comm: Some("eater".into()),
+            fields,
+        }
+    }
+
+    fn red(minute_ms: i64, requests: i64) -> HttpRedRow {
+        HttpRedRow {
+            minute_ms,
+            node: "node-a".into(),
+            namespace: String::new(),
+            pod: String::new(),
+            server: "127.0.0.1:8080".into(),
+            method: "GET".into(),
+            route: "/items/:id".into(),
+            requests,
+            errors: 1,
+            client_errors: 2,
+            duration_sum_us: 1000,
+            duration_max_us: 300,
+            buckets: vec![1, 2, 3],
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_round_trip_and_minutes_are_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open(dir.path()).await;
+        let status = CollectorStatusRow {
+            node: "node-a".into(),
+            collector: "oom".into(),
+            available: false,
+            reason: Some("no privilege".into()),
+            events: 0,
+            dropped: 0,
+            started_at_ms: 1,
+            updated_at_ms: 2,
+        };
+        let batch = CollectorBatch {
+            events: vec![event(1_000, "oom_kill"), event(2_000, "oom_kill")],
+            http: vec![red(60_000, 5)],
+            status: vec![status.clone()],
+        };
+        store.write_collector_batch(&batch).await.unwrap();
+        // The same minute again with running totals: replaced, not added.
+        store
+            .write_collector_batch(&CollectorBatch {
+                http: vec![red(60_000, 9)],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let events = store.collector_events("oom", 0, 10_000, 100).await.unwrap();
+        assert_eq!(events, batch.events);
+        assert_eq!(
+            store
+                .collector_events("oom", 1_500, 10_000, 100)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            store
+                .collector_events("exec", 0, 10_000, 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let http = store.http_red(0, 120_000, 100).await.unwrap();
+        assert_eq!(http, vec![red(60_000, 9)]);
+        assert_eq!(store.collector_statuses().await.unwrap(), vec![status]);
+        assert_eq!(store.delete_collector_data_before(61_000).await.unwrap(), 3);
+        assert!(store.http_red(0, 120_000, 100).await.unwrap().is_empty());
+    }
+}
