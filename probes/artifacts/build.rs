@@ -17,6 +17,7 @@ const GUESTS: &[(&str, &str, bool)] = &[
     ("pod-audit", "POD_AUDIT", true),
     ("control-plane-audit", "CONTROL_PLANE_AUDIT", true),
     ("kernel-audit", "KERNEL_AUDIT", true),
+    ("node-signals", "NODE_SIGNALS", true),
     ("rego-rules", "REGO", true),
     ("schema-checks", "SCHEMA_CHECKS", true),
     ("test-probe-trivial", "TEST_TRIVIAL", false),

@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod collectors;
 mod components;
 mod control_plane_rules;
 mod daemon;

@@ -185,6 +185,8 @@ pub struct ListenSample {
     pub sock: u64,
     pub owner: TaskIdentity,
     pub sock_cgroup_v2: u64,
+    /// The socket's inode number (0 when it has no file).
+    pub ino: u64,
 }
 
 /// One HTTP/1.x request or status line seen by the socket filter.
@@ -243,9 +245,18 @@ pub struct KernelOffsets {
     /// Offset of the `skaddr` field in each TCP tracepoint's record, in
     /// [`TcpTracepoint`] order (from tracefs, not BTF).
     pub tp_skaddr: [u32; 4],
+    /// `sock.sk_socket`, `socket.file`, `file.f_inode`, `inode.i_ino`:
+    /// the socket's inode, which `/proc/<pid>/fd` links name.
+    pub sock_socket: u32,
+    pub socket_file: u32,
+    pub file_inode: u32,
+    pub inode_ino: u32,
     /// 1 when the memory controller is on a v1 hierarchy.
     pub memcg_v1: u32,
-    pub _pad: u32,
+    /// 1 when the tcp collector runs: TCP records are written. The
+    /// set_state program also runs for the listen collector, to record
+    /// socket owners, without writing records.
+    pub tcp_records: u32,
 }
 
 /// Settings of the HTTP socket filter, a read-only global.

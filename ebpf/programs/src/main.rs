@@ -61,8 +61,12 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     sock_net: 0,
     net_ns_inum: 0,
     tp_skaddr: [0; 4],
+    sock_socket: 0,
+    socket_file: 0,
+    file_inode: 0,
+    inode_ino: 0,
     memcg_v1: 0,
-    _pad: 0,
+    tcp_records: 0,
 };
 
 #[unsafe(no_mangle)]
@@ -221,6 +225,9 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
 #[inline(always)]
 fn tcp_record(ctx: &TracePointContext, tracepoint: u32) -> i32 {
     let o = offsets();
+    if o.tcp_records == 0 {
+        return 0;
+    }
     let Some(mut entry) = TCP_EVENTS.reserve::<TcpRecord>(0) else {
         count_drop(drop_slot::TCP);
         return 0;
@@ -338,7 +345,12 @@ pub extern "C" fn listen_sockets(ctx: *mut c_void) -> i32 {
             sock: sk,
             owner: TaskIdentity::default(),
             sock_cgroup_v2: 0,
+            ino: 0,
         };
+        let socket: u64 = read_at(sk, o.sock_socket);
+        let file: u64 = read_at(socket, o.socket_file);
+        let inode: u64 = read_at(file, o.file_inode);
+        sample.ino = read_at(inode, o.inode_ino);
         let _ = bpf_probe_read_kernel_buf(
             (sk + o.sock_v6_rcv_saddr as u64) as *const u8,
             &mut sample.addr_v6,

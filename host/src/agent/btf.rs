@@ -185,8 +185,12 @@ pub fn kernel_offsets(k: &KernelTypes, memcg_v1: bool) -> Result<KernelOffsets, 
         sock_net: k.offset("sock_common", "skc_net")?,
         net_ns_inum: k.offset("net", "ns.inum")?,
         tp_skaddr: [0; 4],
+        sock_socket: k.offset("sock", "sk_socket")?,
+        socket_file: k.offset("socket", "file")?,
+        file_inode: k.offset("file", "f_inode")?,
+        inode_ino: k.offset("inode", "i_ino")?,
         memcg_v1: u32::from(memcg_v1),
-        _pad: 0,
+        tcp_records: 0,
     })
 }
 

@@ -154,6 +154,7 @@ pub fn load(object: &[u8], missing: Option<&str>, opts: &LoadOptions) -> Loaded 
             }
             Ok(formats.try_into().expect("four formats"))
         });
+    offsets.tcp_records = u32::from(opts.enabled.iter().any(|e| e == "tcp"));
     let mut http_config = HttpFilterConfig::default();
     for (slot, port) in http_config.ports.iter_mut().zip(&opts.http_ports) {
         *slot = *port;
@@ -206,7 +207,21 @@ pub fn load(object: &[u8], missing: Option<&str>, opts: &LoadOptions) -> Loaded 
                     tracepoint(&mut ebpf, prog, cat, tp_name)
                 }),
             },
-            "listen" => load_iter(&mut ebpf),
+            "listen" => load_iter(&mut ebpf).map(|()| {
+                // Listening sockets' owners are recorded by set_state at
+                // listen(); attach it unless the tcp collector did. Without
+                // it, owners are looked up in /proc.
+                let tcp_on = status.get("tcp").is_some_and(Result::is_ok);
+                if !tcp_on {
+                    let attached = match &tcp_formats {
+                        Ok(_) => tracepoint(&mut ebpf, "inet_sock_set_state", "sock", "inet_sock_set_state"),
+                        Err(e) => Err(e.clone()),
+                    };
+                    if let Err(e) = attached {
+                        tracing::warn!(error = %e, "listen: socket owners will come from /proc only");
+                    }
+                }
+            }),
             "http" => match &opts.http_interface {
                 None => Err("no interface configured for the HTTP filter (http.interface)".into()),
                 Some(_) => Ok(()),

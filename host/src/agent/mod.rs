@@ -15,6 +15,7 @@ pub mod config;
 pub mod http;
 pub mod loader;
 pub mod pods;
+pub mod procfs;
 pub mod records;
 pub mod tracefs;
 
@@ -162,6 +163,7 @@ impl Agent {
                 let mut ebpf = ebpf;
                 let _socket = http_socket;
                 let mut previous: Option<(u64, u64)> = None;
+                let mounts = cgroups::Mounts::discover();
                 let mut tick = tokio::time::interval(listen_interval);
                 loop {
                     tokio::select! {
@@ -172,7 +174,7 @@ impl Agent {
                         continue;
                     }
                     let Some(e) = ebpf.as_mut() else { continue };
-                    for item in sample_listen(e, &mut previous) {
+                    for item in sample_listen(e, &mut previous, &mounts) {
                         if tx.send(item).await.is_err() {
                             return;
                         }
@@ -334,16 +336,43 @@ async fn read_ring(
 }
 
 /// One pass over the listening sockets and the netstat counters.
-fn sample_listen(ebpf: &mut aya::Ebpf, previous: &mut Option<(u64, u64)>) -> Vec<Item> {
+fn sample_listen(
+    ebpf: &mut aya::Ebpf,
+    previous: &mut Option<(u64, u64)>,
+    mounts: &cgroups::Mounts,
+) -> Vec<Item> {
     let mut out = Vec::new();
     let now_boot = boot_now_ns();
     match loader::read_listen_iter(ebpf) {
         Ok(bytes) => {
-            for s in records::listen_samples(&bytes) {
-                if s.ack_backlog == 0 {
-                    continue;
+            let samples: Vec<ListenSample> = records::listen_samples(&bytes)
+                .into_iter()
+                .filter(|s| s.ack_backlog > 0)
+                .collect();
+            // Listeners opened before the agent have no recorded owner: /proc.
+            let unknown: std::collections::HashSet<u64> = samples
+                .iter()
+                .filter(|s| s.owner.tgid == 0 && s.ino != 0)
+                .map(|s| s.ino)
+                .collect();
+            let proc_root = std::path::Path::new("/proc");
+            let owners = procfs::socket_owners(proc_root, &unknown);
+            for s in &samples {
+                let mut e = listen_event(s, now_boot);
+                if s.owner.tgid == 0
+                    && let Some(&pid) = owners.get(&s.ino)
+                {
+                    e.pid = Some(pid);
+                    e.comm = procfs::comm(proc_root, pid);
+                    e.identities.insert(
+                        0,
+                        (
+                            Source::Process,
+                            procfs::cgroup_identity(proc_root, pid, mounts),
+                        ),
+                    );
                 }
-                out.push(Item::Event(listen_event(&s, now_boot)));
+                out.push(Item::Event(e));
             }
         }
         Err(e) => out.push(Item::Undecodable("listen", e)),

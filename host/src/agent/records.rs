@@ -38,6 +38,8 @@ pub enum Source {
     SockCgroup,
     /// The task on the CPU when a TCP tracepoint fired.
     Current,
+    /// The process holding the socket, found in /proc.
+    Process,
 }
 
 impl Source {
@@ -47,6 +49,7 @@ impl Source {
             Source::SocketOwner => "socket",
             Source::SockCgroup => "sock_cgroup",
             Source::Current => "current",
+            Source::Process => "process",
         }
     }
 }
@@ -201,7 +204,8 @@ fn decode_tcp(r: &TcpRecord, formats: Option<&TcpFormats>) -> Result<RawEvent, D
             fields.insert("dport".into(), json!(dport));
         }
         let state = f.uint(rec, "newstate").or_else(|| f.uint(rec, "state"));
-        if let Some(s) = state {
+        // 0: no socket (a reset sent for a segment to a closed port).
+        if let Some(s) = state.filter(|s| *s != 0) {
             fields.insert("state".into(), json!(tcp_state_name(s)));
         }
         if let Some(s) = f.uint(rec, "oldstate") {

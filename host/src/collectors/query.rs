@@ -46,7 +46,16 @@ pub async fn run(store: &Store, q: &CollectorQuery, now_ms: i64) -> Result<Table
             q.since
         )));
     }
-    let store_err = |e: crate::store::StoreError| ProbeError::Unavailable(format!("{e:#}"));
+    let store_err = |e: crate::store::StoreError| {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(": ");
+            msg.push_str(&s.to_string());
+            src = s.source();
+        }
+        ProbeError::Unavailable(msg)
+    };
     if spec.aggregated {
         let rows = store
             .http_red(q.since, until, SCAN_CAP)

@@ -45,6 +45,10 @@ pub const BUILTIN: &[BuiltinProbe] = &[
         wasm: KERNEL_AUDIT,
     },
     BuiltinProbe {
+        name: "node-signals",
+        wasm: NODE_SIGNALS,
+    },
+    BuiltinProbe {
         name: "rego",
         wasm: REGO,
     },

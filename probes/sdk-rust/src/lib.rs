@@ -28,6 +28,7 @@
 //! sonde_sdk::export_probe!(MyProbe);
 //! ```
 
+pub mod collectors;
 pub mod http;
 pub mod kube;
 pub mod log;

@@ -1,0 +1,647 @@
+//! The eBPF collectors on the real kernel: an OOM kill in a kubelet-shaped
+//! v1 memory cgroup attributed to its pod and container and reported by the
+//! node-signals probe; an exec in such a cgroup; a TCP reset on loopback; a
+//! listen queue overflowing; an HTTP mix whose RED figures match; and the
+//! agent without privilege. Tests that need root say so and return when not
+//! root (CI runs as root).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sonde::agent::{Agent, AgentConfig};
+use sonde::caps::HostServices;
+use sonde::kube::SnapshotBackend;
+use sonde::store::{CollectorEventRow, OpenOptions, Store};
+
+use crate::cli::{sonde, text};
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        .unwrap_or(false)
+}
+
+macro_rules! needs_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipped: loading eBPF programs needs root (CI runs as root)");
+            return;
+        }
+    };
+}
+
+const MEMCG: &str = "/sys/fs/cgroup/memory";
+
+/// A kubelet-shaped cgroup in the v1 memory hierarchy
+/// (`kubepods/burstable/pod<uid>/<container-id>`), below a root of its own
+/// as on a nested node, so that tests running at once never share a
+/// folder; removed on drop.
+struct PodCgroup {
+    uid: String,
+    container_id: String,
+    root: PathBuf,
+    dir: PathBuf,
+}
+
+impl PodCgroup {
+    fn new(limit_bytes: Option<u64>) -> PodCgroup {
+        let uid = uuid_like();
+        let container_id = format!("{:064x}", fastrand_u128());
+        let root = Path::new(MEMCG).join(format!("sonde-test-{}", &uid[..8]));
+        let dir = root
+            .join("kubepods/burstable")
+            .join(format!("pod{uid}"))
+            .join(&container_id);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        if let Some(limit) = limit_bytes {
+            std::fs::write(dir.join("memory.limit_in_bytes"), limit.to_string()).unwrap();
+            // No swap either, so the limit is reached rather than swapped past.
+            let _ = std::fs::write(dir.join("memory.memsw.limit_in_bytes"), limit.to_string());
+        }
+        PodCgroup {
+            uid,
+            container_id,
+            root,
+            dir,
+        }
+    }
+
+    /// `sh -c SCRIPT` with the shell moved into this cgroup before it runs `SCRIPT`.
+    fn command(&self, script: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(format!(
+            "echo $$ > {}/cgroup.procs && {script}",
+            self.dir.display()
+        ));
+        cmd
+    }
+
+    /// A Pod object for this cgroup, for the agent's pod directory.
+    fn pod_yaml(&self, namespace: &str, name: &str, container: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {namespace}\n  uid: {uid}\n\
+             spec:\n  containers:\n  - name: {container}\n    image: busybox\n\
+             status:\n  podIP: 10.244.0.9\n  containerStatuses:\n  - name: {container}\n    containerID: containerd://{cid}\n",
+            uid = self.uid,
+            cid = self.container_id
+        )
+    }
+}
+
+impl Drop for PodCgroup {
+    fn drop(&mut self) {
+        // The processes are gone; remove the leaf, then empty parents.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // The pod, burstable, kubepods and the test's root, innermost first.
+        for dir in self.dir.ancestors().skip(1) {
+            let _ = std::fs::remove_dir(dir);
+            if dir == self.root {
+                break;
+            }
+        }
+    }
+}
+
+fn fastrand_u128() -> u128 {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .unwrap();
+    u128::from_le_bytes(b)
+}
+
+fn uuid_like() -> String {
+    let h = format!("{:032x}", fastrand_u128());
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+struct Running {
+    _dir: tempfile::TempDir,
+    store: Store,
+    agent: Option<Agent>,
+}
+
+impl Running {
+    /// Stops the agent; the store (and its folder) stay.
+    async fn stop(mut self) -> (Store, tempfile::TempDir) {
+        if let Some(a) = self.agent.take() {
+            a.shutdown().await;
+        }
+        (self.store, self._dir)
+    }
+}
+
+/// An agent with only `collectors`, naming pods from `pods_yaml`, writing
+/// into a fresh store.
+async fn start_agent(
+    collectors: &[&str],
+    pods_yaml: &str,
+    tweak: impl FnOnce(&mut AgentConfig),
+) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path().join("agent.db"),
+        OpenOptions {
+            owner: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let kube: Option<Arc<dyn sonde::kube::KubeBackend>> = if pods_yaml.is_empty() {
+        None
+    } else {
+        let snap_dir = dir.path().join("cluster");
+        std::fs::create_dir_all(&snap_dir).unwrap();
+        std::fs::write(snap_dir.join("pods.yaml"), pods_yaml).unwrap();
+        Some(Arc::new(SnapshotBackend::load(&snap_dir).unwrap()))
+    };
+    let mut config = AgentConfig {
+        node: Some("test-node".into()),
+        collectors: collectors.iter().map(|s| s.to_string()).collect(),
+        flush_interval_ms: 100,
+        listen_interval_seconds: 1,
+        ..Default::default()
+    };
+    tweak(&mut config);
+    let agent = Agent::start(config, store.clone(), kube).await.unwrap();
+    for s in agent.status() {
+        if collectors.contains(&s.collector.as_str()) {
+            assert!(s.available, "{} unavailable: {:?}", s.collector, s.reason);
+        }
+    }
+    Running {
+        _dir: dir,
+        store,
+        agent: Some(agent),
+    }
+}
+
+/// Waits until `collector` has events matching `pred`.
+async fn wait_for(
+    store: &Store,
+    collector: &str,
+    pred: impl Fn(&CollectorEventRow) -> bool,
+) -> Vec<CollectorEventRow> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows: Vec<_> = store
+            .collector_events(collector, 0, i64::MAX, 100_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| pred(r))
+            .collect();
+        if !rows.is_empty() || Instant::now() > deadline {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_kill_is_attributed_to_its_pod_and_container_and_reported() {
+    needs_root!();
+    let cg = PodCgroup::new(Some(20 << 20));
+    let running = start_agent(&["oom"], &cg.pod_yaml("shop", "cart-7d9f", "app"), |_| {}).await;
+    // 100 MiB of touched memory in a 20 MiB cgroup: the OOM killer takes it.
+    let status = cg
+        .command("exec perl -e '$x = \"a\" x (100 * 1024 * 1024); sleep 1'")
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the allocation should have been killed");
+    let rows = wait_for(&running.store, "oom", |r| {
+        r.pod_uid.as_deref() == Some(cg.uid.as_str())
+    })
+    .await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let oom = &rows[0];
+    assert_eq!(oom.kind, "oom_kill");
+    assert_eq!(oom.container_id.as_deref(), Some(cg.container_id.as_str()));
+    assert_eq!(oom.namespace.as_deref(), Some("shop"));
+    assert_eq!(oom.pod.as_deref(), Some("cart-7d9f"));
+    assert_eq!(oom.container.as_deref(), Some("app"));
+    assert_eq!(oom.comm.as_deref(), Some("perl"));
+    assert_eq!(oom.node, "test-node");
+    let rss = oom.fields["anon_rss_kb"].as_i64().unwrap();
+    assert!(
+        (10_000..=21_000).contains(&rss),
+        "anon rss {rss} KiB near the 20 MiB limit"
+    );
+    let (store, _dir) = running.stop().await;
+
+    // The probe, querying the collector, names the pod and the container.
+    let services = Arc::new(HostServices {
+        collectors: Some(store),
+        ..Default::default()
+    });
+    let out = crate::run(
+        sonde_probes::NODE_SIGNALS_PATH,
+        serde_json::json!({"window_minutes": 10}),
+        None,
+        Default::default(),
+        services,
+    )
+    .await;
+    assert_eq!(
+        out.status,
+        sonde::runtime::RunStatus::Succeeded,
+        "{:?}",
+        out.reason
+    );
+    let f: Vec<_> = out
+        .findings
+        .iter()
+        .filter(|f| f.rule == "PodOOMKilled")
+        .collect();
+    assert_eq!(f.len(), 1, "{:?}", out.findings);
+    let r = f[0].resource.as_ref().unwrap();
+    assert_eq!(
+        (r.kind.as_str(), r.namespace.as_deref(), r.name.as_str()),
+        ("Pod", Some("shop"), "cart-7d9f")
+    );
+    assert_eq!(r.uid.as_deref(), Some(cg.uid.as_str()));
+    assert!(
+        f[0].message
+            .starts_with("container app: 1 process OOM-killed in the last 10 minutes (perl, up to"),
+        "{}",
+        f[0].message
+    );
+    // The other collectors have no data in this store: skipped, and said so.
+    assert!(
+        out.logs
+            .iter()
+            .any(|l| l.message.starts_with("tcp checks skipped")),
+        "{:?}",
+        out.logs
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_carries_its_filename_and_pod() {
+    needs_root!();
+    let cg = PodCgroup::new(None);
+    let running = start_agent(&["exec"], &cg.pod_yaml("tools", "debug-0", "shell"), |_| {}).await;
+    let status = cg
+        .command("exec /bin/true sonde-exec-test")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rows = wait_for(&running.store, "exec", |r| {
+        r.pod_uid.as_deref() == Some(cg.uid.as_str())
+    })
+    .await;
+    let exec: Vec<_> = rows
+        .iter()
+        .filter(|r| r.fields["filename"] == "/bin/true")
+        .collect();
+    assert_eq!(exec.len(), 1, "{rows:?}");
+    let e = exec[0];
+    assert_eq!(e.pod.as_deref(), Some("debug-0"));
+    assert_eq!(e.container.as_deref(), Some("shell"));
+    assert_eq!(e.comm.as_deref(), Some("true"));
+    assert!(e.fields["ppid"].as_i64().unwrap() > 0);
+    assert!(e.cgroup.as_deref().unwrap().ends_with(&cg.container_id));
+    running.stop().await;
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_from_a_closed_port_is_seen_on_both_sides_and_the_client_pod_named() {
+    needs_root!();
+    let cg = PodCgroup::new(None);
+    let running = start_agent(&["tcp"], &cg.pod_yaml("web", "client-1", "curl"), |_| {}).await;
+    let port = closed_port();
+    // The connecting process lives in the pod's cgroup.
+    let status = cg
+        .command(&format!(
+            "exec perl -MIO::Socket::INET -e 'IO::Socket::INET->new(PeerAddr => q{{127.0.0.1:{port}}}) and exit 1; exit 0'"
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success(), "the connect should have been refused");
+    let rows = wait_for(&running.store, "tcp", |r| {
+        r.fields.get("dport").and_then(|p| p.as_u64()) == Some(u64::from(port))
+            && r.kind == "reset_received"
+    })
+    .await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let rr = &rows[0];
+    assert_eq!(rr.fields["daddr"], "127.0.0.1");
+    assert_eq!(rr.pod.as_deref(), Some("client-1"));
+    assert_eq!(rr.fields["owner"], "socket");
+    // The kernel's reset for the closed port: sent with the closed port as source.
+    let sent = wait_for(&running.store, "tcp", |r| {
+        r.kind == "reset_sent"
+            && r.fields.get("sport").and_then(|p| p.as_u64()) == Some(u64::from(port))
+    })
+    .await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooded_listener_with_a_tiny_backlog_overflows() {
+    needs_root!();
+    let cg = PodCgroup::new(None);
+    let running = start_agent(&["listen"], &cg.pod_yaml("web", "server-1", "app"), |_| {}).await;
+    let port = closed_port();
+    // A listener with backlog 1 that never accepts, in the pod's cgroup.
+    let mut server = cg
+        .command(&format!(
+            "exec perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => q{{127.0.0.1:{port}}}, Listen => 1, ReuseAddr => 1) or die; print qq{{up\\n}}; $| = 1; sleep 30'"
+        ))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut up = [0u8; 3];
+    server.stdout.as_mut().unwrap().read_exact(&mut up).unwrap();
+    // Flood it: the first connections fill the queue, the rest overflow.
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            std::thread::spawn(move || {
+                TcpStream::connect_timeout(
+                    &format!("127.0.0.1:{port}").parse().unwrap(),
+                    Duration::from_millis(1500),
+                )
+                .ok()
+            })
+        })
+        .collect();
+    let queue = wait_for(&running.store, "listen", |r| {
+        r.kind == "queue" && r.fields["port"] == port && r.fields["full"] == true
+    })
+    .await;
+    let overflow = wait_for(&running.store, "listen", |r| {
+        r.kind == "overflow" && r.fields["overflows"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    let held: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    drop(held);
+    assert!(!queue.is_empty(), "the iterator saw the full queue");
+    let q = &queue[0];
+    assert_eq!(q.fields["max_backlog"], 1);
+    assert!(q.fields["backlog"].as_u64().unwrap() >= 2);
+    assert_eq!(q.pod.as_deref(), Some("server-1"), "{q:?}");
+    assert_eq!(q.comm.as_deref(), Some("perl"));
+    assert!(!overflow.is_empty(), "ListenOverflows grew");
+    running.stop().await;
+}
+
+/// Answers `GET /ok` (2 ms), `/missing/N` (404, 1 ms) and `/fail` (500, 10 ms), keep-alive.
+fn http_server() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        for stream in listener.incoming().take(4) {
+            let mut stream = stream.unwrap();
+            conns.push(std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let req = String::from_utf8_lossy(&buf[..end]).into_owned();
+                        buf.drain(..end + 4);
+                        let path = req.split(' ').nth(1).unwrap_or("/").to_string();
+                        let (status, delay) = if path == "/ok" {
+                            ("200 OK", 2)
+                        } else if path == "/fail" {
+                            ("500 Internal Server Error", 10)
+                        } else {
+                            ("404 Not Found", 1)
+                        };
+                        std::thread::sleep(Duration::from_millis(delay));
+                        let body = "x";
+                        let resp = format!(
+                            "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if stream.write_all(resp.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }));
+        }
+        for c in conns {
+            let _ = c.join();
+        }
+    });
+    (port, handle)
+}
+
+fn get(stream: &mut TcpStream, path: &str) {
+    // One write, as clients send a request head: the filter reads the
+    // request line from the first segment.
+    let head = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    // Read one response: headers, then the 1-byte body.
+    let mut got = Vec::new();
+    let mut b = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut b).unwrap();
+        got.push(b[0]);
+    }
+    stream.read_exact(&mut b).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_mix_gives_exact_counts_and_durations_within_tolerance() {
+    needs_root!();
+    let (port, server) = http_server();
+    let running = start_agent(&["http"], "", |c| {
+        c.http.interface = Some("lo".into());
+        c.http.ports = vec![port];
+    })
+    .await;
+    // 900 x 200, 80 x 404, 20 x 500 over 4 keep-alive connections.
+    let mut plan: Vec<&str> = Vec::new();
+    plan.extend(std::iter::repeat_n("/ok", 900));
+    plan.extend(std::iter::repeat_n("/missing/17", 80));
+    plan.extend(std::iter::repeat_n("/fail", 20));
+    let chunks: Vec<Vec<&'static str>> = plan.chunks(250).map(|c| c.to_vec()).collect();
+    let clients: Vec<_> = chunks
+        .into_iter()
+        .map(|paths| {
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.set_nodelay(true).unwrap();
+                for p in paths {
+                    get(&mut s, p);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    server.join().unwrap();
+    // Wait for the agent to flush all 1000.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rows = loop {
+        let rows = running.store.http_red(0, i64::MAX, 1000).await.unwrap();
+        let total: i64 = rows.iter().map(|r| r.requests).sum();
+        if total >= 1000 || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (store, _dir) = running.stop().await;
+    let sum = |route: &str, f: fn(&sonde::store::HttpRedRow) -> i64| -> i64 {
+        rows.iter().filter(|r| r.route == route).map(f).sum()
+    };
+    assert_eq!(sum("/ok", |r| r.requests), 900, "{rows:?}");
+    assert_eq!(sum("/missing/:id", |r| r.requests), 80);
+    assert_eq!(sum("/missing/:id", |r| r.client_errors), 80);
+    assert_eq!(sum("/fail", |r| r.requests), 20);
+    assert_eq!(sum("/fail", |r| r.errors), 20);
+    assert_eq!(sum("/ok", |r| r.errors + r.client_errors), 0);
+    assert!(
+        rows.iter()
+            .all(|r| r.server == format!("127.0.0.1:{port}") && r.method == "GET")
+    );
+
+    // Durations through the collectors query: mean and p50 near the server's delays.
+    use sonde::bindings::sonde::probe::collectors::{
+        Aggregate, AggregateOp, CollectorQuery, Value,
+    };
+    let q = CollectorQuery {
+        collector: "http".into(),
+        since: 0,
+        until: None,
+        filters: vec![],
+        group_by: vec!["route".into()],
+        aggregates: vec![
+            Aggregate {
+                op: AggregateOp::Count,
+                field: None,
+            },
+            Aggregate {
+                op: AggregateOp::Avg,
+                field: Some("duration_ms".into()),
+            },
+            Aggregate {
+                op: AggregateOp::P50,
+                field: Some("duration_ms".into()),
+            },
+        ],
+        limit: None,
+    };
+    let t = sonde::collectors::query::run(&store, &q, i64::MAX - 1)
+        .await
+        .unwrap();
+    let find = |route: &str| {
+        t.rows
+            .iter()
+            .find(|r| r[0] == Value::Text(route.into()))
+            .unwrap_or_else(|| panic!("{route} in {:?}", t.rows))
+            .clone()
+    };
+    let ms = |v: &Value| match v {
+        Value::Float(f) => *f,
+        other => panic!("{other:?}"),
+    };
+    for (route, delay, count) in [
+        ("/ok", 2.0, 900),
+        ("/missing/:id", 1.0, 80),
+        ("/fail", 10.0, 20),
+    ] {
+        let r = find(route);
+        assert_eq!(r[1], Value::Integer(count));
+        let (avg, p50) = (ms(&r[2]), ms(&r[3]));
+        // The server sleeps `delay`; the filter sees the request and the
+        // status line on loopback: a little over the delay, never under.
+        assert!(
+            avg >= delay && avg < delay + 3.0,
+            "{route}: avg {avg} ms for a {delay} ms delay"
+        );
+        assert!(
+            p50 >= delay * 0.9 && p50 < delay * 1.1 + 3.0,
+            "{route}: p50 {p50} ms for a {delay} ms delay"
+        );
+    }
+}
+
+#[test]
+fn without_privilege_the_agent_starts_and_says_why_each_collector_is_unavailable() {
+    if !is_root() {
+        // Already unprivileged: run it as we are.
+        eprintln!("(not root: checking the agent as this user)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The unprivileged user must be able to write the store.
+    Command::new("chmod")
+        .arg("777")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    let store = dir.path().join("agent.db");
+    let mut cmd = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ]);
+        c.arg(sonde().get_program());
+        c
+    } else {
+        Command::new(sonde().get_program())
+    };
+    let out = cmd
+        .args(["agent", "--check", "--store"])
+        .arg(&store)
+        .env("SONDE_LOG", "warn")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{stdout}\n{stderr}");
+    for c in ["oom", "exec", "tcp", "listen", "http"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(&format!(" {c} ")))
+            .unwrap_or_else(|| panic!("{c} in {stdout}"));
+        assert!(line.contains("unavailable"), "{line}");
+        assert!(
+            line.contains("no privilege to load eBPF programs"),
+            "{line}"
+        );
+    }
+}
