@@ -587,6 +587,23 @@ fn the_event_stream_follows_a_run_and_the_openapi_document_covers_every_route() 
     }
     assert_eq!(states, ["queued", "running", "succeeded"]);
 
+    // No agent in this daemon: every collector listed, none running.
+    let collectors = ok_json(&s, "/api/v1/collectors");
+    let names: Vec<&str> = collectors
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["oom", "exec", "tcp", "listen", "http"]);
+    assert!(
+        collectors
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["available"] == false && c["nodes"].as_array().unwrap().is_empty())
+    );
+
     let doc = s.get("/api/v1/openapi.json").json();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
@@ -600,6 +617,7 @@ fn the_event_stream_follows_a_run_and_the_openapi_document_covers_every_route() 
         "/api/v1/trends",
         "/api/v1/trends.svg",
         "/api/v1/report",
+        "/api/v1/collectors",
         "/api/v1/probes",
         "/api/v1/probes/{name}",
         "/api/v1/probes/{name}/run",

@@ -645,3 +645,70 @@ fn without_privilege_the_agent_starts_and_says_why_each_collector_is_unavailable
         );
     }
 }
+
+/// `sonde serve` with the collectors in its own process: as root the ones
+/// asked for run (and the node-signals probe runs over them); without
+/// privilege they are reported unavailable and the daemon serves anyway.
+#[test]
+fn the_daemon_runs_the_collectors_in_process_or_says_why_not() {
+    let s = crate::serve::Served::start(
+        "listen: 127.0.0.1:0\ncluster: {snapshot: \"{cluster}\"}\nstore: {path: \"{dir}/s.db\"}\n\
+         collectors: {mode: on, node: serve-node, collectors: [exec, oom]}\n\
+         probes:\n  - {name: node-signals, schedule: \"0 0 0 1 1 *\"}\n",
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let collectors = loop {
+        let c = s.get("/api/v1/collectors").json();
+        let reported = c
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| !c["nodes"].as_array().unwrap().is_empty());
+        if reported || Instant::now() > deadline {
+            break c;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let node = |name: &str| -> serde_json::Value {
+        let c = collectors
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap();
+        assert_eq!(c["nodes"][0]["node"], "serve-node", "{c}");
+        c["nodes"][0].clone()
+    };
+    assert_eq!(
+        node("tcp")["reason"],
+        "disabled in the agent's configuration"
+    );
+    if is_root() {
+        assert_eq!(node("exec")["available"], true, "{collectors}");
+        assert_eq!(node("oom")["available"], true);
+    } else {
+        let reason = node("exec")["reason"].as_str().unwrap().to_string();
+        assert!(
+            reason.starts_with("no privilege to load eBPF programs"),
+            "{reason}"
+        );
+    }
+    // The probe ran at start over the store's collector data (none yet).
+    let run = loop {
+        let runs = s.get("/api/v1/runs?probe=node-signals").json();
+        let finished = runs["items"]
+            .as_array()
+            .and_then(|r| r.first())
+            .filter(|r| r["status"] != "queued" && r["status"] != "running")
+            .cloned();
+        if let Some(r) = finished {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node-signals did not run: {runs}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(run["status"], "succeeded", "{run}");
+}

@@ -166,21 +166,20 @@ fn with_collectors(services: Arc<HostServices>, store: &Store) -> Arc<HostServic
     Arc::new(s)
 }
 
-/// Starts the node collectors in this process when the config asks for it
-/// (`collectors.mode: on`), or by default when the process may load eBPF
-/// programs (`auto`).
+/// Starts the node collectors in this process when the config has a
+/// `collectors` section: always with `mode: on`, with `auto` (the default)
+/// when the process may load eBPF programs.
 async fn start_agent(
     loaded: &Loaded,
     store: &Store,
     services: &HostServices,
 ) -> Result<Option<crate::agent::Agent>> {
     use crate::agent::{AgentConfig, Mode};
-    let config = loaded
-        .checked
-        .config
-        .collectors
-        .clone()
-        .unwrap_or_else(AgentConfig::default);
+    // A config without a `collectors` section runs none.
+    let Some(config) = loaded.checked.config.collectors.clone() else {
+        return Ok(None);
+    };
+    let config: AgentConfig = config;
     let run = match config.mode {
         Mode::Off => false,
         Mode::On => true,

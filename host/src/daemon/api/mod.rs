@@ -237,7 +237,7 @@ async fn api_fallback() -> ApiError {
     info(title = "Sonde", description = "Sonde's daemon: probes, runs, findings, trends and reports."),
     paths(
         reads::whoami, reads::summary, reads::findings, reads::finding, reads::rules, reads::rule,
-        reads::trends, reads::trends_svg, reads::report,
+        reads::trends, reads::trends_svg, reads::report, reads::collectors,
         control::probes, control::probe, control::run_now, control::suspend, control::resume,
         control::upload, control::runs, control::run, control::events, control::reload,
     ),
@@ -246,6 +246,7 @@ async fn api_fallback() -> ApiError {
     tags(
         (name = "findings", description = "Findings, rules, trends and reports"),
         (name = "probes", description = "Probes and their runs"),
+        (name = "collectors", description = "The node collectors and their state per node"),
     )
 )]
 pub struct ApiDoc;
@@ -284,6 +285,7 @@ pub fn router(daemon: Daemon) -> Router {
         .route("/trends", get(reads::trends))
         .route("/trends.svg", get(reads::trends_svg))
         .route("/report", get(reads::report))
+        .route("/collectors", get(reads::collectors))
         .route(
             "/probes",
             get(control::probes)

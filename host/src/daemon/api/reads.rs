@@ -427,3 +427,30 @@ pub async fn report(
     )
         .into_response())
 }
+
+/// The node collectors: each one's fields and its state on every node
+/// whose agent reported it.
+#[utoipa::path(get, path = "/api/v1/collectors", tag = "collectors",
+    responses((status = 200, body = Vec<CollectorView>)))]
+pub async fn collectors(State(app): State<AppState>) -> Result<Json<Vec<CollectorView>>, ApiError> {
+    let statuses = app.daemon.store().collector_statuses().await?;
+    Ok(Json(
+        crate::collectors::COLLECTORS
+            .iter()
+            .map(|c| {
+                let nodes: Vec<CollectorNodeView> = statuses
+                    .iter()
+                    .filter(|s| s.collector == c.name)
+                    .map(CollectorNodeView::new)
+                    .collect();
+                CollectorView {
+                    name: c.name.to_string(),
+                    description: c.description.to_string(),
+                    fields: c.fields.iter().map(|f| f.name.to_string()).collect(),
+                    available: nodes.iter().any(|n| n.available),
+                    nodes,
+                }
+            })
+            .collect(),
+    ))
+}

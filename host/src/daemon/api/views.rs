@@ -373,3 +373,44 @@ pub struct ErrorDetail {
     pub status: u16,
     pub message: String,
 }
+
+/// A node collector and its state on each node that reported it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CollectorView {
+    pub name: String,
+    pub description: String,
+    /// Its fields, as probes query them.
+    pub fields: Vec<String>,
+    /// Whether at least one node runs it.
+    pub available: bool,
+    pub nodes: Vec<CollectorNodeView>,
+}
+
+/// One collector on one node.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CollectorNodeView {
+    pub node: String,
+    pub available: bool,
+    /// Why it does not run there.
+    pub reason: Option<String>,
+    /// Records delivered, and lost to a full ring buffer, since its agent started.
+    pub events: i64,
+    pub dropped: i64,
+    pub started_at: String,
+    pub updated_at: String,
+}
+
+impl CollectorNodeView {
+    pub fn new(s: &crate::store::CollectorStatusRow) -> Self {
+        let at = |ms: i64| Timestamp::from_millisecond(ms).map(ts).unwrap_or_default();
+        CollectorNodeView {
+            node: s.node.clone(),
+            available: s.available,
+            reason: s.reason.clone(),
+            events: s.events,
+            dropped: s.dropped,
+            started_at: at(s.started_at_ms),
+            updated_at: at(s.updated_at_ms),
+        }
+    }
+}
