@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Installs what building and testing Sonde needs, idempotently:
-# the wasm32-wasip2 Rust target (the probes) and, for the tests, dnsmasq
-# (a real DNS server the DNS tests start on loopback), Chromium, Node.js and
-# the browser test's one npm package (tests/e2e, playwright-core).
-# Usage: scripts/setup.sh [--for-tests]
+# the wasm32-wasip2 Rust target (the probes); nightly Rust with rust-src,
+# Debian's LLVM 22 and bpf-linker (the eBPF collectors, DEVELOPERS.md); for
+# the tests, dnsmasq (a real DNS server the DNS tests start on loopback),
+# Chromium, Node.js and the browser test's one npm package (tests/e2e,
+# playwright-core); for the benchmarks, wrk.
+# Usage: scripts/setup.sh [--for-tests | --for-bench]
 set -euo pipefail
 
 need_tests=0
+need_bench=0
 [[ "${1:-}" == "--for-tests" ]] && need_tests=1
+[[ "${1:-}" == "--for-bench" ]] && need_bench=1
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo is missing; install Rust with rustup (https://rustup.rs)" >&2
@@ -75,4 +79,9 @@ if [[ $need_tests -eq 1 ]]; then
         npm ci --prefix "$e2e" --no-audit --no-fund
         touch "$e2e/node_modules"
     fi
+fi
+
+if [[ $need_bench -eq 1 ]]; then
+    # The HTTP collector's benchmark drives its load with wrk.
+    apt_install wrk
 fi
