@@ -110,7 +110,10 @@ fn main() {
         (agent, store)
     });
     assert!(
-        agent.status().iter().any(|s| s.collector == "tcp" && s.available),
+        agent
+            .status()
+            .iter()
+            .any(|s| s.collector == "tcp" && s.available),
         "the tcp collector must run: {:?}",
         agent.status()
     );
@@ -132,7 +135,11 @@ fn main() {
         };
         println!(
             "{:>10} {:>12.0} {:>14.0} {:>12} {:>10} {:>7.2}%",
-            if rate == 0 { "max".to_string() } else { rate.to_string() },
+            if rate == 0 {
+                "max".to_string()
+            } else {
+                rate.to_string()
+            },
             attempts as f64 / secs,
             records as f64 / secs,
             records,

@@ -75,7 +75,9 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let port = listener.local_addr().unwrap().port();
     rt.spawn(async move {
         let app = axum::Router::new().route(
@@ -124,7 +126,12 @@ fn main() {
                 None,
             ))
             .unwrap();
-        assert!(agent.status().iter().any(|s| s.collector == "http" && s.available));
+        assert!(
+            agent
+                .status()
+                .iter()
+                .any(|s| s.collector == "http" && s.available)
+        );
         let (r, s, busy) = load(port, conns, secs);
         on.push((r / s, busy as f64 / r));
         std::thread::sleep(Duration::from_millis(1500));

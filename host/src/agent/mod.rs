@@ -122,35 +122,35 @@ impl Agent {
         } = loaded;
         let running = |n: &str| load_status.get(n).is_some_and(Result::is_ok);
         let tcp_formats = Arc::new(tcp_formats);
-        if running("oom") || running("exec") {
-            if let Some(ring) = process_events {
-                tasks.spawn(read_ring(
-                    ring,
-                    RingKind::Process,
-                    tx.clone(),
-                    shutdown_rx.clone(),
-                ));
-            }
+        if (running("oom") || running("exec"))
+            && let Some(ring) = process_events
+        {
+            tasks.spawn(read_ring(
+                ring,
+                RingKind::Process,
+                tx.clone(),
+                shutdown_rx.clone(),
+            ));
         }
-        if running("tcp") {
-            if let Some(ring) = tcp_events {
-                tasks.spawn(read_ring(
-                    ring,
-                    RingKind::Tcp(tcp_formats.clone()),
-                    tx.clone(),
-                    shutdown_rx.clone(),
-                ));
-            }
+        if running("tcp")
+            && let Some(ring) = tcp_events
+        {
+            tasks.spawn(read_ring(
+                ring,
+                RingKind::Tcp(tcp_formats.clone()),
+                tx.clone(),
+                shutdown_rx.clone(),
+            ));
         }
-        if running("http") {
-            if let Some(ring) = http_events {
-                tasks.spawn(read_ring(
-                    ring,
-                    RingKind::Http,
-                    tx.clone(),
-                    shutdown_rx.clone(),
-                ));
-            }
+        if running("http")
+            && let Some(ring) = http_events
+        {
+            tasks.spawn(read_ring(
+                ring,
+                RingKind::Http,
+                tx.clone(),
+                shutdown_rx.clone(),
+            ));
         }
         // The listen sampler owns the programs (it re-attaches the
         // iterator); without it, a holder task keeps them loaded.
@@ -531,21 +531,21 @@ impl Processor {
             }
         }
         let mut fields = e.fields;
-        if e.collector == "tcp" || e.collector == "listen" {
-            if let Some(how) = how {
-                fields.insert("owner".into(), json!(how.as_str()));
-            }
+        if (e.collector == "tcp" || e.collector == "listen")
+            && let Some(how) = how
+        {
+            fields.insert("owner".into(), json!(how.as_str()));
         }
         let (mut namespace, mut name, mut container) = (None, None, None);
-        if let Some(p) = &pod {
-            if let Some(info) = self.pods.by_uid(&p.pod_uid).await {
-                namespace = Some(info.namespace.clone());
-                name = Some(info.name.clone());
-                container = p
-                    .container_id
-                    .as_ref()
-                    .and_then(|id| info.containers.get(id).cloned());
-            }
+        if let Some(p) = &pod
+            && let Some(info) = self.pods.by_uid(&p.pod_uid).await
+        {
+            namespace = Some(info.namespace.clone());
+            name = Some(info.name.clone());
+            container = p
+                .container_id
+                .as_ref()
+                .and_then(|id| info.containers.get(id).cloned());
         }
         CollectorEventRow {
             ts_ms,

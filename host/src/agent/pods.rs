@@ -161,10 +161,10 @@ pub fn pod_info(pod: &Value) -> Option<(PodInfo, Vec<IpAddr>)> {
             .filter_map(|p| p.get("ip").and_then(Value::as_str));
         let single = status.and_then(|s| s.get("podIP")).and_then(Value::as_str);
         for ip in status_ips.chain(single) {
-            if let Ok(ip) = ip.parse() {
-                if !ips.contains(&ip) {
-                    ips.push(ip);
-                }
+            if let Ok(ip) = ip.parse()
+                && !ips.contains(&ip)
+            {
+                ips.push(ip);
             }
         }
     }

@@ -252,7 +252,7 @@ fn decode_tcp(r: &TcpRecord, formats: Option<&TcpFormats>) -> Result<RawEvent, D
 fn endpoints(f: &Format, rec: &[u8]) -> Option<(&'static str, String, u64, String, u64)> {
     if let (Some(sa), Some(da)) = (f.bytes(rec, "saddr"), f.bytes(rec, "daddr"))
         && sa.len() >= 16
-        && f.fields.get("sport").is_none()
+        && !f.fields.contains_key("sport")
     {
         let (fam, s, sp) = sockaddr(sa)?;
         let (_, d, dp) = sockaddr(da)?;

@@ -95,15 +95,16 @@ fn validate(spec: &CollectorSpec, q: &CollectorQuery) -> Result<(), ProbeError> 
                 filter.field
             )));
         }
-        let compatible = match (&filter.value, fs.ty) {
-            (Value::Null, _) => true,
-            (Value::Text(_), FieldType::Text) => true,
-            (Value::Integer(_) | Value::Float(_), FieldType::Integer)
-            | (Value::Integer(_) | Value::Float(_), FieldType::Float)
-            | (Value::Integer(_) | Value::Float(_), FieldType::Timestamp) => true,
-            (Value::Boolean(_), FieldType::Boolean) => true,
-            _ => false,
-        };
+        let compatible = matches!(
+            (&filter.value, fs.ty),
+            (Value::Null, _)
+                | (Value::Text(_), FieldType::Text)
+                | (
+                    Value::Integer(_) | Value::Float(_),
+                    FieldType::Integer | FieldType::Float | FieldType::Timestamp
+                )
+                | (Value::Boolean(_), FieldType::Boolean)
+        );
         if !compatible {
             return Err(ProbeError::InvalidInput(format!(
                 "filter on {}: the value's type does not match the field's ({:?})",
@@ -361,10 +362,10 @@ fn answer(spec: &CollectorSpec, q: &CollectorQuery, rows: &[Row], scanned_all: b
 }
 
 fn aggregate(spec: &CollectorSpec, a: &Aggregate, rows: &[&Row]) -> Value {
-    if spec.aggregated {
-        if let Some(v) = http_aggregate(a, rows) {
-            return v;
-        }
+    if spec.aggregated
+        && let Some(v) = http_aggregate(a, rows)
+    {
+        return v;
     }
     let values = || {
         let field = a.field.as_deref().unwrap_or_default();
@@ -598,7 +599,7 @@ mod tests {
 
     #[test]
     fn filters_compare_by_type_and_nulls() {
-        let mut rows = vec![ev(1, "a", 100), ev(2, "b", 300)];
+        let mut rows = [ev(1, "a", 100), ev(2, "b", 300)];
         rows[1].namespace = None;
         let rows: Vec<Row> = rows.iter().map(Row::Event).collect();
         let spec = crate::collectors::spec("oom").unwrap();
