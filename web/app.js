@@ -1168,6 +1168,40 @@ async function probesView(ctx) {
   ctx.onRun(() => ctx.debounce('probes', 500, () => api('/api/v1/probes').then((list) => {
     if (ctx.alive) for (const p of list) put(p);
   }, () => {})));
+  ctx.el.append(await collectorsSection());
+}
+
+// The node collectors and their state on each node (GET /api/v1/collectors).
+async function collectorsSection() {
+  const section = h('section', { 'data-testid': 'collectors' }, h('h2', {}, 'Node collectors'));
+  let list;
+  try {
+    list = await api('/api/v1/collectors');
+  } catch (err) {
+    section.append(errorBox(err));
+    return section;
+  }
+  const rows = [];
+  for (const c of list) {
+    const nodes = c.nodes.length ? c.nodes : [null];
+    for (const n of nodes) {
+      const state = n === null
+        ? h('span', { class: 'pill pill-off' }, 'no agent')
+        : h('span', { class: `pill ${n.available ? 'pill-on' : 'pill-bad'}` }, n.available ? 'running' : 'unavailable');
+      rows.push(h('tr', { 'data-testid': 'collector-row', 'data-collector': c.name },
+        h('td', { title: visibleText(c.description) }, visibleText(c.name)),
+        h('td', {}, n ? visibleText(n.node) : '—'),
+        h('td', {}, state),
+        h('td', { class: 'num' }, n ? fmtNumber(n.events) : '—'),
+        h('td', { class: 'num' }, n ? fmtNumber(n.dropped) : '—'),
+        h('td', { class: 'nowrap' }, n ? timeEl(n.updated_at) : '—'),
+        h('td', { class: 'muted' }, n && n.reason ? visibleText(n.reason) : '')));
+    }
+  }
+  section.append(h('table', { class: 'grid collectors', 'data-testid': 'collectors-table' },
+    h('thead', {}, h('tr', {}, ['Collector', 'Node', 'State', 'Records', 'Lost', 'Updated', 'Why not'].map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, ...rows)));
+  return section;
 }
 
 // ---------------------------------------------------------------------------

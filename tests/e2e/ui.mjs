@@ -198,6 +198,15 @@ await step('the findings explorer filters by severity', async () => {
   if (!/^\d+$/.test(total) || Number(total) < severities.length) throw new Error(`expected a total of at least ${severities.length}, saw "${total}"`);
 });
 
+await step('the probes page lists the node collectors (no agent in this daemon)', async () => {
+  await go('#/probes', 'probes');
+  await page.waitForSelector('[data-testid="collectors-table"]');
+  const names = await texts('[data-testid="collector-row"] td:first-child');
+  if (names.join(',') !== 'oom,exec,tcp,listen,http') throw new Error(`expected the five collectors, saw ${names.join(', ')}`);
+  const states = await texts('[data-testid="collector-row"] .pill');
+  if (states.some((t) => t.trim() !== 'no agent')) throw new Error(`expected "no agent" for each collector, saw ${states.join(', ')}`);
+});
+
 await step('"Run now" starts a run that the runs page follows live to success', async () => {
   await go('#/probes', 'probes');
   const button = '[data-testid="run-now-workload-audit"]';

@@ -248,7 +248,7 @@ fn tcp_record(ctx: &TracePointContext, tracepoint: u32) -> i32 {
         };
         let cgroup: u64 = read_at(sk, o.sock_cgroup);
         (*rec).sock_cgroup_v2 = cgroup_id(&o, cgroup);
-        (*rec).owner = match SOCK_OWNERS.get(&sk) {
+        (*rec).owner = match SOCK_OWNERS.get(sk) {
             Some(owner) if sk != 0 => *owner,
             _ => TaskIdentity::default(),
         };
@@ -276,11 +276,11 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> i32 {
     if sk != 0 && old == TCP_CLOSE && (new == TCP_SYN_SENT || new == TCP_LISTEN) {
         // connect() and listen() run in the caller's context: that task owns the socket.
         let owner = unsafe { task_identity(&o, bpf_get_current_task()) };
-        let _ = SOCK_OWNERS.insert(&sk, &owner, 0);
+        let _ = SOCK_OWNERS.insert(sk, owner, 0);
     }
     let ret = tcp_record(&ctx, 0);
     if sk != 0 && new == TCP_CLOSE {
-        let _ = SOCK_OWNERS.remove(&sk);
+        let _ = SOCK_OWNERS.remove(sk);
     }
     ret
 }
@@ -357,7 +357,7 @@ pub extern "C" fn listen_sockets(ctx: *mut c_void) -> i32 {
         );
         let cgroup: u64 = read_at(sk, o.sock_cgroup);
         sample.sock_cgroup_v2 = cgroup_id(&o, cgroup);
-        if let Some(owner) = SOCK_OWNERS.get(&sk) {
+        if let Some(owner) = SOCK_OWNERS.get(sk) {
             sample.owner = *owner;
         }
         bpf_seq_write(
