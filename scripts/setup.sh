@@ -53,10 +53,12 @@ if [[ $(uname -s) == Linux ]]; then
             echo "setup: installing the nightly toolchain (eBPF programs)"
             rustup toolchain install nightly --profile minimal
         fi
-        if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
-            echo "setup: adding rust-src to nightly (eBPF programs build core)"
-            rustup component add rust-src --toolchain nightly
-        fi
+        for component in rust-src rustfmt clippy; do
+            if ! rustup component list --toolchain nightly --installed | grep -q "^$component"; then
+                echo "setup: adding $component to nightly (the eBPF programs build core, and are linted)"
+                rustup component add "$component" --toolchain nightly
+            fi
+        done
     fi
     if ! command -v bpf-linker >/dev/null 2>&1; then
         echo "setup: building bpf-linker against LLVM 22 (a few minutes, once)"
