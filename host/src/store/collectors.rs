@@ -9,6 +9,12 @@ use sqlx::Row;
 
 use super::{QueryContext, Store, StoreError, dialect, from_json, to_json};
 
+/// Columns bound per collector event, and events per INSERT statement
+/// (within the bound-parameter limit of both SQLite and PostgreSQL).
+const EVENT_PARAMS: usize = 13;
+const EVENTS_PER_STATEMENT: usize = 500;
+const _: () = assert!(EVENT_PARAMS * EVENTS_PER_STATEMENT <= dialect::MAX_BIND_PARAMS);
+
 /// One event of an event collector (oom, exec, tcp, listen).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CollectorEventRow {
@@ -79,6 +85,33 @@ impl CollectorBatch {
     }
 }
 
+/// `INSERT ... VALUES (...), ...` for `rows` events, built once per size:
+/// the text is fixed (placeholders only), never made from data.
+fn insert_events_sql(rows: usize) -> &'static str {
+    static SQL: [std::sync::OnceLock<String>; EVENTS_PER_STATEMENT + 1] =
+        [const { std::sync::OnceLock::new() }; EVENTS_PER_STATEMENT + 1];
+    assert!((1..=EVENTS_PER_STATEMENT).contains(&rows));
+    SQL[rows].get_or_init(|| {
+        let mut sql = String::from(
+            "INSERT INTO collector_events (ts, node, collector, kind, namespace, pod, \
+             container, pod_uid, container_id, cgroup, pid, comm, fields) VALUES ",
+        );
+        let mut n = 0;
+        for i in 0..rows {
+            sql.push_str(if i == 0 { "(" } else { ", (" });
+            for c in 0..EVENT_PARAMS {
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                n += 1;
+                dialect::push_placeholder(&mut sql, n);
+            }
+            sql.push(')');
+        }
+        sql
+    })
+}
+
 impl Store {
     /// Writes a batch in one transaction.
     pub async fn write_collector_batch(&self, batch: &CollectorBatch) -> Result<(), StoreError> {
@@ -90,28 +123,32 @@ impl Store {
             .begin_with(dialect::BEGIN_WRITE)
             .await
             .ctx("begin collector batch")?;
-        for e in &batch.events {
-            sqlx::query(
-                "INSERT INTO collector_events (ts, node, collector, kind, namespace, pod, \
-                 container, pod_uid, container_id, cgroup, pid, comm, fields) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            )
-            .bind(e.ts_ms)
-            .bind(&e.node)
-            .bind(&e.collector)
-            .bind(&e.kind)
-            .bind(&e.namespace)
-            .bind(&e.pod)
-            .bind(&e.container)
-            .bind(&e.pod_uid)
-            .bind(&e.container_id)
-            .bind(&e.cgroup)
-            .bind(e.pid)
-            .bind(&e.comm)
-            .bind(to_json(&e.fields, "collector event fields")?)
-            .execute(&mut *tx)
-            .await
-            .ctx("insert collector event")?;
+        // Many rows per statement: one statement per event would cap the
+        // agent at the statement rate (see BENCHMARKS.md, collector_ring).
+        for chunk in batch.events.chunks(EVENTS_PER_STATEMENT) {
+            let sql = insert_events_sql(chunk.len());
+            let fields: Vec<String> = chunk
+                .iter()
+                .map(|e| to_json(&e.fields, "collector event fields"))
+                .collect::<Result<_, _>>()?;
+            let mut q = sqlx::query(sql);
+            for (e, f) in chunk.iter().zip(&fields) {
+                q = q
+                    .bind(e.ts_ms)
+                    .bind(&e.node)
+                    .bind(&e.collector)
+                    .bind(&e.kind)
+                    .bind(&e.namespace)
+                    .bind(&e.pod)
+                    .bind(&e.container)
+                    .bind(&e.pod_uid)
+                    .bind(&e.container_id)
+                    .bind(&e.cgroup)
+                    .bind(e.pid)
+                    .bind(&e.comm)
+                    .bind(f);
+            }
+            q.execute(&mut *tx).await.ctx("insert collector events")?;
         }
         for r in &batch.http {
             sqlx::query(
@@ -380,6 +417,22 @@ mod tests {
         let http = store.http_red(0, 120_000, 100).await.unwrap();
         assert_eq!(http, vec![red(60_000, 9)]);
         assert_eq!(store.collector_statuses().await.unwrap(), vec![status]);
+        // Past one statement's worth of rows: every event lands, in order.
+        let many: Vec<_> = (0..1201).map(|i| event(100_000 + i, "oom_kill")).collect();
+        store
+            .write_collector_batch(&CollectorBatch {
+                events: many.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .collector_events("oom", 100_000, 200_000, 5_000)
+                .await
+                .unwrap(),
+            many
+        );
         assert_eq!(store.delete_collector_data_before(61_000).await.unwrap(), 3);
         assert!(store.http_red(0, 120_000, 100).await.unwrap().is_empty());
     }

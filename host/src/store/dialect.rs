@@ -1,7 +1,7 @@
 //! Everything in the store that only SQLite says this way: connection
 //! options and pragmas, the transaction that takes the write lock, the limit
 //! on bound parameters and the placeholders of generated statements,
-//! case-insensitive search, and how space is reclaimed.
+//! case-insensitive search and its trigram index, and how space is reclaimed.
 //!
 //! The rest of the store writes SQL that PostgreSQL also accepts (`$N`
 //! placeholders, `INSERT ... ON CONFLICT (...) DO UPDATE ... excluded.x`,
@@ -101,6 +101,60 @@ pub fn push_contains_ci(qb: &mut QueryBuilder<Db>, column: &str, needle: &str) {
         .push(" LIKE ")
         .push_bind(pattern)
         .push(" ESCAPE '\\'");
+}
+
+/// The text index's query for the messages that may contain `needle`
+/// (ignoring case): the trigrams of `needle` at every third character and
+/// its last, each quoted, all required. Every message that contains
+/// `needle` has them, so the index finds a superset of the matches, which
+/// the caller narrows with [`push_contains_ci`]. `None` when the index
+/// cannot help (fewer than three characters, or a NUL it would cut at).
+pub fn text_index_query(needle: &str) -> Option<String> {
+    let chars: Vec<char> = needle.chars().collect();
+    if chars.len() < 3 || chars.contains(&'\0') {
+        return None;
+    }
+    let mut starts: Vec<usize> = (0..=chars.len() - 3).step_by(3).collect();
+    if starts.last() != Some(&(chars.len() - 3)) {
+        starts.push(chars.len() - 3);
+    }
+    let mut query = String::with_capacity(needle.len() * 2 + 8);
+    for (n, start) in starts.into_iter().enumerate() {
+        if n > 0 {
+            query.push(' ');
+        }
+        query.push('"');
+        for &c in &chars[start..start + 3] {
+            if c == '"' {
+                query.push('"');
+            }
+            query.push(c);
+        }
+        query.push('"');
+    }
+    Some(query)
+}
+
+/// Appends "`id_column` is a row the text index `query` (from
+/// [`text_index_query`]) finds".
+pub fn push_text_candidates(qb: &mut QueryBuilder<Db>, id_column: &str, query: String) {
+    qb.push(id_column)
+        .push(" IN (SELECT rowid FROM findings_text WHERE findings_text MATCH ")
+        .push_bind(query)
+        .push(")");
+}
+
+/// How many rows the text index `query` finds, counting no further than `cap`.
+pub async fn text_candidates(pool: &Pool, query: &str, cap: i64) -> Result<i64, StoreError> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT rowid FROM findings_text \
+         WHERE findings_text MATCH $1 LIMIT $2)",
+    )
+    .bind(query)
+    .bind(cap)
+    .fetch_one(pool)
+    .await
+    .ctx("count text candidates")
 }
 
 /// Runs SQLite's `PRAGMA integrity_check`; `ok` when the file is sound.

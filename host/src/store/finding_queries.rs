@@ -1,6 +1,8 @@
 //! Reading findings: the filters the API and the UI offer (resource, rule,
 //! severity, probe, new/persisting/fixed since a time, text in the message),
 //! counted or paged with a keyset cursor (most severe first, newest first).
+//! Each common filter has an index in page order (migration 0003); the text
+//! filter asks the trigram index for candidates when they are few.
 
 use jiff::Timestamp;
 use sqlx::{FromRow, QueryBuilder};
@@ -102,17 +104,18 @@ impl Store {
         after: Option<&str>,
     ) -> Result<FindingPage, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
+        let text = self.text_plan(filter).await?;
         let mut qb = QueryBuilder::<dialect::Db>::new(SELECT);
-        push_filter(&mut qb, filter);
+        push_filter(&mut qb, filter, text);
         if let Some(cursor) = after {
+            // A row value, so that the page starts with a seek into the
+            // index in page order rather than a walk over the pages before.
             let (sev, id) = parse_cursor(cursor)?;
-            qb.push(" AND (severity < ")
+            qb.push(" AND (severity, id) < (")
                 .push_bind(sev)
-                .push(" OR (severity = ")
-                .push_bind(sev)
-                .push(" AND id < ")
+                .push(", ")
                 .push_bind(id)
-                .push("))");
+                .push(")");
         }
         qb.push(" ORDER BY severity DESC, id DESC LIMIT ")
             .push_bind(i64::from(limit) + 1);
@@ -137,7 +140,12 @@ impl Store {
     /// How many findings `filter` selects.
     pub async fn count_findings(&self, filter: &FindingFilter) -> Result<u64, StoreError> {
         let mut qb = QueryBuilder::<dialect::Db>::new("SELECT COUNT(*) FROM findings");
-        push_filter(&mut qb, filter);
+        // A count visits every match: only the candidates the index finds.
+        let text = match filter.text.as_deref().and_then(dialect::text_index_query) {
+            Some(query) => TextPlan::Index(query),
+            None => TextPlan::Scan,
+        };
+        push_filter(&mut qb, filter, text);
         let n: i64 = qb
             .build_query_scalar()
             .fetch_one(&self.reader)
@@ -191,8 +199,38 @@ impl Store {
     }
 }
 
+/// How a page looks for the text filter's matches.
+enum TextPlan {
+    /// Walk the findings in page order, checking each message: quick when
+    /// matches are common (or there is no text filter).
+    Scan,
+    /// Only the candidates of this text index query (a superset of the
+    /// matches, each still checked): quick when matches are rare.
+    Index(String),
+}
+
+/// Past this many candidates, a page walks the findings in page order
+/// instead: its first matches come soon, while fetching and sorting every
+/// candidate would take longer.
+const FEW_CANDIDATES: i64 = 10_000;
+
+impl Store {
+    /// The plan for `filter`'s text, if any: the index when it finds few candidates.
+    async fn text_plan(&self, filter: &FindingFilter) -> Result<TextPlan, StoreError> {
+        let Some(query) = filter.text.as_deref().and_then(dialect::text_index_query) else {
+            return Ok(TextPlan::Scan);
+        };
+        let n = dialect::text_candidates(&self.reader, &query, FEW_CANDIDATES + 1).await?;
+        Ok(if n <= FEW_CANDIDATES {
+            TextPlan::Index(query)
+        } else {
+            TextPlan::Scan
+        })
+    }
+}
+
 /// Appends ` WHERE ...` for `f` (always a WHERE, so callers can add `AND`).
-fn push_filter(qb: &mut QueryBuilder<dialect::Db>, f: &FindingFilter) {
+fn push_filter(qb: &mut QueryBuilder<dialect::Db>, f: &FindingFilter, text: TextPlan) {
     qb.push(" WHERE 1 = 1");
     for (column, value) in [
         ("probe", &f.probe),
@@ -234,9 +272,13 @@ fn push_filter(qb: &mut QueryBuilder<dialect::Db>, f: &FindingFilter) {
                 .push_bind(since.as_millisecond());
         }
     }
-    if let Some(text) = f.text.as_deref().filter(|t| !t.is_empty()) {
+    if let Some(needle) = f.text.as_deref().filter(|t| !t.is_empty()) {
+        if let TextPlan::Index(query) = text {
+            qb.push(" AND ");
+            dialect::push_text_candidates(qb, "id", query);
+        }
         qb.push(" AND ");
-        dialect::push_contains_ci(qb, "message", text);
+        dialect::push_contains_ci(qb, "message", needle);
     }
 }
 

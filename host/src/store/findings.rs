@@ -70,8 +70,14 @@ pub fn identity_of(probe: &str, finding: &Finding) -> (String, String) {
     )
 }
 
-/// The hash of the identifying labels (sorted, deduplicated, volatile ones left out).
+/// The hash of the identifying labels (sorted, deduplicated, volatile ones
+/// left out), as hex: what the identity takes in.
 fn fingerprint_hex(labels: &[(String, String)]) -> [u8; 32] {
+    hex16(&fingerprint_digest(labels))
+}
+
+/// The first 16 bytes of the hash of the identifying labels: what is stored.
+fn fingerprint_digest(labels: &[(String, String)]) -> [u8; 16] {
     let mut labels: Vec<(&str, &str)> = labels
         .iter()
         .filter(|(k, _)| !VOLATILE_LABELS.contains(&k.as_str()))
@@ -84,7 +90,9 @@ fn fingerprint_hex(labels: &[(String, String)]) -> [u8; 32] {
         field(&mut h, k);
         field(&mut h, v);
     }
-    hex16(&h.finalize())
+    let mut out = [0; 16];
+    out.copy_from_slice(&h.finalize()[..16]);
+    out
 }
 
 /// A hasher that has taken in the probe: what every identity of the probe starts with.
@@ -129,8 +137,8 @@ fn hex_str(hex: &[u8; 32]) -> &str {
 /// One finding ready to bind. Shared (`Arc`) values: binding one is a
 /// reference count, not a copy.
 pub(super) struct Row {
-    identity: Arc<str>,
-    fingerprint: Arc<str>,
+    identity: [u8; 16],
+    fingerprint: [u8; 16],
     rule: Arc<str>,
     severity: i64,
     api_version: Arc<str>,
@@ -166,7 +174,7 @@ struct Entry {
     /// The last report of it, in `Batch::findings`.
     finding: usize,
     identity: [u8; 16],
-    fingerprint: Arc<str>,
+    fingerprint: [u8; 16],
     /// All its labels, as JSON.
     labels: Arc<str>,
 }
@@ -194,8 +202,8 @@ impl<'a> Batch<'a> {
                 let f = &self.findings[e.finding];
                 let r = f.resource.as_ref();
                 Row {
-                    identity: Arc::from(hex_str(&hex16(&e.identity))),
-                    fingerprint: e.fingerprint.clone(),
+                    identity: e.identity,
+                    fingerprint: e.fingerprint,
                     rule: strings.get(&f.rule),
                     severity: i64::from(f.severity.rank()),
                     api_version: r.map_or_else(|| empty.clone(), |r| strings.get(&r.api_version)),
@@ -215,8 +223,8 @@ impl<'a> Batch<'a> {
     }
 }
 
-/// (fingerprint, labels as JSON) per distinct label list of a run.
-type LabelSets<'a> = HashMap<&'a [(String, String)], (Arc<str>, Arc<str>)>;
+/// (fingerprint, its hex, labels as JSON) per distinct label list of a run.
+type LabelSets<'a> = HashMap<&'a [(String, String)], ([u8; 16], [u8; 32], Arc<str>)>;
 
 /// An identity told apart by the finding's message.
 fn split_digest(identity: &[u8; 16], message: &str) -> [u8; 16] {
@@ -237,15 +245,15 @@ pub(super) fn prepare<'a>(probe: &str, findings: &'a [Finding]) -> Result<Batch<
     let mut seen: HashMap<[u8; 16], usize> = HashMap::with_capacity(findings.len());
     let mut label_sets = LabelSets::default();
     for (i, f) in findings.iter().enumerate() {
-        let (fingerprint, labels) = match label_sets.entry(f.labels.as_slice()) {
+        let (fingerprint, fingerprint_hex, labels) = match label_sets.entry(f.labels.as_slice()) {
             hash_map::Entry::Occupied(e) => e.get().clone(),
             hash_map::Entry::Vacant(e) => {
-                let fingerprint: Arc<str> = Arc::from(hex_str(&fingerprint_hex(&f.labels)));
+                let fingerprint = fingerprint_digest(&f.labels);
                 let labels: Arc<str> = Arc::from(to_json(&f.labels, "a finding's labels")?);
-                e.insert((fingerprint, labels)).clone()
+                e.insert((fingerprint, hex16(&fingerprint), labels)).clone()
             }
         };
-        let identity = identity_digest(&prefix, f, &fingerprint);
+        let identity = identity_digest(&prefix, f, hex_str(&fingerprint_hex));
         entries.push(Entry {
             finding: i,
             identity,
@@ -408,7 +416,7 @@ fn bind_rows(
         add(&mut args, run_id.clone())?;
     }
     for r in rows {
-        add(&mut args, r.identity.clone())?;
+        add(&mut args, &r.identity[..])?;
         add(&mut args, r.rule.clone())?;
         add(&mut args, r.severity)?;
         add(&mut args, r.api_version.clone())?;
@@ -416,7 +424,7 @@ fn bind_rows(
         add(&mut args, r.namespace.clone())?;
         add(&mut args, r.name.clone())?;
         add(&mut args, r.uid.clone())?;
-        add(&mut args, r.fingerprint.clone())?;
+        add(&mut args, &r.fingerprint[..])?;
         add(&mut args, r.message.clone())?;
         add(&mut args, r.remedy.clone())?;
         add(&mut args, r.labels.clone())?;
@@ -495,7 +503,7 @@ pub(super) async fn upsert_one_by_one(
              ELSE excluded.opened_at END, \
              resolved_at = NULL",
         )
-        .bind(r.identity)
+        .bind(&r.identity[..])
         .bind(probe)
         .bind(r.rule)
         .bind(r.severity)
@@ -504,7 +512,7 @@ pub(super) async fn upsert_one_by_one(
         .bind(r.namespace)
         .bind(r.name)
         .bind(r.uid)
-        .bind(r.fingerprint)
+        .bind(&r.fingerprint[..])
         .bind(r.message)
         .bind(r.remedy)
         .bind(r.labels)
@@ -537,10 +545,43 @@ pub(super) async fn resolve_missing(
     Ok(done.rows_affected())
 }
 
-/// How many findings run `run_id` reported for the first time.
-pub(super) async fn count_new(conn: &mut dialect::Conn, run_id: &str) -> Result<u64, StoreError> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM findings WHERE first_run = $1")
-        .bind(run_id)
+/// Adds the findings inserted after `watermark` (see [`id_watermark`]) to
+/// the text index, in one statement. A finding is inserted only here (by a
+/// run's ingest), and a message changed later is re-indexed by a trigger.
+/// (A finding inserted by this run is not updated again by it with another
+/// message: a run reports each identity once, so the trigger cannot index
+/// one of these twice.)
+pub(super) async fn index_new_text(
+    conn: &mut dialect::Conn,
+    watermark: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO findings_text (rowid, message) SELECT id, message FROM findings \
+         WHERE id > $1",
+    )
+    .bind(watermark)
+    .execute(&mut *conn)
+    .await
+    .ctx("index the new findings' messages")?;
+    Ok(())
+}
+
+/// The largest finding id (0 for none): taken in a run's transaction before
+/// its findings are written, the findings inserted after it are the run's
+/// new ones (a new row's id is above every stored id, and the transaction
+/// holds the write lock, so nothing else inserts in between).
+pub(super) async fn id_watermark(conn: &mut dialect::Conn) -> Result<i64, StoreError> {
+    sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM findings")
+        .fetch_one(&mut *conn)
+        .await
+        .ctx("find the largest finding id")
+}
+
+/// How many findings were inserted after `watermark` (see [`id_watermark`]):
+/// those the run reported for the first time.
+pub(super) async fn count_new(conn: &mut dialect::Conn, watermark: i64) -> Result<u64, StoreError> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM findings WHERE id > $1")
+        .bind(watermark)
         .fetch_one(&mut *conn)
         .await
         .ctx("count new findings")?;
@@ -994,6 +1035,177 @@ mod tests {
         assert_eq!(w.finding.severity, Severity::Low);
         assert!(w.finding.labels.iter().any(|(k, _)| k == "time"));
         assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    }
+
+    #[tokio::test]
+    async fn migration_3_keeps_stored_findings_their_identity_and_makes_them_searchable() {
+        use sqlx::Row;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sonde.db");
+        // A store as migrations 1 and 2 left it, with findings written the old
+        // way: identity and fingerprint as hex text.
+        let pool = super::dialect::connect(&path, 1).await.unwrap();
+        let mut before = sqlx::migrate!();
+        before.migrations = before
+            .migrations
+            .iter()
+            .filter(|m| m.version < 3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        before.run(&pool).await.unwrap();
+        sqlx::query("INSERT INTO probes (name, origin, created_at, updated_at) VALUES ('wa', 'builtin', 1, 1)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let open_one = finding("NoLimits", Severity::High, "shop", "web", Some("app"));
+        let mut fixed = finding("Latest", Severity::Low, "shop", "db", None);
+        fixed.message = "Uses the LATEST tag: pin it".into();
+        for (id, f, resolved) in [(7_i64, &open_one, None), (9, &fixed, Some(3_i64))] {
+            let (identity, fingerprint) = super::identity_of("wa", f);
+            let r = f.resource.as_ref().unwrap();
+            sqlx::query(
+                "INSERT INTO findings (id, identity, probe, rule, severity, api_version, kind, \
+                 namespace, name, fingerprint, message, remedy, labels, first_seen, opened_at, \
+                 last_seen, first_run, last_run, resolved_at) \
+                 VALUES ($1, $2, 'wa', $3, $4, $5, $6, $7, $8, $9, $10, $11, '[]', 1, 1, 2, 'r0', 'r0', $12)",
+            )
+            .bind(id)
+            .bind(identity)
+            .bind(&f.rule)
+            .bind(i64::from(f.severity.rank()))
+            .bind(&r.api_version)
+            .bind(&r.kind)
+            .bind(r.namespace.as_deref().unwrap())
+            .bind(&r.name)
+            .bind(fingerprint)
+            .bind(&f.message)
+            .bind(&f.remedy)
+            .bind(resolved)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+
+        let (store, _) = open(dir.path()).await;
+        let all = store
+            .findings(
+                &FindingFilter {
+                    status: FindingStatus::All,
+                    ..Default::default()
+                },
+                10,
+                None,
+            )
+            .await
+            .unwrap()
+            .items;
+        let ids: Vec<i64> = all.iter().map(|f| f.id).collect();
+        assert_eq!(ids, [7, 9], "same ids, most severe first");
+        assert_eq!(all[1].finding.message, fixed.message);
+        assert_eq!(all[1].resolved_at.map(|t| t.as_millisecond()), Some(3));
+        let stored = sqlx::query("SELECT identity, fingerprint FROM findings WHERE id = 7")
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
+        let (identity, fingerprint) = super::identity_of("wa", &open_one);
+        assert_eq!(hex::encode(stored.get::<Vec<u8>, _>(0)), identity);
+        assert_eq!(hex::encode(stored.get::<Vec<u8>, _>(1)), fingerprint);
+        // Old messages are in the text index.
+        let text = |t: &str| FindingFilter {
+            status: FindingStatus::All,
+            text: Some(t.into()),
+            ..Default::default()
+        };
+        assert_eq!(store.count_findings(&text("latest TAG")).await.unwrap(), 1);
+        assert_eq!(
+            store
+                .findings(&text("latest TAG"), 10, None)
+                .await
+                .unwrap()
+                .items[0]
+                .id,
+            9
+        );
+        // The next run finds both by their identity: one persists, one is back.
+        let ingest = store
+            .record_run_finished(&succeeded("wa", "r1", vec![open_one, fixed]))
+            .await
+            .unwrap();
+        assert_eq!((ingest.findings, ingest.new, ingest.resolved), (2, 0, 0));
+        assert_eq!(
+            store
+                .count_findings(&FindingFilter::default())
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    }
+
+    #[tokio::test]
+    async fn the_text_filter_matches_as_the_scan_does_whichever_way_it_looks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open(dir.path()).await;
+        let messages = [
+            "Mixed CASE and \"quotes\" and 50% off",
+            "ünïcödé Straße",
+            "short",
+            "ab",
+        ];
+        let fs: Vec<_> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let mut f = finding("R", Severity::Low, "ns", &format!("p{i}"), None);
+                f.message = (*m).into();
+                f
+            })
+            .collect();
+        store
+            .record_run_finished(&succeeded("wa", "r1", fs))
+            .await
+            .unwrap();
+        for (needle, matches) in [
+            ("case AND", 1),
+            ("\"quotes\"", 1),
+            ("0% o", 1),
+            ("50_", 0),
+            ("ünïc", 1),
+            ("ÜNÏC", 0), // ASCII case only, as LIKE
+            ("STRAßE", 1),
+            ("b", 1),
+            ("ort", 1),
+            ("shorter", 0),
+            ("s", 3),
+        ] {
+            let filter = FindingFilter {
+                text: Some(needle.into()),
+                ..Default::default()
+            };
+            let page = store.findings(&filter, 10, None).await.unwrap();
+            assert_eq!(page.items.len(), matches, "{needle:?}");
+            assert_eq!(
+                store.count_findings(&filter).await.unwrap(),
+                matches as u64,
+                "{needle:?}"
+            );
+        }
+        // A message that changes is searched by its new text only.
+        let mut f = finding("R", Severity::Low, "ns", "p2", None);
+        f.message = "renamed".into();
+        store
+            .record_run_finished(&succeeded("wa", "r2", vec![f]))
+            .await
+            .unwrap();
+        let by = |t: &str| FindingFilter {
+            status: FindingStatus::All,
+            text: Some(t.into()),
+            ..Default::default()
+        };
+        assert_eq!(store.count_findings(&by("short")).await.unwrap(), 0);
+        assert_eq!(store.count_findings(&by("renamed")).await.unwrap(), 1);
     }
 
     #[test]

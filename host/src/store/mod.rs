@@ -264,6 +264,11 @@ mod tests {
                 "collector_events",
                 "collector_status",
                 "findings",
+                "findings_text",
+                "findings_text_config",
+                "findings_text_data",
+                "findings_text_docsize",
+                "findings_text_idx",
                 "http_red",
                 "probes",
                 "runs"

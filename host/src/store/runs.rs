@@ -301,15 +301,17 @@ impl Store {
         .ctx("record run")?;
         let mut ingest = RunIngest::default();
         if succeeded {
+            let watermark = findings::id_watermark(&mut tx).await?;
             if one_by_one {
                 findings::upsert_one_by_one(&mut tx, &outcome.probe, &outcome.run_id, now, &batch)
                     .await?;
             } else {
                 findings::upsert(&mut tx, &outcome.probe, &outcome.run_id, now, &batch).await?;
             }
+            findings::index_new_text(&mut tx, watermark).await?;
             ingest = RunIngest {
                 findings: count,
-                new: findings::count_new(&mut tx, &outcome.run_id).await?,
+                new: findings::count_new(&mut tx, watermark).await?,
                 resolved: findings::resolve_missing(&mut tx, &outcome.probe, &outcome.run_id, now)
                     .await?,
             };
