@@ -107,7 +107,6 @@ fn main() {
         .unwrap();
     let mut off = Vec::new();
     let mut on = Vec::new();
-    let mut recorded = 0i64;
     for round in 0..3 {
         let (r, s, busy) = load(port, conns, secs);
         off.push((r / s, busy as f64 / r));
@@ -135,6 +134,7 @@ fn main() {
         let (r, s, busy) = load(port, conns, secs);
         on.push((r / s, busy as f64 / r));
         std::thread::sleep(Duration::from_millis(1500));
+        // Each round's agent counts from zero.
         let st = agent.status();
         let http = st.iter().find(|s| s.collector == "http").unwrap();
         println!(
@@ -143,10 +143,9 @@ fn main() {
             off[round].1 * 10.0,
             on[round].0,
             on[round].1 * 10.0,
-            http.events - recorded,
+            http.events,
             http.dropped
         );
-        recorded = http.events;
         rt.block_on(agent.shutdown());
     }
     let median = |v: &mut Vec<f64>| {
