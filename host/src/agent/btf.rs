@@ -91,19 +91,24 @@ impl KernelTypes {
 
     /// The value of enumerator `name` in `enum ty`.
     pub fn enum_value(&self, ty: &str, name: &str) -> Result<u32, BtfError> {
-        for variant in self.types.get().values() {
-            if let TypeVariant::Enum(e) = variant
-                && e.name().as_deref() == Some(ty)
-                && let Some(v) = e.named_value_list().iter().find(|v| v.name == name)
-            {
-                return Ok(match v.value {
+        self.find_enumerator(Some(ty), name)
+            .ok_or_else(|| BtfError::NoField {
+                what: format!("enumerator {ty}::{name}"),
+            })
+    }
+
+    /// The value of enumerator `name` in any enum (`None`) or in `enum ty`.
+    fn find_enumerator(&self, ty: Option<&str>, name: &str) -> Option<u32> {
+        self.types.get().values().find_map(|variant| match variant {
+            TypeVariant::Enum(e) if ty.is_none() || e.name().as_deref() == ty => e
+                .named_value_list()
+                .iter()
+                .find(|v| v.name == name)
+                .map(|v| match v.value {
                     btfparse::Integer32Value::Signed(s) => s as u32,
                     btfparse::Integer32Value::Unsigned(u) => u,
-                });
-            }
-        }
-        Err(BtfError::NoField {
-            what: format!("enumerator {ty}::{name}"),
+                }),
+            _ => None,
         })
     }
 
@@ -147,9 +152,9 @@ pub fn kernel_offsets(k: &KernelTypes, memcg_v1: bool) -> Result<KernelOffsets, 
     let ptr = 8u32;
     // mm_struct.rss_stat is `struct percpu_counter rss_stat[NR_MM_COUNTERS]`
     // (Linux 6.2+); get_mm_counter reads each counter's `count`.
-    let file = k.enum_value_any(&["MM_FILEPAGES"])?;
-    let anon = k.enum_value_any(&["MM_ANONPAGES"])?;
-    let shmem = k.enum_value_any(&["MM_SHMEMPAGES"])?;
+    let file = k.enum_value_any("MM_FILEPAGES")?;
+    let anon = k.enum_value_any("MM_ANONPAGES")?;
+    let shmem = k.enum_value_any("MM_SHMEMPAGES")?;
     let rss = |i: u32| -> Result<u32, BtfError> {
         let base = k.offset("mm_struct", &format!("rss_stat[{i}]"))?;
         Ok(base + k.offset("percpu_counter", "count")?)
@@ -196,23 +201,11 @@ pub fn kernel_offsets(k: &KernelTypes, memcg_v1: bool) -> Result<KernelOffsets, 
 
 impl KernelTypes {
     /// The value of an enumerator of any enum, by name.
-    fn enum_value_any(&self, names: &[&str]) -> Result<u32, BtfError> {
-        for variant in self.types.get().values() {
-            if let TypeVariant::Enum(e) = variant
-                && let Some(v) = e
-                    .named_value_list()
-                    .iter()
-                    .find(|v| names.contains(&v.name.as_str()))
-            {
-                return Ok(match v.value {
-                    btfparse::Integer32Value::Signed(s) => s as u32,
-                    btfparse::Integer32Value::Unsigned(u) => u,
-                });
-            }
-        }
-        Err(BtfError::NoField {
-            what: format!("enumerator {}", names.join(" or ")),
-        })
+    fn enum_value_any(&self, name: &str) -> Result<u32, BtfError> {
+        self.find_enumerator(None, name)
+            .ok_or_else(|| BtfError::NoField {
+                what: format!("enumerator {name}"),
+            })
     }
 }
 

@@ -52,7 +52,8 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    fn none(reason: &str, enabled: &[String]) -> Self {
+    /// Nothing loaded: every enabled collector unavailable for `reason`.
+    pub fn none(reason: &str, enabled: &[String]) -> Self {
         let mut status = BTreeMap::new();
         for name in COLLECTOR_NAMES {
             status.insert(name, Err(disabled_or(name, enabled, reason)));

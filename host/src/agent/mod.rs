@@ -68,6 +68,7 @@ impl Agent {
             http_ports: config.http.ports.clone(),
             ring_bytes: BTreeMap::new(),
         };
+        let enabled = opts.enabled.clone();
         let loaded = tokio::task::spawn_blocking(move || {
             loader::load(
                 sonde_ebpf_artifacts::OBJECT,
@@ -76,7 +77,11 @@ impl Agent {
             )
         })
         .await
-        .expect("the loader does not panic");
+        .unwrap_or_else(|e| {
+            // A panic in the loader (aya on a surprising kernel) costs the
+            // collectors, not the process.
+            loader::Loaded::none(&format!("loading the eBPF programs failed: {e}"), &enabled)
+        });
         let started = now_ms();
         let status: Vec<CollectorStatusRow> = loader::COLLECTOR_NAMES
             .iter()
@@ -472,7 +477,7 @@ impl Processor {
                 },
                 _ = tick.tick() => {
                     offset = boot_offset_ns();
-                    self.flush(offset).await;
+                    self.flush().await;
                 }
                 _ = shutdown.changed() => {
                     // Drain what the readers already queued.
@@ -483,7 +488,7 @@ impl Processor {
                 }
             }
         }
-        self.flush(offset).await;
+        self.flush().await;
     }
 
     async fn take(&mut self, item: Item, offset: i128) {
@@ -496,7 +501,7 @@ impl Processor {
                 let row = self.attribute(e, offset).await;
                 self.batch.events.push(row);
                 if self.batch.events.len() >= 5_000 {
-                    self.flush(offset).await;
+                    self.flush().await;
                 }
             }
             Item::Http(r) => {
@@ -564,7 +569,7 @@ impl Processor {
         }
     }
 
-    async fn flush(&mut self, offset: i128) {
+    async fn flush(&mut self) {
         let now = now_ms();
         for ((minute, server, method, route), m) in self.http.take_changed() {
             let (namespace, pod) = self
@@ -588,7 +593,6 @@ impl Processor {
                 buckets: m.buckets,
             });
         }
-        let _ = offset;
         self.http.expire(boot_now_ns(), now - 5 * 60_000);
         let drops = self.drops.as_ref().map(loader::read_drops);
         {
