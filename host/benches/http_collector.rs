@@ -6,7 +6,9 @@
 //! /proc/stat (the filter runs in softirq, not in the agent's threads), per
 //! request. Needs root and wrk.
 //!
-//! `cargo bench -p sonde --bench http_collector` (SONDE_BENCH_SECONDS per run, default 10)
+//! `cargo bench -p sonde --bench http_collector` (SONDE_BENCH_SECONDS per run,
+//! default 5; SONDE_BENCH_ROUNDS off/on pairs, default 12). Rounds
+//! where the hypervisor stole more than 1% of the CPUs are reported apart.
 
 use std::process::Command;
 use std::time::Duration;
@@ -14,7 +16,8 @@ use std::time::Duration;
 use sonde::agent::{Agent, AgentConfig};
 use sonde::store::{OpenOptions, Store};
 
-/// Busy and total jiffies of all CPUs.
+/// Busy jiffies of all CPUs (user, nice, system, irq, softirq) and the
+/// time stolen by the hypervisor, which is not this machine's work.
 fn cpu() -> (u64, u64) {
     let text = std::fs::read_to_string("/proc/stat").unwrap();
     let v: Vec<u64> = text
@@ -25,14 +28,23 @@ fn cpu() -> (u64, u64) {
         .skip(1)
         .filter_map(|x| x.parse().ok())
         .collect();
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v[3] + v[4];
-    (total - idle, total)
+    (v[0] + v[1] + v[2] + v[5] + v[6], v[7])
 }
 
-/// Runs wrk; returns (requests, seconds, busy jiffies).
-fn load(port: u16, conns: u32, secs: u64) -> (f64, f64, u64) {
-    let (b0, _) = cpu();
+/// One wrk run.
+#[derive(Clone, Copy)]
+struct Sample {
+    rate: f64,
+    /// Busy CPU per request, in jiffies.
+    cpu_per_request: f64,
+    /// Jiffies the hypervisor stole, per second of the run.
+    steal_per_second: f64,
+    requests: f64,
+}
+
+/// Runs wrk for `secs` seconds.
+fn load(port: u16, conns: u32, secs: u64) -> Sample {
+    let (b0, s0) = cpu();
     let out = Command::new("wrk")
         .args([
             "-t2",
@@ -42,7 +54,7 @@ fn load(port: u16, conns: u32, secs: u64) -> (f64, f64, u64) {
         ])
         .output()
         .expect("wrk (apt install wrk)");
-    let (b1, _) = cpu();
+    let (b1, s1) = cpu();
     let text = String::from_utf8_lossy(&out.stdout);
     let requests: f64 = text
         .lines()
@@ -50,7 +62,61 @@ fn load(port: u16, conns: u32, secs: u64) -> (f64, f64, u64) {
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("wrk output: {text}"));
-    (requests, secs as f64, b1 - b0)
+    Sample {
+        rate: requests / secs as f64,
+        cpu_per_request: (b1 - b0) as f64 / requests,
+        steal_per_second: (s1 - s0) as f64 / secs as f64,
+        requests,
+    }
+}
+
+/// CPU time (user + system, jiffies) of this process's threads whose name
+/// starts with one of `prefixes`.
+fn threads_cpu(prefixes: &[&str]) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = &stat[open + 1..close];
+        if !prefixes.iter().any(|p| name.starts_with(p)) {
+            continue;
+        }
+        // Fields after the name: state is the 3rd field; utime, stime the 14th, 15th.
+        let rest: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        total += rest[11].parse::<u64>().unwrap_or(0) + rest[12].parse::<u64>().unwrap_or(0);
+    }
+    total
+}
+
+/// Run time and runs of the loaded `http_lines` socket filters (kernel
+/// statistics, on while `enable_stats`' descriptor is open).
+fn filter_stats() -> (Duration, u64) {
+    aya::programs::loaded_programs()
+        .flatten()
+        .filter(|p| p.name_as_str() == Some("http_lines"))
+        .fold((Duration::ZERO, 0), |(t, n), p| {
+            (t + p.run_time(), n + p.run_count())
+        })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[v.len() / 2]
+}
+
+fn quartiles(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    (v[v.len() / 4], v[(v.len() * 3) / 4])
 }
 
 fn main() {
@@ -69,7 +135,7 @@ fn main() {
     let secs: u64 = std::env::var("SONDE_BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(5);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -90,8 +156,7 @@ fn main() {
         axum::serve(listener, app).await.unwrap();
     });
     // Connections for about 10,000 requests/s.
-    let (r, s, _) = load(port, 8, 2);
-    let per_conn = r / s / 8.0;
+    let per_conn = load(port, 8, 2).rate / 8.0;
     let conns = ((10_000.0 / per_conn).round() as u32).max(1);
     println!("calibration: {per_conn:.0} requests/s per connection -> {conns} connections");
 
@@ -105,61 +170,150 @@ fn main() {
             },
         ))
         .unwrap();
-    let mut off = Vec::new();
-    let mut on = Vec::new();
-    for round in 0..3 {
-        let (r, s, busy) = load(port, conns, secs);
-        off.push((r / s, busy as f64 / r));
-        let agent = rt
-            .block_on(Agent::start(
-                AgentConfig {
-                    node: Some("bench".into()),
-                    collectors: vec!["http".into()],
-                    http: sonde::agent::config::HttpConfig {
-                        interface: Some("lo".into()),
-                        ports: vec![port],
+    let rounds: usize = std::env::var("SONDE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(12);
+    // The agent on a runtime of its own, so that its threads' CPU time is
+    // its cost (with the store's SQLite thread); the filter's own time from
+    // the kernel's BPF statistics.
+    let agent_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("sonde-agent")
+        .enable_all()
+        .build()
+        .unwrap();
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .map_err(|e| eprintln!("no BPF run-time statistics: {e}"))
+        .ok();
+    let agent_threads = ["sonde-agent", "sqlx-sqlite"];
+    let mut off: Vec<Sample> = Vec::new();
+    let mut on: Vec<Sample> = Vec::new();
+    // Per round: the agent's thread CPU (jiffies), the filter's time, runs.
+    let mut direct: Vec<(u64, Duration, u64)> = Vec::new();
+    for round in 0..rounds {
+        // Alternate which goes first, so a drift of the machine during a
+        // round does not always favour the same side.
+        for collector_on in [round % 2 == 1, round % 2 == 0] {
+            if !collector_on {
+                off.push(load(port, conns, secs));
+                continue;
+            }
+            let agent = agent_rt
+                .block_on(Agent::start(
+                    AgentConfig {
+                        node: Some("bench".into()),
+                        collectors: vec!["http".into()],
+                        http: sonde::agent::config::HttpConfig {
+                            interface: Some("lo".into()),
+                            ports: vec![port],
+                        },
+                        ..Default::default()
                     },
-                    ..Default::default()
-                },
-                store.clone(),
-                None,
-            ))
-            .unwrap();
-        assert!(
-            agent
-                .status()
-                .iter()
-                .any(|s| s.collector == "http" && s.available)
-        );
-        let (r, s, busy) = load(port, conns, secs);
-        on.push((r / s, busy as f64 / r));
-        std::thread::sleep(Duration::from_millis(1500));
-        // Each round's agent counts from zero.
-        let st = agent.status();
-        let http = st.iter().find(|s| s.collector == "http").unwrap();
+                    store.clone(),
+                    None,
+                ))
+                .unwrap();
+            assert!(
+                agent
+                    .status()
+                    .iter()
+                    .any(|s| s.collector == "http" && s.available)
+            );
+            if round == 0
+                && let Some(p) = aya::programs::loaded_programs()
+                    .flatten()
+                    .find(|p| p.name_as_str() == Some("http_lines"))
+            {
+                println!(
+                    "filter: {:?} instructions verified, {:?} bytes translated",
+                    p.verified_instruction_count(),
+                    p.size_translated()
+                );
+            }
+            // Loading is not the per-request cost: count from here.
+            let cpu1 = threads_cpu(&agent_threads);
+            let (t0, n0) = filter_stats();
+            on.push(load(port, conns, secs));
+            let (t1, n1) = filter_stats();
+            std::thread::sleep(Duration::from_millis(2500));
+            let cpu2 = threads_cpu(&agent_threads);
+            direct.push((cpu2 - cpu1, t1 - t0, n1 - n0));
+            // Each round's agent counts from zero.
+            let st = agent.status();
+            let http = st.iter().find(|s| s.collector == "http").unwrap();
+            let requests = on[round].requests;
+            assert_eq!(http.dropped, 0, "the HTTP ring buffer dropped records");
+            assert!(
+                http.events as f64 >= 1.9 * requests,
+                "{} records for {requests} requests",
+                http.events
+            );
+            agent_rt.block_on(agent.shutdown());
+        }
+        let (o, n) = (off[round], on[round]);
+        let (agent_j, filter_t, runs) = direct[round];
+        // The collector's own CPU per request, against the machine's CPU
+        // per request with it off in the same round.
+        let own_ms = (agent_j as f64 * 10.0 + filter_t.as_secs_f64() * 1000.0) / n.requests;
         println!(
-            "round {round}: off {:.0} req/s {:.3} ms CPU/req | on {:.0} req/s {:.3} ms CPU/req | records {} dropped {}",
-            off[round].0,
-            off[round].1 * 10.0,
-            on[round].0,
-            on[round].1 * 10.0,
-            http.events,
-            http.dropped
+            "round {round:>2}: off {:>6.0} req/s {:.4} ms CPU/req | on {:>6.0} req/s {:.4} ms CPU/req | {:+6.1}% | \
+             collector: agent {:.4} + filter {:.4} ms/req ({:.0} ns x {:.1} runs/req) = {:+.1}% | stolen {:.0}/{:.0} jiffies/s",
+            o.rate,
+            o.cpu_per_request * 10.0,
+            n.rate,
+            n.cpu_per_request * 10.0,
+            (n.cpu_per_request / o.cpu_per_request - 1.0) * 100.0,
+            agent_j as f64 * 10.0 / n.requests,
+            filter_t.as_secs_f64() * 1000.0 / n.requests,
+            filter_t.as_nanos() as f64 / runs.max(1) as f64,
+            runs as f64 / n.requests,
+            own_ms / (o.cpu_per_request * 10.0) * 100.0,
+            o.steal_per_second,
+            n.steal_per_second,
         );
-        rt.block_on(agent.shutdown());
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let off_cpu = median(&mut off.iter().map(|x| x.1).collect());
-    let on_cpu = median(&mut on.iter().map(|x| x.1).collect());
-    let off_rate = median(&mut off.iter().map(|x| x.0).collect());
-    let on_rate = median(&mut on.iter().map(|x| x.0).collect());
+    let own: Vec<f64> = (0..rounds)
+        .map(|i| {
+            let (agent_j, filter_t, _) = direct[i];
+            let own_ms = (agent_j as f64 * 10.0 + filter_t.as_secs_f64() * 1000.0) / on[i].requests;
+            own_ms / (off[i].cpu_per_request * 10.0) * 100.0
+        })
+        .collect();
+    let (q1, q3) = quartiles(own.clone());
     println!(
-        "median: off {off_rate:.0} req/s, on {on_rate:.0} req/s; CPU per request off {:.4} ms, on {:.4} ms (jiffies of 10 ms); overhead {:+.1}%",
-        off_cpu * 10.0,
-        on_cpu * 10.0,
-        (on_cpu - off_cpu) / off_cpu * 100.0
+        "collector's own CPU (agent threads + filter run time) per request, against the machine's CPU per request with it off: median {:+.1}% (quartiles {:+.1}% .. {:+.1}%)",
+        median(own),
+        q1,
+        q3
     );
+    // A round where the hypervisor took more than 1% of the two CPUs
+    // measured its neighbours as much as this machine: left out.
+    let clean: Vec<usize> = (0..rounds)
+        .filter(|&i| off[i].steal_per_second <= 2.0 && on[i].steal_per_second <= 2.0)
+        .collect();
+    let ratios = |idx: &[usize]| -> Vec<f64> {
+        idx.iter()
+            .map(|&i| (on[i].cpu_per_request / off[i].cpu_per_request - 1.0) * 100.0)
+            .collect()
+    };
+    let all: Vec<usize> = (0..rounds).collect();
+    for (label, idx) in [("all rounds", &all), ("rounds with < 1% stolen", &clean)] {
+        if idx.is_empty() {
+            println!("{label}: none");
+            continue;
+        }
+        let (q1, q3) = quartiles(ratios(idx));
+        println!(
+            "{label} ({}): off {:.0} req/s {:.4} ms CPU/req, on {:.0} req/s {:.4} ms CPU/req; overhead per round median {:+.1}% (quartiles {:+.1}% .. {:+.1}%)",
+            idx.len(),
+            median(idx.iter().map(|&i| off[i].rate).collect()),
+            median(idx.iter().map(|&i| off[i].cpu_per_request).collect()) * 10.0,
+            median(idx.iter().map(|&i| on[i].rate).collect()),
+            median(idx.iter().map(|&i| on[i].cpu_per_request).collect()) * 10.0,
+            median(ratios(idx)),
+            q1,
+            q3,
+        );
+    }
 }

@@ -15,6 +15,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::EbpfContext;
+use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use aya_ebpf::helpers::generated::{bpf_seq_write, bpf_skb_load_bytes};
 use aya_ebpf::helpers::{
     bpf_get_current_task, bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
@@ -76,17 +77,33 @@ static HTTP_CONFIG: HttpFilterConfig = HttpFilterConfig {
     _pad: 0,
 };
 
+const PROCESS_RING_BYTES: u32 = 1 << 20;
+const TCP_RING_BYTES: u32 = 4 << 20;
+const HTTP_RING_BYTES: u32 = 8 << 20;
+
 /// OOM kills and execs (small, rare records).
 #[map]
-static PROCESS_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+static PROCESS_EVENTS: RingBuf = RingBuf::with_byte_size(PROCESS_RING_BYTES, 0);
 
 /// TCP lifecycle, retransmits and resets.
 #[map]
-static TCP_EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+static TCP_EVENTS: RingBuf = RingBuf::with_byte_size(TCP_RING_BYTES, 0);
 
 /// HTTP request and status lines.
 #[map]
-static HTTP_EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+static HTTP_EVENTS: RingBuf = RingBuf::with_byte_size(HTTP_RING_BYTES, 0);
+
+/// Submit flags for a record on a busy ring: no wake-up of the reader
+/// (which drains every 50 ms) unless the ring is a quarter full, so a
+/// record costs no context switch. OOM records always wake it.
+#[inline(always)]
+fn wake_flags(ring: &RingBuf, bytes: u32) -> u64 {
+    if ring.query(BPF_RB_AVAIL_DATA as u64) >= (bytes / 4) as u64 {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
 
 /// Records lost because a ring buffer was full, per writer (`drop_slot`).
 #[map]
@@ -189,7 +206,7 @@ pub fn oom_mark_victim(ctx: RawTracePointContext) -> i32 {
             oom_score_adj: read_at::<i16>(signal, o.signal_oom_score_adj) as i64,
         });
     }
-    entry.submit(0);
+    entry.submit(BPF_RB_FORCE_WAKEUP as u64);
     0
 }
 
@@ -218,7 +235,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
             Err(_) => 0,
         };
     }
-    entry.submit(0);
+    entry.submit(wake_flags(&PROCESS_EVENTS, PROCESS_RING_BYTES));
     0
 }
 
@@ -253,7 +270,7 @@ fn tcp_record(ctx: &TracePointContext, tracepoint: u32) -> i32 {
             _ => TaskIdentity::default(),
         };
     }
-    entry.submit(0);
+    entry.submit(wake_flags(&TCP_EVENTS, TCP_RING_BYTES));
     0
 }
 
@@ -369,6 +386,9 @@ pub extern "C" fn listen_sockets(ctx: *mut c_void) -> i32 {
     0
 }
 
+/// Bytes of a status line copied: enough for the version and the code.
+const HTTP_STATUS_COPY: usize = 16;
+
 /// Keeps TCP segments whose payload starts like an HTTP/1.x request or
 /// status line (IPv4, Ethernet framing as on a packet socket), and copies
 /// the start of the payload to `HTTP_EVENTS`. Always returns 0: the packet
@@ -387,25 +407,34 @@ fn try_http(ctx: &SkBuffContext) -> Result<(), i64> {
     if cfg.drop_outgoing != 0 && unsafe { (*ctx.skb.skb).pkt_type } == PACKET_OUTGOING {
         return Ok(());
     }
-    let ethertype = u16::from_be(ctx.load::<u16>(12)?);
-    if ethertype != 0x0800 {
+    // One copy of the Ethernet, IPv4 and option-less TCP headers: each
+    // `load` is a helper call, and this runs for every packet.
+    const HDRS: usize = ETH_HLEN + 20 + 20;
+    if (ctx.len() as usize) < HDRS + 4 {
         return Ok(());
     }
-    let vihl: u8 = ctx.load(ETH_HLEN)?;
-    let ihl = ((vihl & 0x0f) as usize) * 4;
-    if ihl < 20 {
+    let h: [u8; HDRS] = ctx.load(0)?;
+    if h[12] != 0x08 || h[13] != 0x00 {
         return Ok(());
     }
-    let proto: u8 = ctx.load(ETH_HLEN + 9)?;
-    if proto != 6 {
+    let ihl = ((h[ETH_HLEN] & 0x0f) as usize) * 4;
+    if ihl < 20 || h[ETH_HLEN + 9] != 6 {
         return Ok(());
     }
-    let tot_len = u16::from_be(ctx.load::<u16>(ETH_HLEN + 2)?) as usize;
-    let saddr: u32 = ctx.load(ETH_HLEN + 12)?;
-    let daddr: u32 = ctx.load(ETH_HLEN + 16)?;
+    let tot_len = u16::from_be_bytes([h[ETH_HLEN + 2], h[ETH_HLEN + 3]]) as usize;
+    let saddr = u32::from_ne_bytes([h[26], h[27], h[28], h[29]]);
+    let daddr = u32::from_ne_bytes([h[30], h[31], h[32], h[33]]);
     let tcp = ETH_HLEN + ihl;
-    let sport = u16::from_be(ctx.load::<u16>(tcp)?);
-    let dport = u16::from_be(ctx.load::<u16>(tcp + 2)?);
+    // With IPv4 options the TCP header is further on: read it there.
+    let th: [u8; 14] = if ihl == 20 {
+        let mut t = [0u8; 14];
+        t.copy_from_slice(&h[ETH_HLEN + 20..ETH_HLEN + 34]);
+        t
+    } else {
+        ctx.load(tcp)?
+    };
+    let sport = u16::from_be_bytes([th[0], th[1]]);
+    let dport = u16::from_be_bytes([th[2], th[3]]);
     let mut any = false;
     let mut hit = false;
     for p in cfg.ports {
@@ -419,8 +448,7 @@ fn try_http(ctx: &SkBuffContext) -> Result<(), i64> {
     if any && !hit {
         return Ok(());
     }
-    let doff: u8 = ctx.load(tcp + 12)?;
-    let thl = ((doff >> 4) as usize) * 4;
+    let thl = ((th[12] >> 4) as usize) * 4;
     let payload = tcp + thl;
     let ip_payload_end = ETH_HLEN + tot_len;
     if ip_payload_end <= payload + 4 {
@@ -446,12 +474,15 @@ fn try_http(ctx: &SkBuffContext) -> Result<(), i64> {
         (*rec).sport = sport;
         (*rec).dport = dport;
         let avail = ip_payload_end - payload;
-        let n = if avail > HTTP_PAYLOAD_LEN {
-            HTTP_PAYLOAD_LEN
+        // A status line is read for its code only (`HTTP/1.1 404 `).
+        let cap = if &head == b"HTTP" {
+            HTTP_STATUS_COPY
         } else {
-            avail
+            HTTP_PAYLOAD_LEN
         };
-        (*rec).payload = [0; HTTP_PAYLOAD_LEN];
+        let n = if avail > cap { cap } else { avail };
+        // Only the first `payload_len` bytes are read by userspace: the
+        // rest of the record is not cleared.
         // For the verifier: a read of 1..=HTTP_PAYLOAD_LEN bytes, checked
         // on the value passed to the helper.
         let n = core::hint::black_box(n as u32);
@@ -471,7 +502,7 @@ fn try_http(ctx: &SkBuffContext) -> Result<(), i64> {
             return Ok(());
         }
     }
-    entry.submit(0);
+    entry.submit(wake_flags(&HTTP_EVENTS, HTTP_RING_BYTES));
     Ok(())
 }
 

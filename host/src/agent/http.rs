@@ -5,7 +5,7 @@
 //! maximum, histogram). Pipelined requests queue in order, as HTTP/1.1
 //! answers them.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 
 use sonde_ebpf_common::HttpRecord;
@@ -23,34 +23,42 @@ pub enum Line {
 }
 
 /// Reads a request line (`GET /path?q HTTP/1.1`) or a status line
-/// (`HTTP/1.1 404 Not Found`); anything else is `None`.
+/// (`HTTP/1.1 404 Not Found`); anything else is `None`. Byte-wise: this
+/// runs for every line the filter copies.
 pub fn parse_line(payload: &[u8]) -> Option<Line> {
     let end = payload
         .iter()
         .position(|&b| b == b'\r' || b == b'\n')
         .unwrap_or(payload.len());
-    let line = std::str::from_utf8(&payload[..end]).ok()?;
-    let mut parts = line.split(' ');
+    let line = &payload[..end];
+    std::str::from_utf8(line).ok()?;
+    let mut parts = line.split(|&b| b == b' ');
     let first = parts.next()?;
-    if first.starts_with("HTTP/1.") {
-        let code: u16 = parts.next()?.parse().ok()?;
-        return (100..=599).contains(&code).then_some(Line::Status(code));
+    if first.starts_with(b"HTTP/1.") {
+        let code = parts.next()?;
+        if code.is_empty() || code.len() > 5 || !code.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let code = code.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
+        return (100..=599)
+            .contains(&code)
+            .then_some(Line::Status(code as u16));
     }
-    const METHODS: [&str; 9] = [
-        "GET", "POST", "PUT", "HEAD", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    const METHODS: [&[u8]; 9] = [
+        b"GET", b"POST", b"PUT", b"HEAD", b"DELETE", b"PATCH", b"OPTIONS", b"CONNECT", b"TRACE",
     ];
-    if !METHODS.contains(&first) {
-        return None;
-    }
+    let method = METHODS.iter().find(|m| **m == first)?;
     let target = parts.next()?;
     // The version may be past the bytes copied for a long target: not required.
     if let Some(v) = parts.next()
-        && !v.starts_with("HTTP/")
+        && !v.starts_with(b"HTTP/")
     {
         return None;
     }
+    // Valid UTF-8: the whole line was checked above.
+    let target = std::str::from_utf8(target).ok()?;
     Some(Line::Request {
-        method: first.to_string(),
+        method: std::str::from_utf8(method).unwrap_or_default().to_string(),
         route: route_of(target),
     })
 }
@@ -59,15 +67,19 @@ pub fn parse_line(payload: &[u8]) -> Option<Line> {
 /// ids (numbers, UUIDs, long hex) replaced by `:id`, at most 128 bytes.
 pub fn route_of(target: &str) -> String {
     let path = target.split(['?', '#']).next().unwrap_or_default();
-    let path = match path.find("://") {
+    let path = match path.starts_with('/') {
+        // Origin form, the usual one.
+        true => path,
         // Absolute form (proxies): drop scheme and authority.
-        Some(i) => {
-            let rest = &path[i + 3..];
-            rest.find('/').map_or("/", |j| &rest[j..])
-        }
-        None => path,
+        false => match path.find("://") {
+            Some(i) => {
+                let rest = &path[i + 3..];
+                rest.find('/').map_or("/", |j| &rest[j..])
+            }
+            None => path,
+        },
     };
-    let mut out = String::new();
+    let mut out = String::with_capacity(path.len().min(128) + 4);
     for (i, seg) in path.split('/').enumerate() {
         if i > 0 {
             out.push('/');
@@ -140,10 +152,9 @@ struct Pending {
 #[derive(Debug, Default)]
 pub struct Tracker {
     /// Open requests by (client, server).
-    pending: HashMap<(Endpoint, Endpoint), VecDeque<Pending>>,
-    minutes: BTreeMap<MinuteKey, Minute>,
-    /// Minutes changed since the last `take_changed`.
-    changed: std::collections::BTreeSet<MinuteKey>,
+    pending: HashMap<(Endpoint, Endpoint), VecDeque<Pending>, foldhash::fast::RandomState>,
+    /// Each minute with whether it changed since the last `take_changed`.
+    minutes: HashMap<MinuteKey, (Minute, bool), foldhash::fast::RandomState>,
     /// Status lines with no open request (the request was before the
     /// agent started, or was lost).
     pub unmatched: u64,
@@ -182,14 +193,14 @@ impl Tracker {
                     self.unmatched += 1;
                     return;
                 };
-                if self.pending.get(&key).is_some_and(VecDeque::is_empty) {
-                    self.pending.remove(&key);
-                }
+                // An emptied queue stays for the connection's next request;
+                // `expire` removes it.
                 let dur_us = r.boot_ns.saturating_sub(req.boot_ns) / 1_000;
                 let ms = to_epoch_ms(r.boot_ns);
                 let minute = ms - ms.rem_euclid(60_000);
                 let mk: MinuteKey = (minute, src, req.method, req.route);
-                let m = self.minutes.entry(mk.clone()).or_default();
+                let (m, changed) = self.minutes.entry(mk).or_default();
+                *changed = true;
                 m.requests += 1;
                 if (500..=599).contains(&code) {
                     m.errors += 1;
@@ -199,7 +210,6 @@ impl Tracker {
                 m.sum_us += dur_us as i64;
                 m.max_us = m.max_us.max(dur_us as i64);
                 m.buckets[bucket_of(dur_us)] += 1;
-                self.changed.insert(mk);
             }
         }
     }
@@ -213,12 +223,20 @@ impl Tracker {
         self.minutes.retain(|k, _| k.0 >= keep_from_ms);
     }
 
-    /// The minutes changed since the last call, with their running totals.
+    /// The minutes changed since the last call, with their running totals,
+    /// in key order.
     pub fn take_changed(&mut self) -> Vec<(MinuteKey, Minute)> {
-        let keys = std::mem::take(&mut self.changed);
-        keys.into_iter()
-            .filter_map(|k| self.minutes.get(&k).map(|m| (k, m.clone())))
-            .collect()
+        let mut out: Vec<(MinuteKey, Minute)> = self
+            .minutes
+            .iter_mut()
+            .filter(|(_, (_, changed))| *changed)
+            .map(|(k, (m, changed))| {
+                *changed = false;
+                (k.clone(), m.clone())
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Requests waiting for their response.
@@ -272,6 +290,8 @@ mod tests {
         );
         assert_eq!(route_of("/static/app.js"), "/static/app.js");
         assert_eq!(route_of("http://example.com/a/7"), "/a/:id");
+        // An origin-form path that contains "://" is still a path.
+        assert_eq!(route_of("/redirect/http://x/1"), "/redirect/http://x/:id");
         assert_eq!(route_of(&format!("/{}", "x".repeat(300))).len(), 128);
     }
 

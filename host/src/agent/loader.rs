@@ -390,6 +390,27 @@ fn attach_http(ebpf: &mut Ebpf, iface: &str) -> Result<OwnedFd, String> {
     }
     // SAFETY: raw is a new, valid fd that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    if iface == "lo" {
+        // On loopback every segment is sent and received: seeing it once is
+        // enough, and the kernel then does not clone each sent packet for
+        // this socket. Before Linux 4.20 the option is missing and the
+        // filter drops sent packets itself (`drop_outgoing`).
+        const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+        let one: libc::c_int = 1;
+        // SAFETY: a valid socket and an int option of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                PACKET_IGNORE_OUTGOING,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+        };
+        if rc != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "PACKET_IGNORE_OUTGOING not available; the filter drops sent packets");
+        }
+    }
     let p: &mut SocketFilter = program(ebpf, "http_lines")?;
     p.load()
         .map_err(|e| format!("loading the HTTP filter failed: {}", chain(&e)))?;

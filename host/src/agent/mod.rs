@@ -37,10 +37,22 @@ use crate::kube::KubeBackend;
 use crate::store::{CollectorBatch, CollectorEventRow, CollectorStatusRow, HttpRedRow, Store};
 use records::{RawEvent, Source};
 
+/// How often a reader drains its ring buffer when the programs did not
+/// wake it (they wake it early once a ring is a quarter full).
+const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Batches of items queued between the readers and the processor.
+const READER_BATCHES: usize = 1024;
+
 /// What the reader tasks hand to the processor.
 enum Item {
     Event(RawEvent),
-    Http(Box<HttpRecord>),
+    /// From the HTTP reader, which pairs and sums the lines itself: how
+    /// many records it read, and the minutes that changed.
+    HttpMinutes {
+        records: u64,
+        minutes: Vec<(http::MinuteKey, http::Minute)>,
+    },
     /// A record that did not decode (counted, logged once in a while).
     Undecodable(&'static str, String),
 }
@@ -113,7 +125,7 @@ impl Agent {
             .await?;
         let status = Arc::new(Mutex::new(status));
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (tx, rx) = mpsc::channel::<Item>(8192);
+        let (tx, rx) = mpsc::channel::<Vec<Item>>(READER_BATCHES);
         let mut tasks = JoinSet::new();
         let loader::Loaded {
             ebpf,
@@ -150,10 +162,10 @@ impl Agent {
         if running("http")
             && let Some(ring) = http_events
         {
-            tasks.spawn(read_ring(
+            tasks.spawn(read_http_ring(
                 ring,
-                RingKind::Http,
                 tx.clone(),
+                Duration::from_millis(config.flush_interval_ms.max(1)),
                 shutdown_rx.clone(),
             ));
         }
@@ -179,10 +191,9 @@ impl Agent {
                         continue;
                     }
                     let Some(e) = ebpf.as_mut() else { continue };
-                    for item in sample_listen(e, &mut previous, &mounts) {
-                        if tx.send(item).await.is_err() {
-                            return;
-                        }
+                    let items = sample_listen(e, &mut previous, &mounts);
+                    if !items.is_empty() && tx.send(items).await.is_err() {
+                        return;
                     }
                 }
                 drop(ebpf);
@@ -194,7 +205,7 @@ impl Agent {
             store: store.clone(),
             cgroups: cgroups::CgroupIndex::new(cgroups::Mounts::discover()),
             pods: pods::PodDirectory::new(kube),
-            http: http::Tracker::default(),
+            http: BTreeMap::new(),
             batch: CollectorBatch::default(),
             counts: BTreeMap::new(),
             drops,
@@ -278,7 +289,6 @@ enum RingKind {
     Process,
     /// TCP records, decoded with the tracepoints' formats.
     Tcp(Arc<Option<records::TcpFormats>>),
-    Http,
 }
 
 fn item_of(kind: &RingKind, rec: &[u8]) -> Item {
@@ -291,51 +301,119 @@ fn item_of(kind: &RingKind, rec: &[u8]) -> Item {
             Ok(e) => Item::Event(e),
             Err(e) => Item::Undecodable("tcp ring buffer", e.to_string()),
         },
-        RingKind::Http => {
-            if rec.len() < std::mem::size_of::<HttpRecord>() {
-                return Item::Undecodable(
-                    "http ring buffer",
-                    format!("record of {} bytes", rec.len()),
-                );
-            }
-            // SAFETY: HttpRecord is plain #[repr(C)] data, valid for any
-            // bytes; the length is checked above.
-            let r: HttpRecord = unsafe { std::ptr::read_unaligned(rec.as_ptr().cast()) };
-            Item::Http(Box::new(r))
-        }
     }
+}
+
+/// A ring buffer registered with the runtime, and the timer it is drained
+/// on: the programs wake a reader only when a ring is filling up
+/// (`wake_flags` in the eBPF programs), so a busy collector costs no
+/// context switch per record.
+fn poll_ring(ring: RingBuf<MapData>) -> Option<(AsyncFd<RingBuf<MapData>>, tokio::time::Interval)> {
+    // SAFETY: the ring buffer owns its map fd, which stays open and the
+    // same until the AsyncFd (which owns the ring buffer) is dropped.
+    let fd = match unsafe { AsyncFd::register(ring) } {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot poll a ring buffer");
+            return None;
+        }
+    };
+    let mut drain = tokio::time::interval(DRAIN_INTERVAL);
+    drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    Some((fd, drain))
 }
 
 async fn read_ring(
     ring: RingBuf<MapData>,
     kind: RingKind,
-    tx: mpsc::Sender<Item>,
+    tx: mpsc::Sender<Vec<Item>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    // SAFETY: the ring buffer owns its map fd, which stays open and the
-    // same until the AsyncFd (which owns the ring buffer) is dropped.
-    let mut fd = match unsafe { AsyncFd::register(ring) } {
-        Ok(fd) => fd,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot poll a ring buffer");
-            return;
-        }
+    let Some((mut fd, mut drain)) = poll_ring(ring) else {
+        return;
     };
     loop {
-        let mut guard = tokio::select! {
-            g = fd.readable_mut() => match g { Ok(g) => g, Err(_) => return },
+        tokio::select! {
+            g = fd.readable_mut() => match g {
+                Ok(mut g) => g.clear_ready(),
+                Err(_) => return,
+            },
+            _ = drain.tick() => {}
             _ = shutdown.changed() => return,
-        };
-        let ring = guard.get_inner_mut();
+        }
+        let ring = fd.get_mut();
         let mut items = Vec::new();
         while let Some(rec) = ring.next() {
             items.push(item_of(&kind, &rec));
         }
-        guard.clear_ready();
-        for item in items {
-            if tx.send(item).await.is_err() {
+        if !items.is_empty() && tx.send(items).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The HTTP ring buffer's reader: it pairs request and status lines and
+/// sums them per minute itself (no record crosses to the processor), and
+/// hands the changed minutes over every `report` interval.
+async fn read_http_ring(
+    ring: RingBuf<MapData>,
+    tx: mpsc::Sender<Vec<Item>>,
+    report: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Some((mut fd, mut drain)) = poll_ring(ring) else {
+        return;
+    };
+    let mut tracker = http::Tracker::default();
+    let mut report = tokio::time::interval(report);
+    report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut offset = boot_offset_ns();
+    let mut records = 0u64;
+    let mut short = 0u64;
+    loop {
+        let (send, last) = tokio::select! {
+            g = fd.readable_mut() => match g {
+                Ok(mut g) => {
+                    g.clear_ready();
+                    (false, false)
+                }
+                Err(_) => return,
+            },
+            _ = drain.tick() => (false, false),
+            _ = report.tick() => (true, false),
+            _ = shutdown.changed() => (true, true),
+        };
+        let ring = fd.get_mut();
+        while let Some(rec) = ring.next() {
+            records += 1;
+            if rec.len() < std::mem::size_of::<HttpRecord>() {
+                short += 1;
+                if short.is_power_of_two() {
+                    tracing::warn!(bytes = rec.len(), count = short, "undecodable HTTP record");
+                }
+                continue;
+            }
+            // SAFETY: HttpRecord is plain #[repr(C)] data, valid for any
+            // bytes; the length is checked above.
+            let r: HttpRecord = unsafe { std::ptr::read_unaligned(rec.as_ptr().cast()) };
+            tracker.observe(&r, |ns| ((i128::from(ns) + offset) / 1_000_000) as i64);
+        }
+        if send {
+            offset = boot_offset_ns();
+            tracker.expire(boot_now_ns(), now_ms() - 5 * 60_000);
+            let minutes = tracker.take_changed();
+            if (records > 0 || !minutes.is_empty())
+                && tx
+                    .send(vec![Item::HttpMinutes { records, minutes }])
+                    .await
+                    .is_err()
+            {
                 return;
             }
+            records = 0;
+        }
+        if last {
+            return;
         }
     }
 }
@@ -449,7 +527,8 @@ struct Processor {
     store: Store,
     cgroups: cgroups::CgroupIndex,
     pods: pods::PodDirectory,
-    http: http::Tracker,
+    /// HTTP minutes changed since the last flush (the newest totals).
+    http: BTreeMap<http::MinuteKey, http::Minute>,
     batch: CollectorBatch,
     /// Events delivered per collector since start.
     counts: BTreeMap<String, i64>,
@@ -462,7 +541,7 @@ struct Processor {
 impl Processor {
     async fn run(
         mut self,
-        mut rx: mpsc::Receiver<Item>,
+        mut rx: mpsc::Receiver<Vec<Item>>,
         flush: Duration,
         mut shutdown: watch::Receiver<bool>,
     ) {
@@ -471,8 +550,12 @@ impl Processor {
         let mut offset = boot_offset_ns();
         loop {
             tokio::select! {
-                item = rx.recv() => match item {
-                    Some(item) => self.take(item, offset).await,
+                items = rx.recv() => match items {
+                    Some(items) => {
+                        for item in items {
+                            self.take(item, offset).await;
+                        }
+                    }
                     None => break,
                 },
                 _ = tick.tick() => {
@@ -480,9 +563,13 @@ impl Processor {
                     self.flush().await;
                 }
                 _ = shutdown.changed() => {
-                    // Drain what the readers already queued.
-                    while let Ok(item) = rx.try_recv() {
-                        self.take(item, offset).await;
+                    // Take what the readers hand over as they stop (each
+                    // drops its sender), for a short while at most.
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+                    while let Ok(Some(items)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+                        for item in items {
+                            self.take(item, offset).await;
+                        }
                     }
                     break;
                 }
@@ -504,10 +591,9 @@ impl Processor {
                     self.flush().await;
                 }
             }
-            Item::Http(r) => {
-                *self.counts.entry("http".into()).or_default() += 1;
-                self.http
-                    .observe(&r, |ns| ((i128::from(ns) + offset) / 1_000_000) as i64);
+            Item::HttpMinutes { records, minutes } => {
+                *self.counts.entry("http".into()).or_default() += records as i64;
+                self.http.extend(minutes);
             }
             Item::Undecodable(what, why) => {
                 self.undecodable += 1;
@@ -571,7 +657,7 @@ impl Processor {
 
     async fn flush(&mut self) {
         let now = now_ms();
-        for ((minute, server, method, route), m) in self.http.take_changed() {
+        for ((minute, server, method, route), m) in std::mem::take(&mut self.http) {
             let (namespace, pod) = self
                 .pods
                 .by_ip(IpAddr::V4(server.0))
@@ -593,7 +679,6 @@ impl Processor {
                 buckets: m.buckets,
             });
         }
-        self.http.expire(boot_now_ns(), now - 5 * 60_000);
         let drops = self.drops.as_ref().map(loader::read_drops);
         {
             let mut status = self
