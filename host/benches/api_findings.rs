@@ -3,6 +3,11 @@
 //! each sending requests back to back over keep-alive connections; p50,
 //! p90, p99 and max latency and the request rate per query.
 //!
+//! Each query is measured twice: the same URL from every client (served
+//! from the daemon's page cache after the first request, until the next run
+//! finishes) and with a random keyset cursor per request (read from the
+//! store every time).
+//!
 //! The baseline in the same run is `/healthz` at the same concurrency (the
 //! HTTP stack and the load generator, no store), so the figures above it
 //! are what the store and the JSON cost.
@@ -55,13 +60,16 @@ struct Stats {
     errors: usize,
 }
 
-fn load(base: &str, path: &str, clients: usize, seconds: u64) -> Stats {
-    let url = format!("{base}{path}");
+/// A request path: fixed, or a new one for each request.
+type PathFn = Arc<dyn Fn() -> String + Send + Sync>;
+
+fn load(base: &str, path: PathFn, clients: usize, seconds: u64) -> Stats {
+    let base = base.to_string();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let handles: Vec<_> = (0..clients)
         .map(|_| {
-            let url = url.clone();
+            let (base, path) = (base.clone(), path.clone());
             std::thread::spawn(move || {
                 let agent: ureq::Agent = ureq::Agent::config_builder()
                     .http_status_as_error(false)
@@ -70,6 +78,7 @@ fn load(base: &str, path: &str, clients: usize, seconds: u64) -> Stats {
                 let mut lat = Vec::new();
                 let mut errors = 0;
                 while Instant::now() < deadline {
+                    let url = format!("{base}{}", path());
                     let t = Instant::now();
                     match agent.get(&url).call() {
                         Ok(mut r) if r.status() == 200 => {
@@ -159,31 +168,59 @@ fn main() {
          {:<58} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6}",
         "query", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"
     );
-    let queries = [
-        ("baseline: /healthz".to_string(), "/healthz".to_string()),
+    // Each query twice: the same URL from every client (after the first
+    // request the page comes from the daemon's page cache, as for users
+    // who look at the same view between two runs), and a new position for
+    // every request (a random keyset cursor: the store is read each time).
+    let fixed = |p: &str| -> PathFn {
+        let p = p.to_string();
+        Arc::new(move || p.clone())
+    };
+    let n_ids = n as u64;
+    let random_cursor = move |p: &'static str, rank: u8| -> PathFn {
+        Arc::new(move || format!("{p}&cursor={rank}.{}", fastrand::u64(1..=n_ids)))
+    };
+    let queries: Vec<(String, PathFn)> = vec![
+        ("baseline: /healthz".into(), fixed("/healthz")),
+        ("first page".into(), fixed("/api/v1/findings?limit=50")),
         (
-            "first page".to_string(),
-            "/api/v1/findings?limit=50".to_string(),
+            "severity=high, namespace=team-7".into(),
+            fixed("/api/v1/findings?limit=50&severity=high&namespace=team-7"),
         ),
         (
-            "severity=high, namespace=team-7".to_string(),
-            "/api/v1/findings?limit=50&severity=high&namespace=team-7".to_string(),
+            "probe=bench-3, rule=RunAsRoot".into(),
+            fixed("/api/v1/findings?limit=50&probe=bench-3&rule=RunAsRoot"),
         ),
         (
-            "probe=bench-3, rule=RunAsRoot".to_string(),
-            "/api/v1/findings?limit=50&probe=bench-3&rule=RunAsRoot".to_string(),
+            "page 101 (keyset cursor)".into(),
+            fixed(&format!("/api/v1/findings?limit=50&cursor={cursor}")),
         ),
         (
-            "page 101 (keyset cursor)".to_string(),
-            format!("/api/v1/findings?limit=50&cursor={cursor}"),
+            "text search q=service-4242".into(),
+            fixed("/api/v1/findings?limit=50&q=service-4242"),
         ),
         (
-            "text search q=service-4242 (scans messages)".to_string(),
-            "/api/v1/findings?limit=50&q=service-4242".to_string(),
+            "uncached: any page (random cursor)".into(),
+            random_cursor("/api/v1/findings?limit=50", 3),
+        ),
+        (
+            "uncached: severity=high, namespace=team-7 (random cursor)".into(),
+            random_cursor(
+                "/api/v1/findings?limit=50&severity=high&namespace=team-7",
+                3,
+            ),
+        ),
+        (
+            "uncached: probe=bench-3, rule=RunAsRoot (random cursor)".into(),
+            random_cursor("/api/v1/findings?limit=50&probe=bench-3&rule=RunAsRoot", 3),
+        ),
+        (
+            "uncached: text search q=service-4242 (random cursor)".into(),
+            random_cursor("/api/v1/findings?limit=50&q=service-4242", 4),
         ),
     ];
     for (label, path) in queries {
-        let s = load(&base, &path, clients, seconds);
+        let s = load(&base, path, clients, seconds);
         println!(
             "{:<58} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>6}",
             label,

@@ -332,6 +332,13 @@ fn probes_runs_run_now_suspend_resume() {
             .contains("nope")
     );
 
+    // The hostile probe has not run: no findings. The page is kept until
+    // the next run ends, and read again after it.
+    let page = "/api/v1/findings?probe=hostile&limit=50";
+    let before = ok_json(&s, page);
+    assert_eq!(before["total"], 0, "{before}");
+    assert_eq!(ok_json(&s, page), before, "the same page twice");
+
     // Run now: 202 with the queued run, then it succeeds with its findings.
     let r = post(&s, "/api/v1/probes/hostile/run", ADMIN);
     assert_eq!(r.status, 202, "{}", r.body);
@@ -343,6 +350,9 @@ fn probes_runs_run_now_suspend_resume() {
     let done = wait_run(&s, run["id"].as_str().unwrap());
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["findings_count"], 2);
+    let after = ok_json(&s, page);
+    assert_eq!(after["total"], 2, "the page after the run: {after}");
+    assert_eq!(after["items"].as_array().map(Vec::len), Some(2));
 
     // A run that loops is stopped at its 3 s limit; while it runs, a second
     // run of the same probe is refused with 409.

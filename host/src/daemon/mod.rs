@@ -109,8 +109,6 @@ struct Inner {
     /// Serialises reloads.
     reloading: tokio::sync::Mutex<()>,
     ready: std::sync::atomic::AtomicBool,
-    /// Bumped each time a run finishes: what caches of store answers key on.
-    generation: Arc<std::sync::atomic::AtomicU64>,
     /// The node collectors, when they run in this process.
     agent: tokio::sync::Mutex<Option<crate::agent::Agent>>,
 }
@@ -226,8 +224,6 @@ impl Daemon {
             .concurrency
             .unwrap_or_else(crate::audit::default_concurrency);
         let hook_metrics = metrics.clone();
-        let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let hook_generation = generation.clone();
         let dispatcher = Dispatcher::new(
             store.clone(),
             executor,
@@ -235,7 +231,6 @@ impl Daemon {
             events.clone(),
             Some(Arc::new(move |o| {
                 hook_metrics.record_run(o);
-                hook_generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             })),
             DEADLINE_GRACE,
         );
@@ -258,7 +253,6 @@ impl Daemon {
                 next_runs: RwLock::new(HashMap::new()),
                 reloading: tokio::sync::Mutex::new(()),
                 ready: std::sync::atomic::AtomicBool::new(false),
-                generation,
                 agent: tokio::sync::Mutex::new(agent),
             }),
         };
@@ -362,11 +356,10 @@ impl Daemon {
             .clone()
     }
 
-    /// Changes each time a run finishes (and so the store's findings may have).
+    /// The store's generation: it changes when a run finishes or retention
+    /// runs (so the store's findings may have changed).
     pub fn generation(&self) -> u64 {
-        self.inner
-            .generation
-            .load(std::sync::atomic::Ordering::Acquire)
+        self.inner.store.generation()
     }
 
     /// Whether start-up finished.

@@ -105,25 +105,27 @@ impl Store {
     ) -> Result<FindingPage, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
         let text = self.text_plan(filter).await?;
-        let mut qb = QueryBuilder::<dialect::Db>::new(SELECT);
-        push_filter(&mut qb, filter, text);
-        if let Some(cursor) = after {
-            // A row value, so that the page starts with a seek into the
-            // index in page order rather than a walk over the pages before.
-            let (sev, id) = parse_cursor(cursor)?;
-            qb.push(" AND (severity, id) < (")
-                .push_bind(sev)
-                .push(", ")
-                .push_bind(id)
-                .push(")");
-        }
-        qb.push(" ORDER BY severity DESC, id DESC LIMIT ")
-            .push_bind(i64::from(limit) + 1);
-        let mut rows = qb
-            .build_query_as::<FindingRow>()
-            .fetch_all(&self.reader)
-            .await
-            .ctx("list findings")?;
+        let want = limit as usize + 1;
+        let mut rows = match after.map(parse_cursor).transpose()? {
+            None => self.page_rows(filter, &text, None, want).await?,
+            // The rest of the cursor's severity, then the severities below:
+            // each part is one seek into an index in page order. (SQLite
+            // uses only the severity of a row value `(severity, id) < (?, ?)`
+            // for the seek, and walks every row of that severity above the
+            // cursor: 200,000 here at worst.)
+            Some((sev, id)) => {
+                let mut rows = self
+                    .page_rows(filter, &text, Some(Seek::Within(sev, id)), want)
+                    .await?;
+                if rows.len() < want {
+                    let rest = self
+                        .page_rows(filter, &text, Some(Seek::Below(sev)), want - rows.len())
+                        .await?;
+                    rows.extend(rest);
+                }
+                rows
+            }
+        };
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let next = match (more, rows.last()) {
@@ -135,6 +137,36 @@ impl Store {
             .map(StoredFinding::try_from)
             .collect::<Result<_, _>>()?;
         Ok(FindingPage { items, next })
+    }
+
+    /// At most `n` rows of a page in page order, from where `seek` says.
+    async fn page_rows(
+        &self,
+        filter: &FindingFilter,
+        text: &TextPlan,
+        seek: Option<Seek>,
+        n: usize,
+    ) -> Result<Vec<FindingRow>, StoreError> {
+        let mut qb = QueryBuilder::<dialect::Db>::new(SELECT);
+        push_filter(&mut qb, filter, text.clone());
+        match seek {
+            None => {}
+            Some(Seek::Within(sev, id)) => {
+                qb.push(" AND severity = ")
+                    .push_bind(sev)
+                    .push(" AND id < ")
+                    .push_bind(id);
+            }
+            Some(Seek::Below(sev)) => {
+                qb.push(" AND severity < ").push_bind(sev);
+            }
+        }
+        qb.push(" ORDER BY severity DESC, id DESC LIMIT ")
+            .push_bind(n as i64);
+        qb.build_query_as::<FindingRow>()
+            .fetch_all(&self.reader)
+            .await
+            .ctx("list findings")
     }
 
     /// How many findings `filter` selects.
@@ -199,7 +231,17 @@ impl Store {
     }
 }
 
+/// Where a page after a cursor `(severity, id)` starts.
+#[derive(Debug, Clone, Copy)]
+enum Seek {
+    /// Rows of this severity with a smaller id.
+    Within(i64, i64),
+    /// Rows of a lower severity.
+    Below(i64),
+}
+
 /// How a page looks for the text filter's matches.
+#[derive(Debug, Clone)]
 enum TextPlan {
     /// Walk the findings in page order, checking each message: quick when
     /// matches are common (or there is no text filter).

@@ -121,6 +121,27 @@ pub struct Store {
     reader: dialect::Pool,
     clock: Clock,
     path: PathBuf,
+    /// Moves on before and after every write that may change findings.
+    generation: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Moves the store's generation on when made and when dropped, around a
+/// write that may change findings: a reader that takes the generation and
+/// then reads never keeps what it read under a generation that is current
+/// after the write committed (as long as nobody read during the write).
+struct Changing(Arc<std::sync::atomic::AtomicU64>);
+
+impl Changing {
+    fn new(generation: &Arc<std::sync::atomic::AtomicU64>) -> Changing {
+        generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Changing(generation.clone())
+    }
+}
+
+impl Drop for Changing {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -163,6 +184,7 @@ impl Store {
             reader,
             clock,
             path,
+            generation: Arc::default(),
         };
         let interrupted = if options.owner {
             store.mark_interrupted().await?
@@ -176,6 +198,18 @@ impl Store {
             );
         }
         Ok(store)
+    }
+
+    /// Changes whenever this store's findings may have changed (runs
+    /// finished, retention): what is derived from them and kept, such as
+    /// the API's pages and totals, is valid for one generation.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Marks a write that may change findings (see [`Changing`]).
+    fn changing(&self) -> Changing {
+        Changing::new(&self.generation)
     }
 
     /// The database file.

@@ -36,6 +36,7 @@ impl Store {
         &self,
         retention: &Retention,
     ) -> Result<RetentionReport, StoreError> {
+        let _changing = self.changing();
         let mut report = RetentionReport {
             runs: 0,
             findings: 0,

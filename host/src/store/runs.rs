@@ -241,6 +241,7 @@ impl Store {
         outcome: &RunOutcome,
         one_by_one: bool,
     ) -> Result<RunIngest, StoreError> {
+        let _changing = self.changing();
         let now = self.now_ms();
         let succeeded = outcome.status == RunStatus::Succeeded;
         let state = if succeeded {

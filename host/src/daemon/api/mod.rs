@@ -37,7 +37,13 @@ pub struct AppState {
     /// Finding totals per filter and generation (valid while no run has
     /// finished since); concurrent requests for one wait for one count.
     pub totals: Arc<std::sync::Mutex<std::collections::HashMap<(String, u64), TotalCell>>>,
+    /// Finding pages as sent (JSON), per query and generation: the same
+    /// page is read from the store once until the next run finishes.
+    pub pages: Arc<std::sync::Mutex<std::collections::HashMap<(String, u64), PageCell>>>,
 }
+
+/// One page's JSON, built once.
+pub type PageCell = Arc<tokio::sync::OnceCell<bytes::Bytes>>;
 
 /// One filter's total, counted once.
 pub type TotalCell = Arc<tokio::sync::OnceCell<u64>>;
@@ -274,6 +280,7 @@ pub fn router(daemon: Daemon) -> Router {
         daemon,
         score: Arc::new(ScoreCache::default()),
         totals: Arc::default(),
+        pages: Arc::default(),
     };
     let api = Router::new()
         .route("/whoami", get(reads::whoami))

@@ -176,7 +176,7 @@ impl FindingQuery {
 pub async fn findings(
     State(app): State<AppState>,
     Query(q): Query<FindingQuery>,
-) -> Result<Json<FindingPageView>, ApiError> {
+) -> Result<Response, ApiError> {
     let filter = q.filter()?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=crate::store::MAX_PAGE).contains(&limit) {
@@ -185,26 +185,63 @@ pub async fn findings(
             crate::store::MAX_PAGE
         )));
     }
-    let store = app.daemon.store();
-    let page = store
-        .findings(
-            &filter,
-            limit,
-            q.cursor.as_deref().filter(|c| !c.is_empty()),
-        )
-        .await?;
-    let total = total(&app, &filter).await?;
-    Ok(Json(FindingPageView {
-        items: page.items.into_iter().map(FindingView::from).collect(),
-        next: page.next,
-        total,
-    }))
+    let cursor = q.cursor.as_deref().filter(|c| !c.is_empty());
+    // Taken before the page is read: a run that ends meanwhile moves the
+    // generation on (before and after its commit), so what is read here is
+    // not served for the generation current after it.
+    let generation = app.daemon.generation();
+    let build = || async {
+        let page = app.daemon.store().findings(&filter, limit, cursor).await?;
+        let total = total(&app, &filter, generation).await?;
+        let view = FindingPageView {
+            items: page.items.into_iter().map(FindingView::from).collect(),
+            next: page.next,
+            total,
+        };
+        serde_json::to_vec(&view)
+            .map(bytes::Bytes::from)
+            .map_err(|e| {
+                ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("writing the page: {e}"),
+                )
+            })
+    };
+    let body = if limit <= PAGE_CACHE_MAX_LIMIT {
+        let key = (format!("{filter:?} {limit} {cursor:?}"), generation);
+        let cell = {
+            let mut pages = app
+                .pages
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if pages.len() >= PAGE_CACHE_ENTRIES {
+                pages.retain(|(_, g), _| *g == generation);
+                if pages.len() >= PAGE_CACHE_ENTRIES {
+                    pages.clear();
+                }
+            }
+            pages.entry(key).or_default().clone()
+        };
+        cell.get_or_try_init(build).await?.clone()
+    } else {
+        build().await?
+    };
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
+
+/// Pages of at most this many findings are kept (about 30 KiB per 50).
+const PAGE_CACHE_MAX_LIMIT: u32 = 200;
+/// At most this many pages are kept.
+const PAGE_CACHE_ENTRIES: usize = 256;
 
 /// How many findings a filter selects: counted once per filter until the
 /// next run finishes (a count walks every matching row; pages do not).
-async fn total(app: &AppState, filter: &FindingFilter) -> Result<u64, ApiError> {
-    let key = (format!("{filter:?}"), app.daemon.generation());
+async fn total(app: &AppState, filter: &FindingFilter, generation: u64) -> Result<u64, ApiError> {
+    let key = (format!("{filter:?}"), generation);
     let cell = {
         let mut totals = app
             .totals
