@@ -592,7 +592,7 @@ pub(super) async fn count_new(conn: &mut dialect::Conn, watermark: i64) -> Resul
 mod tests {
     use std::time::Duration;
 
-    use super::super::test_support::{failed, finding, open, succeeded};
+    use super::super::test_support::{every_finding, failed, finding, open, succeeded};
     use super::super::{FindingFilter, FindingStatus};
     use crate::bindings::Severity;
 
@@ -673,17 +673,7 @@ mod tests {
             .record_run_finished(&succeeded("wa", "r3", vec![a, b]))
             .await
             .unwrap();
-        let all = store
-            .findings(
-                &FindingFilter {
-                    status: FindingStatus::All,
-                    ..Default::default()
-                },
-                10,
-                None,
-            )
-            .await
-            .unwrap();
+        let all = every_finding(&store, 10).await;
         assert_eq!(all.items.len(), 2, "still one row each");
         let db = all
             .items
@@ -1089,18 +1079,7 @@ mod tests {
         pool.close().await;
 
         let (store, _) = open(dir.path()).await;
-        let all = store
-            .findings(
-                &FindingFilter {
-                    status: FindingStatus::All,
-                    ..Default::default()
-                },
-                10,
-                None,
-            )
-            .await
-            .unwrap()
-            .items;
+        let all = every_finding(&store, 10).await.items;
         let ids: Vec<i64> = all.iter().map(|f| f.id).collect();
         assert_eq!(ids, [7, 9], "same ids, most severe first");
         assert_eq!(all[1].finding.message, fixed.message);

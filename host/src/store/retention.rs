@@ -105,8 +105,8 @@ impl Store {
 mod tests {
     use std::time::Duration;
 
-    use super::super::test_support::{failed, finding, open, succeeded};
-    use super::super::{FindingFilter, FindingStatus, VacuumAction, VacuumPolicy};
+    use super::super::test_support::{every_finding, failed, finding, open, succeeded};
+    use super::super::{VacuumAction, VacuumPolicy};
     use super::Retention;
     use crate::bindings::Severity;
 
@@ -156,17 +156,7 @@ mod tests {
             ["new", "stuck"],
             "running runs are kept whatever their age"
         );
-        let left = store
-            .findings(
-                &FindingFilter {
-                    status: FindingStatus::All,
-                    ..Default::default()
-                },
-                10,
-                None,
-            )
-            .await
-            .unwrap();
+        let left = every_finding(&store, 10).await;
         assert_eq!(left.items.len(), 1);
         assert_eq!(
             left.items[0].finding.resource.as_ref().unwrap().name,

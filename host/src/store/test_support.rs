@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::{OpenOptions, Store};
+use super::{FindingFilter, FindingPage, FindingStatus, OpenOptions, Store};
 use crate::bindings::{Finding, ResourceRef, Severity};
 use crate::runtime::{RunOutcome, RunStatus};
 
@@ -87,4 +87,19 @@ pub fn succeeded(probe: &str, run_id: &str, findings: Vec<Finding>) -> RunOutcom
 /// A failed outcome of `probe`.
 pub fn failed(probe: &str, run_id: &str) -> RunOutcome {
     RunOutcome::host_failure(probe.to_string(), run_id.to_string(), "boom".to_string())
+}
+
+/// The first `limit` findings, open or resolved, in page order.
+pub async fn every_finding(store: &Store, limit: u32) -> FindingPage {
+    store
+        .findings(
+            &FindingFilter {
+                status: FindingStatus::All,
+                ..Default::default()
+            },
+            limit,
+            None,
+        )
+        .await
+        .unwrap()
 }
