@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use sonde::agent::{Agent, AgentConfig};
-use sonde::store::{OpenOptions, Store};
 
 fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -67,11 +68,7 @@ fn counters(agent: &Agent) -> (i64, i64) {
 }
 
 fn main() {
-    if !std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-    {
+    if !common::is_root() {
         eprintln!("skipped: the collector benchmark loads eBPF programs and needs root");
         return;
     }
@@ -91,15 +88,7 @@ fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let (agent, _store) = rt.block_on(async {
-        let store = Store::open_with(
-            dir.path().join("bench.db"),
-            OpenOptions {
-                owner: false,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        let store = common::agent_store(dir.path()).await;
         let config = AgentConfig {
             node: Some("bench".into()),
             collectors: vec!["tcp".into()],

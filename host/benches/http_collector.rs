@@ -13,8 +13,9 @@
 use std::process::Command;
 use std::time::Duration;
 
+mod common;
+
 use sonde::agent::{Agent, AgentConfig};
-use sonde::store::{OpenOptions, Store};
 
 /// Busy jiffies of all CPUs (user, nice, system, irq, softirq) and the
 /// time stolen by the hypervisor, which is not this machine's work.
@@ -120,11 +121,7 @@ fn quartiles(mut v: Vec<f64>) -> (f64, f64) {
 }
 
 fn main() {
-    if !std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-    {
+    if !common::is_root() {
         eprintln!("skipped: the HTTP collector benchmark loads eBPF programs and needs root");
         return;
     }
@@ -161,15 +158,7 @@ fn main() {
     println!("calibration: {per_conn:.0} requests/s per connection -> {conns} connections");
 
     let dir = tempfile::tempdir().unwrap();
-    let store = rt
-        .block_on(Store::open_with(
-            dir.path().join("bench.db"),
-            OpenOptions {
-                owner: false,
-                ..Default::default()
-            },
-        ))
-        .unwrap();
+    let store = rt.block_on(common::agent_store(dir.path()));
     let rounds: usize = std::env::var("SONDE_BENCH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -14,6 +14,29 @@ pub fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether this process runs as root (the collector benches load eBPF
+/// programs).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+}
+
+/// A store in `dir` opened as an agent opens one: not the owner, so it
+/// never marks runs interrupted.
+pub async fn agent_store(dir: &std::path::Path) -> sonde::store::Store {
+    sonde::store::Store::open_with(
+        dir.join("bench.db"),
+        sonde::store::OpenOptions {
+            owner: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("store")
+}
+
 /// A numeric environment variable, or `default`.
 pub fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
