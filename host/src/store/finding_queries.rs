@@ -4,8 +4,11 @@
 //! Each common filter has an index in page order (migration 0003); the text
 //! filter asks the trigram index for candidates when they are few.
 
+use std::sync::OnceLock;
+
 use jiff::Timestamp;
-use sqlx::{FromRow, QueryBuilder};
+use serde::Deserialize;
+use sqlx::QueryBuilder;
 
 use super::{QueryContext, Store, StoreError, dialect, from_json, timestamp};
 use crate::bindings::{Finding, ResourceRef, Severity};
@@ -68,7 +71,9 @@ pub struct FindingPage {
 /// The largest page [`Store::findings`] returns.
 pub const MAX_PAGE: u32 = 1000;
 
-#[derive(FromRow)]
+/// One finding as read: an element of the JSON array a finding query
+/// returns (see [`rows_query`]), its columns in [`COLUMNS`] order.
+#[derive(Deserialize)]
 struct FindingRow {
     id: i64,
     probe: String,
@@ -81,7 +86,7 @@ struct FindingRow {
     uid: Option<String>,
     message: String,
     remedy: Option<String>,
-    labels: String,
+    labels: Vec<(String, String)>,
     first_seen: i64,
     opened_at: i64,
     last_seen: i64,
@@ -90,9 +95,64 @@ struct FindingRow {
     resolved_at: Option<i64>,
 }
 
+/// The columns of a [`FindingRow`], in its order.
+const COLUMNS: &[&str] = &[
+    "id",
+    "probe",
+    "rule",
+    "severity",
+    "api_version",
+    "kind",
+    "namespace",
+    "name",
+    "uid",
+    "message",
+    "remedy",
+    "labels",
+    "first_seen",
+    "opened_at",
+    "last_seen",
+    "first_run",
+    "last_run",
+    "resolved_at",
+];
+
+/// The rows of a finding query: [`COLUMNS`] of `findings`, where an open
+/// finding was last seen by its probe's last successful run (a run writes
+/// only the findings it changes, see migration 5) and a resolved one by the
+/// run its row names.
 const SELECT: &str = "SELECT id, probe, rule, severity, api_version, kind, namespace, name, uid, \
-     message, remedy, labels, first_seen, opened_at, last_seen, first_run, last_run, resolved_at \
+     message, remedy, labels, first_seen, opened_at, \
+     CASE WHEN resolved_at IS NULL THEN COALESCE((SELECT p.seen_at FROM probes p \
+     WHERE p.name = findings.probe), last_seen) ELSE last_seen END AS last_seen, first_run, \
+     CASE WHEN resolved_at IS NULL THEN COALESCE((SELECT p.seen_run FROM probes p \
+     WHERE p.name = findings.probe), last_run) ELSE last_run END AS last_run, resolved_at \
      FROM findings";
+
+/// A finding query to complete with its `WHERE ...` (and order and limit):
+/// [`SELECT`], its rows returned as one JSON array (see
+/// [`dialect::json_rows_head`]) that [`fetch_rows`] reads.
+fn rows_query() -> QueryBuilder<dialect::Db> {
+    static HEAD: OnceLock<String> = OnceLock::new();
+    let head = HEAD.get_or_init(|| {
+        let mut head = dialect::json_rows_head(COLUMNS, &["labels"]);
+        head.push_str(SELECT);
+        head
+    });
+    QueryBuilder::new(head.as_str())
+}
+
+/// Runs a query begun with [`rows_query`]: its rows, in no given order.
+async fn fetch_rows(
+    mut qb: QueryBuilder<dialect::Db>,
+    pool: &dialect::Pool,
+    what: &'static str,
+) -> Result<Vec<FindingRow>, StoreError> {
+    qb.push(dialect::JSON_ROWS_TAIL);
+    let rows: Option<String> = qb.build_query_scalar().fetch_one(pool).await.ctx(what)?;
+    rows.as_deref()
+        .map_or(Ok(Vec::new()), |rows| from_json(rows, "findings"))
+}
 
 impl Store {
     /// A page of the findings `filter` selects, at most `limit` (capped at
@@ -118,8 +178,10 @@ impl Store {
                     .page_rows(filter, &text, Some(Seek::Within(sev, id)), want)
                     .await?;
                 if rows.len() < want {
+                    // As many as the first part asked for (the same
+                    // statement whatever the cursor), the surplus dropped.
                     let rest = self
-                        .page_rows(filter, &text, Some(Seek::Below(sev)), want - rows.len())
+                        .page_rows(filter, &text, Some(Seek::Below(sev)), want)
                         .await?;
                     rows.extend(rest);
                 }
@@ -147,7 +209,7 @@ impl Store {
         seek: Option<Seek>,
         n: usize,
     ) -> Result<Vec<FindingRow>, StoreError> {
-        let mut qb = QueryBuilder::<dialect::Db>::new(SELECT);
+        let mut qb = rows_query();
         push_filter(&mut qb, filter, text.clone());
         match seek {
             None => {}
@@ -161,12 +223,14 @@ impl Store {
                 qb.push(" AND severity < ").push_bind(sev);
             }
         }
-        qb.push(" ORDER BY severity DESC, id DESC LIMIT ")
-            .push_bind(n as i64);
-        qb.build_query_as::<FindingRow>()
-            .fetch_all(&self.reader)
-            .await
-            .ctx("list findings")
+        // The limit is written into the SQL, not bound: SQLite plans with a
+        // bound LIMIT's value and prepares the statement again whenever it is
+        // bound to another one (a quarter of a page's CPU when every page
+        // asked for a different rest). Callers ask for the page size.
+        qb.push(format_args!(" ORDER BY severity DESC, id DESC LIMIT {n}"));
+        let mut rows = fetch_rows(qb, &self.reader, "list findings").await?;
+        rows.sort_unstable_by_key(|r| std::cmp::Reverse((r.severity, r.id)));
+        Ok(rows)
     }
 
     /// How many findings `filter` selects.
@@ -188,16 +252,12 @@ impl Store {
 
     /// The `limit` open findings opened most recently.
     pub async fn newest_findings(&self, limit: u32) -> Result<Vec<StoredFinding>, StoreError> {
-        let mut qb = QueryBuilder::<dialect::Db>::new(SELECT);
+        let mut qb = rows_query();
         qb.push(" WHERE resolved_at IS NULL ORDER BY opened_at DESC, id DESC LIMIT ")
             .push_bind(i64::from(limit.clamp(1, MAX_PAGE)));
-        qb.build_query_as::<FindingRow>()
-            .fetch_all(&self.reader)
-            .await
-            .ctx("newest findings")?
-            .into_iter()
-            .map(StoredFinding::try_from)
-            .collect()
+        let mut rows = fetch_rows(qb, &self.reader, "newest findings").await?;
+        rows.sort_unstable_by_key(|r| std::cmp::Reverse((r.opened_at, r.id)));
+        rows.into_iter().map(StoredFinding::try_from).collect()
     }
 
     /// Open findings per severity, lowest first.
@@ -220,13 +280,9 @@ impl Store {
 
     /// One finding by id.
     pub async fn finding(&self, id: i64) -> Result<Option<StoredFinding>, StoreError> {
-        let mut qb = QueryBuilder::<dialect::Db>::new(SELECT);
+        let mut qb = rows_query();
         qb.push(" WHERE id = ").push_bind(id);
-        let row = qb
-            .build_query_as::<FindingRow>()
-            .fetch_optional(&self.reader)
-            .await
-            .ctx("get finding")?;
+        let row = fetch_rows(qb, &self.reader, "get finding").await?.pop();
         row.map(StoredFinding::try_from).transpose()
     }
 }
@@ -366,7 +422,7 @@ impl TryFrom<FindingRow> for StoredFinding {
                 resource,
                 message: r.message,
                 remedy: r.remedy,
-                labels: from_json(&r.labels, "findings.labels")?,
+                labels: r.labels,
             },
             first_seen: timestamp(r.first_seen, "findings.first_seen")?,
             opened_at: timestamp(r.opened_at, "findings.opened_at")?,

@@ -1,6 +1,6 @@
 //! Writing findings: a finding's identity across runs, and the batched
 //! upsert that turns one successful run's findings into rows (new ones
-//! inserted, persisting ones touched, missing ones resolved).
+//! inserted, changed ones rewritten, missing ones resolved).
 //!
 //! Identity is probe + rule + resource (apiVersion, kind, namespace, name) +
 //! a fingerprint of the identifying labels. Labels that change from run to
@@ -8,13 +8,18 @@
 //! of the fingerprint, or every run would report a "new" finding.
 //!
 //! Ingest is bound by SQLite, so the batched path keeps SQLite's work small:
+//! - a run reads its probe's open findings (id, identity, content digest)
+//!   and compares: a report that says what its open finding says is not
+//!   written at all (most findings of most runs), since an open finding's
+//!   last-seen time and run are its probe's last successful run (migration
+//!   5); open findings it did not report are resolved by id;
 //! - one prepared statement per batch size, whose SQL never changes (sqlx
 //!   caches prepared statements by their text), binding the probe, the time
-//!   and the run once per statement and twelve values per finding;
-//! - a persisting finding whose severity did not change and that is still
-//!   open is touched without rewriting an index entry (none of the columns
-//!   its update sets is indexed); a statement some of whose findings need
-//!   more (reopened, new severity) is run again as the full upsert;
+//!   and the run once per statement and thirteen values per finding;
+//! - a finding that is still open with the same severity is rewritten
+//!   without rewriting an index entry (none of the columns its update sets
+//!   is indexed); a statement some of whose findings need more (reopened,
+//!   new severity) is run again as the full upsert;
 //! - values repeated across findings (rule, kind, namespace, labels, ...) are
 //!   shared rather than copied, label fingerprints are computed once per
 //!   distinct label set, and the rows of the next statement are built while
@@ -46,7 +51,7 @@ pub const VOLATILE_LABELS: &[&str] = &[
 /// opened, last seen) and the run (first, last).
 const SHARED_PARAMS: usize = 6;
 /// Parameters bound per finding by [`upsert`].
-const PARAMS_PER_ROW: usize = 12;
+const PARAMS_PER_ROW: usize = 13;
 /// Rows per statement: a power of two that fits the parameter limit, capped
 /// so that one statement's text stays small enough to prepare quickly.
 const ROWS_PER_STATEMENT: usize = {
@@ -149,6 +154,7 @@ pub(super) struct Row {
     message: Arc<str>,
     remedy: Option<Arc<str>>,
     labels: Arc<str>,
+    content: [u8; 16],
 }
 
 /// One copy of each distinct string of a run (rules, kinds, namespaces, ...).
@@ -177,6 +183,8 @@ struct Entry {
     fingerprint: [u8; 16],
     /// All its labels, as JSON.
     labels: Arc<str>,
+    /// What it says beyond its identity (see [`content_digest`]).
+    content: [u8; 16],
 }
 
 impl<'a> Batch<'a> {
@@ -193,12 +201,13 @@ impl<'a> Batch<'a> {
         self.entries.len()
     }
 
-    /// Entries `range` as rows to bind.
-    fn rows(&self, range: std::ops::Range<usize>, strings: &mut Strings<'a>) -> Vec<Row> {
+    /// The entries at `indexes` as rows to bind.
+    fn rows(&self, indexes: &[usize], strings: &mut Strings<'a>) -> Vec<Row> {
         let empty = strings.get("");
-        self.entries[range]
+        indexes
             .iter()
-            .map(|e| {
+            .map(|&i| {
+                let e = &self.entries[i];
                 let f = &self.findings[e.finding];
                 let r = f.resource.as_ref();
                 Row {
@@ -217,10 +226,88 @@ impl<'a> Batch<'a> {
                     message: Arc::from(f.message.as_str()),
                     remedy: f.remedy.as_deref().map(|s| strings.get(s)),
                     labels: e.labels.clone(),
+                    content: e.content,
                 }
             })
             .collect()
     }
+
+    /// What the run changes, against the probe's open findings as stored
+    /// (`open`, see [`open_findings`]): the entries to write (new, reopened
+    /// or saying something else than their open finding) and the open
+    /// findings it did not report (to resolve). An entry that says what its
+    /// open finding says needs no write.
+    pub(super) fn changes(&self, mut open: OpenFindings) -> Changes {
+        let mut write = Vec::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            match open.remove(&e.identity) {
+                Some(Some(content)) if content == e.content => {}
+                _ => write.push(i),
+            }
+        }
+        let mut resolve: Vec<[u8; 16]> = open.into_keys().collect();
+        resolve.sort_unstable();
+        Changes { write, resolve }
+    }
+}
+
+/// What one run changes in the stored findings (see [`Batch::changes`]).
+#[derive(Debug, Default)]
+pub(super) struct Changes {
+    /// Indexes of the batch's entries to upsert, in report order.
+    pub write: Vec<usize>,
+    /// Identities of open findings the run did not report.
+    pub resolve: Vec<[u8; 16]>,
+}
+
+/// A probe's open findings: identity to content (`None` for a finding
+/// stored before contents were kept, migration 5, or of another length:
+/// it never matches).
+pub(super) type OpenFindings = HashMap<[u8; 16], Option<[u8; 16]>, foldhash::fast::RandomState>;
+
+/// The open findings of `probe`: every one was reported by its last
+/// successful run. Read from the probe index alone (migration 5), as one
+/// value per severity of 32 bytes per finding (identity, then content; 16
+/// zero bytes for none) rather than a row per finding (an identity of
+/// another length is none a run reports; the store writes 16 bytes): the store's driver
+/// hands each row from its SQLite thread to the caller's task on its own,
+/// which costs more than reading it. (SQLite caps a value at 1 GB: some 30
+/// million open findings of one severity of one probe.)
+const OPEN_FINDINGS: &str = "SELECT CAST(group_concat(identity || CASE WHEN length(content) = 16 \
+     THEN content ELSE zeroblob(16) END, '') AS BLOB) \
+     FROM findings WHERE probe = $1 AND severity = $2 AND resolved_at IS NULL \
+     AND length(identity) = 16";
+
+pub(super) async fn open_findings(
+    conn: &mut dialect::Conn,
+    probe: &str,
+) -> Result<OpenFindings, StoreError> {
+    let mut open = OpenFindings::default();
+    for severity in crate::bindings::Severity::ALL {
+        let packed: Option<Vec<u8>> = sqlx::query_scalar(OPEN_FINDINGS)
+            .bind(probe)
+            .bind(i64::from(severity.rank()))
+            .fetch_one(&mut *conn)
+            .await
+            .ctx("read open findings")?;
+        let packed = packed.unwrap_or_default();
+        if !packed.len().is_multiple_of(32) {
+            return Err(StoreError::Corrupt {
+                what: "findings.identity",
+                detail: format!(
+                    "the open findings of {probe} read as {} bytes, not 32 per finding",
+                    packed.len()
+                ),
+            });
+        }
+        for record in packed.chunks_exact(32) {
+            let (identity, content) = record.split_at(16);
+            let identity: [u8; 16] = identity.try_into().expect("16 of 32 bytes");
+            let content: [u8; 16] = content.try_into().expect("16 of 32 bytes");
+            open.insert(identity, (content != [0; 16]).then_some(content));
+        }
+    }
+    Ok(open)
 }
 
 /// (fingerprint, its hex, labels as JSON) per distinct label list of a run.
@@ -235,6 +322,28 @@ fn split_digest(identity: &[u8; 16], message: &str) -> [u8; 16] {
     let mut id = [0u8; 16];
     id.copy_from_slice(&out[..16]);
     id
+}
+
+/// What a report says beyond its identity: severity, uid, message, remedy
+/// and labels (all of them, as JSON). Equal contents: nothing to rewrite.
+fn content_digest(finding: &Finding, labels: &str) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update([finding.severity.rank()]);
+    let r = finding.resource.as_ref();
+    let optional = |h: &mut Sha256, s: Option<&str>| match s {
+        None => h.update([0]),
+        Some(s) => {
+            h.update([1]);
+            field(h, s);
+        }
+    };
+    optional(&mut h, r.and_then(|r| r.uid.as_deref()));
+    field(&mut h, &finding.message);
+    optional(&mut h, finding.remedy.as_deref());
+    field(&mut h, labels);
+    let mut out = [0; 16];
+    out.copy_from_slice(&h.finalize()[..16]);
+    out
 }
 
 /// The run's findings as a batch: identities computed (label fingerprints
@@ -259,6 +368,7 @@ pub(super) fn prepare<'a>(probe: &str, findings: &'a [Finding]) -> Result<Batch<
             identity,
             fingerprint,
             labels,
+            content: [0; 16],
         });
     }
     // Reports that share an identity but say different things are different
@@ -290,6 +400,9 @@ pub(super) fn prepare<'a>(probe: &str, findings: &'a [Finding]) -> Result<Batch<
             }
         }
     }
+    for e in &mut distinct {
+        e.content = content_digest(&findings[e.finding], &e.labels);
+    }
     Ok(Batch {
         findings,
         entries: distinct,
@@ -300,17 +413,17 @@ pub(super) fn prepare<'a>(probe: &str, findings: &'a [Finding]) -> Result<Batch<
 /// first (the probe, the time three times, the run twice), then one row of
 /// [`PARAMS_PER_ROW`] per finding.
 const INSERT_SELECT: &str = "INSERT INTO findings (identity, probe, rule, severity, api_version, \
-     kind, namespace, name, uid, fingerprint, message, remedy, labels, first_seen, opened_at, \
-     last_seen, first_run, last_run) \
+     kind, namespace, name, uid, fingerprint, message, remedy, labels, content, first_seen, \
+     opened_at, last_seen, first_run, last_run) \
      SELECT column1, {}, column2, column3, column4, column5, column6, column7, column8, column9, \
-     column10, column11, column12, {}, {}, {}, {}, {} FROM (VALUES ";
+     column10, column11, column12, column13, {}, {}, {}, {}, {} FROM (VALUES ";
 
 /// What the full upsert does to a finding that is already stored: refresh it
 /// from the latest report and reopen it if it was fixed.
 const FULL_UPDATE: &str = ") AS v WHERE true \
      ON CONFLICT (identity) DO UPDATE SET severity = excluded.severity, \
      uid = excluded.uid, message = excluded.message, remedy = excluded.remedy, \
-     labels = excluded.labels, last_seen = excluded.last_seen, \
+     labels = excluded.labels, content = excluded.content, last_seen = excluded.last_seen, \
      last_run = excluded.last_run, \
      opened_at = CASE WHEN findings.resolved_at IS NULL THEN findings.opened_at \
      ELSE excluded.opened_at END, \
@@ -322,7 +435,7 @@ const FULL_UPDATE: &str = ") AS v WHERE true \
 const TOUCH_UPDATE: &str = ") AS v WHERE true \
      ON CONFLICT (identity) DO UPDATE SET \
      uid = excluded.uid, message = excluded.message, remedy = excluded.remedy, \
-     labels = excluded.labels, last_seen = excluded.last_seen, \
+     labels = excluded.labels, content = excluded.content, last_seen = excluded.last_seen, \
      last_run = excluded.last_run \
      WHERE findings.resolved_at IS NULL AND findings.severity = excluded.severity";
 
@@ -428,12 +541,14 @@ fn bind_rows(
         add(&mut args, r.message.clone())?;
         add(&mut args, r.remedy.clone())?;
         add(&mut args, r.labels.clone())?;
+        add(&mut args, &r.content[..])?;
     }
     Ok(args)
 }
 
-/// Inserts new findings and refreshes persisting ones (a fixed finding that
-/// is reported again is reopened), up to `ROWS_PER_STATEMENT` rows per
+/// Writes the batch's entries at `write` (see [`Batch::changes`]): inserts
+/// new findings and refreshes persisting ones (a fixed finding that is
+/// reported again is reopened), up to `ROWS_PER_STATEMENT` rows per
 /// statement. Each statement first only touches the findings that are open
 /// with an unchanged severity; when it left some alone, the full upsert runs
 /// over the same rows (for those already written, it writes the same values).
@@ -444,15 +559,16 @@ pub(super) async fn upsert(
     run_id: &str,
     now: i64,
     batch: &Batch<'_>,
+    write: &[usize],
 ) -> Result<(), StoreError> {
     let probe: Arc<str> = Arc::from(probe);
     let run_id: Arc<str> = Arc::from(run_id);
     let mut strings = Strings::default();
-    let mut sizes = statement_sizes(batch.len());
+    let mut sizes = statement_sizes(write.len());
     let mut start = 0;
     let mut next_rows = || {
         sizes.next().map(|size| {
-            let rows = batch.rows(start..start + size, &mut strings);
+            let rows = batch.rows(&write[start..start + size], &mut strings);
             start += size;
             rows
         })
@@ -481,7 +597,8 @@ pub(super) async fn upsert(
 }
 
 /// The baseline the batched path is measured against: one statement per
-/// finding (same transaction, same upsert). Used by the ingest benchmark.
+/// finding, every finding of the run written (same transaction, same
+/// upsert). Used by the ingest benchmark.
 pub(super) async fn upsert_one_by_one(
     conn: &mut dialect::Conn,
     probe: &str,
@@ -489,15 +606,18 @@ pub(super) async fn upsert_one_by_one(
     now: i64,
     batch: &Batch<'_>,
 ) -> Result<(), StoreError> {
-    for r in batch.rows(0..batch.len(), &mut Strings::default()) {
+    let every: Vec<usize> = (0..batch.len()).collect();
+    for r in batch.rows(&every, &mut Strings::default()) {
         sqlx::query(
             "INSERT INTO findings (identity, probe, rule, severity, api_version, kind, namespace, \
-             name, uid, fingerprint, message, remedy, labels, first_seen, opened_at, last_seen, \
-             first_run, last_run) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14, $15, $15) \
+             name, uid, fingerprint, message, remedy, labels, content, first_seen, opened_at, \
+             last_seen, first_run, last_run) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $15, \
+             $16, $16) \
              ON CONFLICT (identity) DO UPDATE SET severity = excluded.severity, \
              uid = excluded.uid, message = excluded.message, remedy = excluded.remedy, \
-             labels = excluded.labels, last_seen = excluded.last_seen, \
+             labels = excluded.labels, content = excluded.content, \
+             last_seen = excluded.last_seen, \
              last_run = excluded.last_run, \
              opened_at = CASE WHEN findings.resolved_at IS NULL THEN findings.opened_at \
              ELSE excluded.opened_at END, \
@@ -516,6 +636,7 @@ pub(super) async fn upsert_one_by_one(
         .bind(r.message)
         .bind(r.remedy)
         .bind(r.labels)
+        .bind(&r.content[..])
         .bind(now)
         .bind(run_id)
         .execute(&mut *conn)
@@ -525,24 +646,49 @@ pub(super) async fn upsert_one_by_one(
     Ok(())
 }
 
-/// Resolves the open findings of `probe` that run `run_id` did not report.
-pub(super) async fn resolve_missing(
+/// Resolves the open findings of `identities` (those a run did not report,
+/// see [`Batch::changes`]) at `now`. They were last seen by the probe's previous
+/// successful run, `seen` (when, which): that is written into them, now that
+/// the probe's last run no longer stands for it. (`None`: the probe has not
+/// run since migration 5, and the findings' own values are still current.)
+pub(super) async fn resolve(
     conn: &mut dialect::Conn,
-    probe: &str,
-    run_id: &str,
+    identities: &[[u8; 16]],
     now: i64,
+    seen: (Option<i64>, Option<&str>),
 ) -> Result<u64, StoreError> {
-    let done = sqlx::query(
-        "UPDATE findings SET resolved_at = $1 \
-         WHERE probe = $2 AND resolved_at IS NULL AND last_run <> $3",
-    )
-    .bind(now)
-    .bind(probe)
-    .bind(run_id)
-    .execute(&mut *conn)
-    .await
-    .ctx("resolve findings")?;
-    Ok(done.rows_affected())
+    let mut resolved = 0;
+    for chunk in identities.chunks(RESOLVE_PER_STATEMENT) {
+        let ids = to_json(
+            &chunk.iter().map(hex::encode).collect::<Vec<_>>(),
+            "the findings to resolve",
+        )?;
+        let done = sqlx::query(resolve_sql())
+            .bind(now)
+            .bind(seen.0)
+            .bind(seen.1)
+            .bind(ids)
+            .execute(&mut *conn)
+            .await
+            .ctx("resolve findings")?;
+        resolved += done.rows_affected();
+    }
+    Ok(resolved)
+}
+
+/// Identities per resolving statement (one JSON array of hex bound).
+const RESOLVE_PER_STATEMENT: usize = 10_000;
+
+fn resolve_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "UPDATE findings SET resolved_at = $1, last_seen = COALESCE($2, last_seen), \
+             last_run = COALESCE($3, last_run) \
+             WHERE resolved_at IS NULL AND identity IN ({})",
+            dialect::blobs_in_json("$4")
+        )
+    })
 }
 
 /// Adds the findings inserted after `watermark` (see [`id_watermark`]) to
@@ -691,6 +837,123 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(new, 1);
+    }
+
+    /// The row's own (last_run, content is set) as written, not as read.
+    async fn row_of(store: &super::super::Store, name: &str) -> (String, bool, Option<i64>) {
+        sqlx::query_as(
+            "SELECT last_run, content IS NOT NULL, resolved_at FROM findings WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_one(&store.writer)
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_run_writes_only_what_changed_and_open_findings_were_seen_by_the_last_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, clock) = open(dir.path()).await;
+        let a = finding("NoLimits", Severity::High, "shop", "a", None);
+        let b = finding("NoLimits", Severity::High, "shop", "b", None);
+        let c = finding("NoLimits", Severity::High, "shop", "c", None);
+        let mut c2 = c.clone();
+        c2.message = "limits removed again".into();
+        let all = || vec![a.clone(), b.clone(), c.clone()];
+        store
+            .record_run_finished(&succeeded("wa", "r1", all()))
+            .await
+            .unwrap();
+
+        // r2 says the same of a and b, something else of c: only c is written.
+        clock.advance(Duration::from_secs(60));
+        let t2 = clock.now();
+        let r2 = store
+            .record_run_finished(&succeeded("wa", "r2", vec![a.clone(), b.clone(), c2]))
+            .await
+            .unwrap();
+        assert_eq!((r2.findings, r2.new, r2.resolved), (3, 0, 0));
+        assert_eq!(
+            row_of(&store, "a").await.0,
+            "r1",
+            "a's row is not rewritten"
+        );
+        assert_eq!(row_of(&store, "c").await.0, "r2", "c's row is");
+        for f in every_finding(&store, 10).await.items {
+            assert_eq!((f.last_seen, f.last_run.as_str()), (t2, "r2"));
+        }
+
+        // r3 reports a only: b and c are resolved, last seen by r2.
+        clock.advance(Duration::from_secs(60));
+        let t3 = clock.now();
+        let r3 = store
+            .record_run_finished(&succeeded("wa", "r3", vec![a.clone()]))
+            .await
+            .unwrap();
+        assert_eq!(r3.resolved, 2);
+        // A failed run sees nothing: it moves no finding's last-seen time.
+        clock.advance(Duration::from_secs(60));
+        store
+            .record_run_finished(&failed("wa", "r4"))
+            .await
+            .unwrap();
+        for f in every_finding(&store, 10).await.items {
+            let name = f.finding.resource.as_ref().unwrap().name.clone();
+            let want = match name.as_str() {
+                "a" => (t3, "r3", None),
+                _ => (t2, "r2", Some(t3)),
+            };
+            assert_eq!(
+                (f.last_seen, f.last_run.as_str(), f.resolved_at),
+                want,
+                "{name}"
+            );
+        }
+
+        // Rows from before contents were kept (migration 5) are rewritten by
+        // their next report, and read as they were stored until then.
+        sqlx::query("UPDATE findings SET content = NULL")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE probes SET seen_at = NULL, seen_run = NULL")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        let page = every_finding(&store, 10).await;
+        let a_seen = page
+            .items
+            .iter()
+            .find(|f| f.finding.resource.as_ref().unwrap().name == "a")
+            .unwrap();
+        assert_eq!(a_seen.last_run, "r1", "a's own row, from r1");
+        clock.advance(Duration::from_secs(60));
+        store
+            .record_run_finished(&succeeded("wa", "r5", vec![a.clone()]))
+            .await
+            .unwrap();
+        assert_eq!(row_of(&store, "a").await, ("r5".into(), true, None));
+        assert_eq!(
+            row_of(&store, "b").await.0,
+            "r2",
+            "resolved rows keep their run"
+        );
+
+        // The open findings are read from the probe index, no row visited.
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            super::OPEN_FINDINGS
+        )))
+        .bind("wa")
+        .bind(3)
+        .fetch_all(&store.writer)
+        .await
+        .unwrap();
+        assert!(
+            plan.iter()
+                .any(|p| p.3.contains("COVERING INDEX findings_by_probe")),
+            "{plan:?}"
+        );
     }
 
     #[tokio::test]

@@ -1,7 +1,9 @@
 //! The daemon's store: probes, runs and their findings in one SQLite file
 //! (WAL mode, migrations from `host/migrations/` applied at open). A finding
 //! that persists across runs is one row with first/last seen, so "new since
-//! yesterday", "fixed" and trends are cheap. A run and its findings are
+//! yesterday", "fixed" and trends are cheap; an open finding was last seen
+//! by its probe's last successful run, so a run writes only the findings it
+//! changes (new, reopened, saying something else, resolved). A run and its findings are
 //! written in one transaction: a crash loses no committed run and leaves no
 //! half-written one. Every SQL statement of the daemon lives here; what only
 //! SQLite says this way is in [`dialect`], so PostgreSQL can be added beside it.
@@ -332,6 +334,13 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(vacuum, 2, "INCREMENTAL");
+        for pool in [&store.writer, &store.reader] {
+            let mmap: i64 = sqlx::query_scalar("PRAGMA mmap_size")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(mmap, 1 << 30, "pages are read from a mapping of the file");
+        }
         assert_eq!(store.integrity_check().await.unwrap(), "ok");
         store.close().await;
 

@@ -151,3 +151,36 @@ pub(super) async fn ensure(
     .ctx("ensure probe")?;
     Ok(())
 }
+
+/// The probe's last successful run: when it finished and its id (`None`s
+/// before its first run since migration 5). Every open finding of the probe
+/// was last seen by it.
+pub(super) async fn last_seen(
+    conn: &mut dialect::Conn,
+    name: &str,
+) -> Result<(Option<i64>, Option<String>), StoreError> {
+    let seen = sqlx::query_as("SELECT seen_at, seen_run FROM probes WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await
+        .ctx("read the probe's last successful run")?;
+    Ok(seen.unwrap_or((None, None)))
+}
+
+/// Records run `run_id`, finished at `now`, as the probe's last successful
+/// one: the last-seen time and run of every finding it left open.
+pub(super) async fn mark_seen(
+    conn: &mut dialect::Conn,
+    name: &str,
+    now: i64,
+    run_id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE probes SET seen_at = $1, seen_run = $2 WHERE name = $3")
+        .bind(now)
+        .bind(run_id)
+        .bind(name)
+        .execute(&mut *conn)
+        .await
+        .ctx("record the probe's last successful run")?;
+    Ok(())
+}

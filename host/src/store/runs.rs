@@ -302,20 +302,37 @@ impl Store {
         .ctx("record run")?;
         let mut ingest = RunIngest::default();
         if succeeded {
+            let seen = probes::last_seen(&mut tx, &outcome.probe).await?;
+            let open = findings::open_findings(&mut tx, &outcome.probe).await?;
+            let changes = batch.changes(open);
             let watermark = findings::id_watermark(&mut tx).await?;
             if one_by_one {
                 findings::upsert_one_by_one(&mut tx, &outcome.probe, &outcome.run_id, now, &batch)
                     .await?;
             } else {
-                findings::upsert(&mut tx, &outcome.probe, &outcome.run_id, now, &batch).await?;
+                findings::upsert(
+                    &mut tx,
+                    &outcome.probe,
+                    &outcome.run_id,
+                    now,
+                    &batch,
+                    &changes.write,
+                )
+                .await?;
             }
             findings::index_new_text(&mut tx, watermark).await?;
             ingest = RunIngest {
                 findings: count,
                 new: findings::count_new(&mut tx, watermark).await?,
-                resolved: findings::resolve_missing(&mut tx, &outcome.probe, &outcome.run_id, now)
-                    .await?,
+                resolved: findings::resolve(
+                    &mut tx,
+                    &changes.resolve,
+                    now,
+                    (seen.0, seen.1.as_deref()),
+                )
+                .await?,
             };
+            probes::mark_seen(&mut tx, &outcome.probe, now, &outcome.run_id).await?;
         }
         tx.commit().await.ctx("commit run")?;
         Ok(ingest)
