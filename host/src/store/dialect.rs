@@ -78,6 +78,13 @@ pub fn json_rows_head(columns: &[&str], json: &[&str]) -> String {
 /// Closes [`json_rows_head`].
 pub const JSON_ROWS_TAIL: &str = ")";
 
+/// The head of a subquery of the integers in a JSON array, for a query
+/// builder: the array is bound right after it, then `)` closes it
+/// (PostgreSQL: `SELECT unnest(` ... `::bigint[]`).
+pub fn ids_in_json_bound() -> &'static str {
+    "SELECT value FROM json_each("
+}
+
 /// A subquery of the byte strings whose hex is in the JSON array bound to
 /// `param` (one parameter however many; PostgreSQL would take a `bytea[]`
 /// with `SELECT unnest(...)`).

@@ -4,13 +4,14 @@
 //! Each common filter has an index in page order (migration 0003); the text
 //! filter asks the trigram index for candidates when they are few.
 
-use std::sync::OnceLock;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, OnceLock};
 
 use jiff::Timestamp;
 use serde::Deserialize;
 use sqlx::QueryBuilder;
 
-use super::{QueryContext, Store, StoreError, dialect, from_json, timestamp};
+use super::{QueryContext, Store, StoreError, dialect, from_json, timestamp, to_json};
 use crate::bindings::{Finding, ResourceRef, Severity};
 
 /// Which findings by their state, relative to a moment where it matters.
@@ -164,16 +165,46 @@ impl Store {
         after: Option<&str>,
     ) -> Result<FindingPage, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
-        let text = self.text_plan(filter).await?;
         let want = limit as usize + 1;
-        let mut rows = match after.map(parse_cursor).transpose()? {
-            None => self.page_rows(filter, &text, None, want).await?,
+        let after = after.map(parse_cursor).transpose()?;
+        // Taken before anything is read (see `Store::generation`).
+        let generation = self.generation();
+        let key = filter.text.is_some().then(|| format!("{filter:?}"));
+        let cached = key.as_ref().and_then(|key| {
+            let searches = self.searches.lock().unwrap_or_else(|e| e.into_inner());
+            searches.get(key, generation)
+        });
+        let matches = match cached {
+            Some(matches) => Some(matches),
+            None => match self.text_plan(filter).await? {
+                TextPlan::Scan => None,
+                TextPlan::Index(query) => {
+                    let matches = self.text_matches(filter, query).await?;
+                    if let Some(key) = key {
+                        let mut searches = self.searches.lock().unwrap_or_else(|e| e.into_inner());
+                        searches.put(key, generation, matches.clone());
+                    }
+                    Some(matches)
+                }
+            },
+        };
+        // More matches past the page, as far as the search's matches tell
+        // (a row deleted since they were read leaves the page short).
+        let mut listed_more = false;
+        let mut rows = match (matches, after) {
+            (Some(matches), after) => {
+                let start = after.map_or(0, |cursor| matches.partition_point(|m| *m >= cursor));
+                listed_more = matches.len() - start > limit as usize;
+                self.match_rows(filter, &matches[start..], want).await?
+            }
+            (None, None) => self.page_rows(filter, &TextPlan::Scan, None, want).await?,
             // The rest of the cursor's severity, then the severities below:
             // each part is one seek into an index in page order. (SQLite
             // uses only the severity of a row value `(severity, id) < (?, ?)`
             // for the seek, and walks every row of that severity above the
             // cursor: 200,000 here at worst.)
-            Some((sev, id)) => {
+            (None, Some((sev, id))) => {
+                let text = TextPlan::Scan;
                 let mut rows = self
                     .page_rows(filter, &text, Some(Seek::Within(sev, id)), want)
                     .await?;
@@ -188,7 +219,7 @@ impl Store {
                 rows
             }
         };
-        let more = rows.len() > limit as usize;
+        let more = rows.len() > limit as usize || listed_more;
         rows.truncate(limit as usize);
         let next = match (more, rows.last()) {
             (true, Some(last)) => Some(format!("{}.{}", last.severity, last.id)),
@@ -229,6 +260,55 @@ impl Store {
         // asked for a different rest). Callers ask for the page size.
         qb.push(format_args!(" ORDER BY severity DESC, id DESC LIMIT {n}"));
         let mut rows = fetch_rows(qb, &self.reader, "list findings").await?;
+        rows.sort_unstable_by_key(|r| std::cmp::Reverse((r.severity, r.id)));
+        Ok(rows)
+    }
+
+    /// Every match of `filter`, whose text the index `query` finds few
+    /// candidates for, as `(severity, id)` in page order.
+    async fn text_matches(
+        &self,
+        filter: &FindingFilter,
+        query: String,
+    ) -> Result<Matches, StoreError> {
+        let mut qb =
+            QueryBuilder::<dialect::Db>::new(dialect::json_rows_head(&["severity", "id"], &[]));
+        qb.push("SELECT severity, id FROM findings");
+        push_filter(&mut qb, filter, TextPlan::Index(query));
+        qb.push(dialect::JSON_ROWS_TAIL);
+        let rows: Option<String> = qb
+            .build_query_scalar()
+            .fetch_one(&self.reader)
+            .await
+            .ctx("find text matches")?;
+        let mut matches: Vec<(i64, i64)> = match rows.as_deref() {
+            Some(rows) => from_json(rows, "text matches")?,
+            None => Vec::new(),
+        };
+        matches.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(Arc::new(matches))
+    }
+
+    /// The rows of the first `n` of `matches` (a search's matches from where
+    /// a page starts, in page order), in page order. Each row is checked
+    /// against `filter` again as it is read.
+    async fn match_rows(
+        &self,
+        filter: &FindingFilter,
+        matches: &[(i64, i64)],
+        n: usize,
+    ) -> Result<Vec<FindingRow>, StoreError> {
+        let ids: Vec<i64> = matches.iter().take(n).map(|m| m.1).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut qb = rows_query();
+        push_filter(&mut qb, filter, TextPlan::Scan);
+        qb.push(" AND id IN (")
+            .push(dialect::ids_in_json_bound())
+            .push_bind(to_json(&ids, "a page's findings")?)
+            .push("))");
+        let mut rows = fetch_rows(qb, &self.reader, "list text matches").await?;
         rows.sort_unstable_by_key(|r| std::cmp::Reverse((r.severity, r.id)));
         Ok(rows)
     }
@@ -284,6 +364,50 @@ impl Store {
         qb.push(" WHERE id = ").push_bind(id);
         let row = fetch_rows(qb, &self.reader, "get finding").await?.pop();
         row.map(StoredFinding::try_from).transpose()
+    }
+}
+
+/// The sorted matches of recent text searches, each under the store
+/// generation it was read at: a search's pages are then read by id, like
+/// any page, instead of each fetching, checking and sorting every candidate
+/// again. A newer generation (a run finished, retention) misses, and the
+/// search is read again.
+#[derive(Default)]
+pub(super) struct Searches {
+    /// Key: the filter; value: the generation and the matches.
+    entries: HashMap<String, (u64, Matches)>,
+    /// Keys, oldest first.
+    order: VecDeque<String>,
+}
+
+/// A search's matches, `(severity, id)` in page order.
+type Matches = Arc<Vec<(i64, i64)>>;
+
+/// How many searches [`Searches`] keeps (each at most `FEW_CANDIDATES`
+/// matches, 16 bytes each).
+const SEARCHES_KEPT: usize = 64;
+
+impl Searches {
+    fn get(&self, key: &str, generation: u64) -> Option<Matches> {
+        self.entries
+            .get(key)
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, m)| m.clone())
+    }
+
+    fn put(&mut self, key: String, generation: u64, matches: Matches) {
+        if self
+            .entries
+            .insert(key.clone(), (generation, matches))
+            .is_none()
+        {
+            self.order.push_back(key);
+            while self.order.len() > SEARCHES_KEPT {
+                if let Some(old) = self.order.pop_front() {
+                    self.entries.remove(&old);
+                }
+            }
+        }
     }
 }
 
@@ -444,6 +568,94 @@ mod tests {
     use super::super::test_support::{finding, open, succeeded};
     use super::{FindingFilter, FindingStatus};
     use crate::bindings::{Finding, Severity};
+
+    /// Every page of `filter`, `limit` at a time, following the cursors.
+    async fn all_pages(store: &super::Store, filter: &FindingFilter, limit: u32) -> Vec<i64> {
+        let mut ids = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = store
+                .findings(filter, limit, after.as_deref())
+                .await
+                .unwrap();
+            ids.extend(page.items.iter().map(|f| f.id));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return ids,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_search_pages_through_its_matches_and_sees_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open(dir.path()).await;
+        let run = |n: usize| -> Vec<Finding> {
+            (0..n)
+                .map(|i| {
+                    let sev = Severity::ALL[i % 5];
+                    let mut f = finding("R", sev, "ns", &format!("p{i}"), None);
+                    f.message = if i % 3 == 0 {
+                        format!("needle in service-{i}")
+                    } else {
+                        format!("hay of service-{i}")
+                    };
+                    f
+                })
+                .collect()
+        };
+        store
+            .record_run_finished(&succeeded("wa", "r1", run(40)))
+            .await
+            .unwrap();
+        let search = FindingFilter {
+            text: Some("needle".into()),
+            ..Default::default()
+        };
+        let scan = |s: &FindingFilter| FindingFilter {
+            text: None,
+            ..s.clone()
+        };
+        // What the search's pages hold: the matches of a walk of every
+        // finding, in page order, whatever the page size.
+        let every = all_pages(&store, &scan(&search), 7).await;
+        let all = store.findings(&scan(&search), 1000, None).await.unwrap();
+        let want: Vec<i64> = every
+            .iter()
+            .copied()
+            .filter(|id| {
+                all.items
+                    .iter()
+                    .any(|f| f.id == *id && f.finding.message.contains("needle"))
+            })
+            .collect();
+        assert_eq!(want.len(), 14);
+        for limit in [1, 3, 5, 50] {
+            assert_eq!(
+                all_pages(&store, &search, limit).await,
+                want,
+                "limit {limit}"
+            );
+        }
+        // Another run (60 findings: 6 more needles, the others again): the
+        // search reads its matches again.
+        store
+            .record_run_finished(&succeeded("wa", "r2", run(60)))
+            .await
+            .unwrap();
+        assert_eq!(all_pages(&store, &search, 4).await.len(), 20);
+        let high = FindingFilter {
+            severities: vec![Severity::High],
+            ..search.clone()
+        };
+        let highs = all_pages(&store, &high, 2).await;
+        assert!(!highs.is_empty() && highs.len() < 20);
+        for id in highs {
+            let f = store.finding(id).await.unwrap().unwrap();
+            assert_eq!(f.finding.severity, Severity::High);
+            assert!(f.finding.message.contains("needle"));
+        }
+    }
 
     async fn seeded() -> (
         tempfile::TempDir,

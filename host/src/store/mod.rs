@@ -125,6 +125,8 @@ pub struct Store {
     path: PathBuf,
     /// Moves on before and after every write that may change findings.
     generation: Arc<std::sync::atomic::AtomicU64>,
+    /// The sorted matches of recent text searches, per generation.
+    searches: Arc<std::sync::Mutex<finding_queries::Searches>>,
 }
 
 /// Moves the store's generation on when made and when dropped, around a
@@ -187,6 +189,7 @@ impl Store {
             clock,
             path,
             generation: Arc::default(),
+            searches: Arc::default(),
         };
         let interrupted = if options.owner {
             store.mark_interrupted().await?
