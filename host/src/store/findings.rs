@@ -300,11 +300,12 @@ pub(super) async fn open_findings(
                 ),
             });
         }
-        for record in packed.chunks_exact(32) {
-            let (identity, content) = record.split_at(16);
-            let identity: [u8; 16] = identity.try_into().expect("16 of 32 bytes");
-            let content: [u8; 16] = content.try_into().expect("16 of 32 bytes");
-            open.insert(identity, (content != [0; 16]).then_some(content));
+        // Identity and content halves, 16 bytes each (the length checked above).
+        let (halves, _) = packed.as_chunks::<16>();
+        for pair in halves.chunks_exact(2) {
+            if let [identity, content] = pair {
+                open.insert(*identity, (*content != [0; 16]).then_some(*content));
+            }
         }
     }
     Ok(open)
