@@ -143,16 +143,17 @@ fn rows_query() -> QueryBuilder<dialect::Db> {
     QueryBuilder::new(head.as_str())
 }
 
-/// Runs a query begun with [`rows_query`]: its rows, in no given order.
-async fn fetch_rows(
+/// Runs a query begun with [`dialect::json_rows_head`] (as [`rows_query`]
+/// does): its rows, in no given order.
+async fn fetch_rows<T: serde::de::DeserializeOwned>(
     mut qb: QueryBuilder<dialect::Db>,
     pool: &dialect::Pool,
     what: &'static str,
-) -> Result<Vec<FindingRow>, StoreError> {
+) -> Result<Vec<T>, StoreError> {
     qb.push(dialect::JSON_ROWS_TAIL);
     let rows: Option<String> = qb.build_query_scalar().fetch_one(pool).await.ctx(what)?;
     rows.as_deref()
-        .map_or(Ok(Vec::new()), |rows| from_json(rows, "findings"))
+        .map_or(Ok(Vec::new()), |rows| from_json(rows, what))
 }
 
 impl Store {
@@ -197,23 +198,20 @@ impl Store {
                 listed_more = matches.len() - start > limit as usize;
                 self.match_rows(filter, &matches[start..], want).await?
             }
-            (None, None) => self.page_rows(filter, &TextPlan::Scan, None, want).await?,
+            (None, None) => self.page_rows(filter, None, want).await?,
             // The rest of the cursor's severity, then the severities below:
             // each part is one seek into an index in page order. (SQLite
             // uses only the severity of a row value `(severity, id) < (?, ?)`
             // for the seek, and walks every row of that severity above the
             // cursor: 200,000 here at worst.)
             (None, Some((sev, id))) => {
-                let text = TextPlan::Scan;
                 let mut rows = self
-                    .page_rows(filter, &text, Some(Seek::Within(sev, id)), want)
+                    .page_rows(filter, Some(Seek::Within(sev, id)), want)
                     .await?;
                 if rows.len() < want {
                     // As many as the first part asked for (the same
                     // statement whatever the cursor), the surplus dropped.
-                    let rest = self
-                        .page_rows(filter, &text, Some(Seek::Below(sev)), want)
-                        .await?;
+                    let rest = self.page_rows(filter, Some(Seek::Below(sev)), want).await?;
                     rows.extend(rest);
                 }
                 rows
@@ -236,12 +234,11 @@ impl Store {
     async fn page_rows(
         &self,
         filter: &FindingFilter,
-        text: &TextPlan,
         seek: Option<Seek>,
         n: usize,
     ) -> Result<Vec<FindingRow>, StoreError> {
         let mut qb = rows_query();
-        push_filter(&mut qb, filter, text.clone());
+        push_filter(&mut qb, filter, TextPlan::Scan);
         match seek {
             None => {}
             Some(Seek::Within(sev, id)) => {
@@ -259,7 +256,7 @@ impl Store {
         // bound to another one (a quarter of a page's CPU when every page
         // asked for a different rest). Callers ask for the page size.
         qb.push(format_args!(" ORDER BY severity DESC, id DESC LIMIT {n}"));
-        let mut rows = fetch_rows(qb, &self.reader, "list findings").await?;
+        let mut rows: Vec<FindingRow> = fetch_rows(qb, &self.reader, "list findings").await?;
         rows.sort_unstable_by_key(|r| std::cmp::Reverse((r.severity, r.id)));
         Ok(rows)
     }
@@ -275,16 +272,8 @@ impl Store {
             QueryBuilder::<dialect::Db>::new(dialect::json_rows_head(&["severity", "id"], &[]));
         qb.push("SELECT severity, id FROM findings");
         push_filter(&mut qb, filter, TextPlan::Index(query));
-        qb.push(dialect::JSON_ROWS_TAIL);
-        let rows: Option<String> = qb
-            .build_query_scalar()
-            .fetch_one(&self.reader)
-            .await
-            .ctx("find text matches")?;
-        let mut matches: Vec<(i64, i64)> = match rows.as_deref() {
-            Some(rows) => from_json(rows, "text matches")?,
-            None => Vec::new(),
-        };
+        let mut matches: Vec<(i64, i64)> =
+            fetch_rows(qb, &self.reader, "find text matches").await?;
         matches.sort_unstable_by(|a, b| b.cmp(a));
         Ok(Arc::new(matches))
     }
@@ -308,7 +297,7 @@ impl Store {
             .push(dialect::ids_in_json_bound())
             .push_bind(to_json(&ids, "a page's findings")?)
             .push("))");
-        let mut rows = fetch_rows(qb, &self.reader, "list text matches").await?;
+        let mut rows: Vec<FindingRow> = fetch_rows(qb, &self.reader, "list text matches").await?;
         rows.sort_unstable_by_key(|r| std::cmp::Reverse((r.severity, r.id)));
         Ok(rows)
     }
@@ -335,7 +324,7 @@ impl Store {
         let mut qb = rows_query();
         qb.push(" WHERE resolved_at IS NULL ORDER BY opened_at DESC, id DESC LIMIT ")
             .push_bind(i64::from(limit.clamp(1, MAX_PAGE)));
-        let mut rows = fetch_rows(qb, &self.reader, "newest findings").await?;
+        let mut rows: Vec<FindingRow> = fetch_rows(qb, &self.reader, "newest findings").await?;
         rows.sort_unstable_by_key(|r| std::cmp::Reverse((r.opened_at, r.id)));
         rows.into_iter().map(StoredFinding::try_from).collect()
     }
@@ -362,7 +351,9 @@ impl Store {
     pub async fn finding(&self, id: i64) -> Result<Option<StoredFinding>, StoreError> {
         let mut qb = rows_query();
         qb.push(" WHERE id = ").push_bind(id);
-        let row = fetch_rows(qb, &self.reader, "get finding").await?.pop();
+        let row = fetch_rows::<FindingRow>(qb, &self.reader, "get finding")
+            .await?
+            .pop();
         row.map(StoredFinding::try_from).transpose()
     }
 }
