@@ -1,5 +1,6 @@
-//! CPU cost of the HTTP collector (socket filter on loopback, ring buffer,
-//! request/response pairing, per-minute RED) at about 10,000 requests/s:
+//! CPU cost of the HTTP collector (socket filter on loopback that pairs
+//! requests with responses and sums them per minute in the kernel; the
+//! agent names routes and reads the sums) at about 10,000 requests/s:
 //! wrk (Debian's package) against a small axum server on loopback that
 //! answers each request after 1 ms, with the collector off and on,
 //! alternating, in the same run. CPU is the whole machine's busy time from
@@ -232,10 +233,12 @@ fn main() {
             let st = agent.status();
             let http = st.iter().find(|s| s.collector == "http").unwrap();
             let requests = on[round].requests;
-            assert_eq!(http.dropped, 0, "the HTTP ring buffer dropped records");
+            assert_eq!(http.dropped, 0, "the HTTP collector lost requests");
+            // Every request wrk completed was counted, and at most the ones
+            // still open on each connection when wrk stopped besides.
             assert!(
-                http.events as f64 >= 1.9 * requests,
-                "{} records for {requests} requests",
+                http.events as f64 >= requests && http.events as f64 <= requests + conns as f64,
+                "{} requests counted for {requests} completed on {conns} connections",
                 http.events
             );
             agent_rt.block_on(agent.shutdown());

@@ -417,14 +417,18 @@ async fn a_flooded_listener_with_a_tiny_backlog_overflows() {
     running.stop().await;
 }
 
-/// Answers `GET /ok` (2 ms), `/missing/N` (404, 1 ms) and `/fail` (500, 10 ms), keep-alive.
-fn http_server() -> (u16, std::thread::JoinHandle<()>) {
+/// Answers `GET /ok` (2 ms), `/missing/N` (404, 1 ms) and `/fail` (500, 10 ms), keep-alive,
+/// on `connections` connections.
+fn http_server(connections: usize) -> (u16, std::thread::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let handle = std::thread::spawn(move || {
         let mut conns = Vec::new();
-        for stream in listener.incoming().take(4) {
+        for stream in listener.incoming().take(connections) {
             let mut stream = stream.unwrap();
+            // Each response its own segment (the filter reads the first
+            // line of each), also when requests are pipelined.
+            stream.set_nodelay(true).unwrap();
             conns.push(std::thread::spawn(move || {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -465,12 +469,8 @@ fn http_server() -> (u16, std::thread::JoinHandle<()>) {
     (port, handle)
 }
 
-fn get(stream: &mut TcpStream, path: &str) {
-    // One write, as clients send a request head: the filter reads the
-    // request line from the first segment.
-    let head = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    // Read one response: headers, then the 1-byte body.
+/// Reads one response: headers, then the 1-byte body.
+fn read_response(stream: &mut TcpStream) {
     let mut got = Vec::new();
     let mut b = [0u8; 1];
     while !got.ends_with(b"\r\n\r\n") {
@@ -480,10 +480,77 @@ fn get(stream: &mut TcpStream, path: &str) {
     stream.read_exact(&mut b).unwrap();
 }
 
+fn get(stream: &mut TcpStream, path: &str) {
+    // One write, as clients send a request head: the filter reads the
+    // request line from the first segment.
+    let head = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    read_response(stream);
+}
+
+/// Pipelined requests (each its own segment, sent before any answer) are
+/// paired in order in the kernel; ids in paths, and an absolute-form target,
+/// count under one route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_pair_in_order_and_ids_fold_into_one_route() {
+    needs_root!();
+    let (port, server) = http_server(1);
+    let running = start_agent(&["http"], "", |c| {
+        c.http.interface = Some("lo".into());
+        c.http.ports = vec![port];
+    })
+    .await;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_nodelay(true).unwrap();
+    let lines = [
+        "GET /fail HTTP/1.1",
+        "GET /items/1 HTTP/1.1",
+        "GET /items/22?full=1 HTTP/1.1",
+        "GET http://test/items/0f3c8a1e-2b4d-4c6e-8f9a-1b2c3d4e5f60 HTTP/1.1",
+        "POST /ok HTTP/1.1",
+    ];
+    for _ in 0..10 {
+        for l in lines {
+            s.write_all(format!("{l}\r\nHost: test\r\n\r\n").as_bytes())
+                .unwrap();
+            // Its own segment: the filter reads the first line of each.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for _ in lines {
+            read_response(&mut s);
+        }
+    }
+    drop(s);
+    server.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rows = loop {
+        let rows = running.store.http_red(0, i64::MAX, 1000).await.unwrap();
+        let total: i64 = rows.iter().map(|r| r.requests).sum();
+        if total >= 50 || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = running.stop().await;
+    let of = |method: &str, route: &str| -> (i64, i64, i64) {
+        rows.iter()
+            .filter(|r| r.method == method && r.route == route)
+            .fold((0, 0, 0), |a, r| {
+                (a.0 + r.requests, a.1 + r.errors, a.2 + r.client_errors)
+            })
+    };
+    // Each answer went to the request it answers: the 500 to /fail, the
+    // 404s to the ids, the 200 to POST /ok.
+    assert_eq!(of("GET", "/fail"), (10, 10, 0), "{rows:?}");
+    assert_eq!(of("GET", "/items/:id"), (30, 0, 30), "{rows:?}");
+    assert_eq!(of("POST", "/ok"), (10, 0, 0), "{rows:?}");
+    assert_eq!(rows.iter().map(|r| r.requests).sum::<i64>(), 50, "{rows:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_mix_gives_exact_counts_and_durations_within_tolerance() {
     needs_root!();
-    let (port, server) = http_server();
+    let (port, server) = http_server(4);
     let running = start_agent(&["http"], "", |c| {
         c.http.interface = Some("lo".into());
         c.http.ports = vec![port];

@@ -189,11 +189,16 @@ pub struct ListenSample {
     pub ino: u64,
 }
 
-/// One HTTP/1.x request or status line seen by the socket filter.
+/// A route the socket filter has not reported before: its hash (the key
+/// of its figures in `HTTP_RED`) and the request line it was first seen
+/// in, for userspace to name the route. One record per route, not per
+/// request: requests are paired and summed in the kernel.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct HttpRecord {
     pub boot_ns: u64,
+    /// [`HttpRedKey::route`] of the request line.
+    pub route: u64,
     /// IPv4 addresses (network order) and ports (host order) as in the packet.
     pub saddr: u32,
     pub daddr: u32,
@@ -201,6 +206,96 @@ pub struct HttpRecord {
     pub dport: u16,
     pub payload_len: u32,
     pub payload: [u8; HTTP_PAYLOAD_LEN],
+}
+
+/// Requests a connection can have open at once (HTTP/1.1 pipelining); a
+/// request beyond them is counted lost (`drop_slot::HTTP`).
+pub const HTTP_PIPELINE: usize = 8;
+/// Boundaries of the duration histogram, in microseconds: the agent sets
+/// `HTTP_BOUNDS` to its `duration_buckets_us()` (10 us growing by 10% to
+/// 100 s), and checks there are this many.
+pub const HTTP_BOUNDS_LEN: usize = 170;
+
+/// A connection, by its client and server ends (the request's direction).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HttpConnKey {
+    /// IPv4 addresses in network order, ports in host order.
+    pub client_addr: u32,
+    pub server_addr: u32,
+    pub client_port: u16,
+    pub server_port: u16,
+}
+
+/// A request waiting for its status line.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HttpOpen {
+    pub start_ns: u64,
+    pub route: u64,
+}
+
+/// A connection's open requests, oldest first: a ring written at `tail` by
+/// the request side and read at `head` by the response side (each writes
+/// only its own index, so the two need no lock).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HttpPending {
+    pub head: u32,
+    pub tail: u32,
+    pub open: [HttpOpen; HTTP_PIPELINE],
+    /// The route of the connection's last request and the routes'
+    /// generation it was reported in (`http_shared::ROUTES_GENERATION`): a
+    /// connection asking for the same route again needs no look-up of the
+    /// reported routes.
+    pub last_route: u64,
+    pub last_generation: u64,
+}
+
+/// Slots of the HTTP filter's `HTTP_SHARED` array, written by the agent.
+pub mod http_shared {
+    /// Wall-clock minus boot time, in ns: the minute a response counts in.
+    pub const CLOCK: u32 = 0;
+    /// Bumped when the agent forgets route names: every route is then
+    /// reported again, also on connections that asked for it before.
+    pub const ROUTES_GENERATION: u32 = 1;
+    pub const COUNT: u32 = 2;
+}
+
+/// What the kernel sums requests under: the wall-clock minute their
+/// response was seen in, the route (a hash of the method and the request
+/// target's path, ids folded: see the filter) and the server.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HttpRedKey {
+    /// Minutes since the Unix epoch.
+    pub minute: u64,
+    pub route: u64,
+    /// IPv4 address in network order, port in host order.
+    pub server_addr: u32,
+    pub server_port: u16,
+    pub _pad: u16,
+}
+
+/// A minute's sums for one [`HttpRedKey`] on one CPU (the map is per CPU:
+/// no CPU writes another's sums, so the filter needs no atomic operation
+/// and no cache line moves between CPUs per request).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct HttpRedValue {
+    pub requests: u64,
+    /// 5xx responses.
+    pub errors: u64,
+    /// 4xx responses.
+    pub client_errors: u64,
+    pub sum_us: u64,
+    pub max_us: u64,
+    /// Requests per duration bucket: `buckets[i]` counts durations in
+    /// `(bounds[i-1], bounds[i]]`, the last one those above every bound.
+    /// 32 bits: one CPU's requests of one route in one minute (4 billion
+    /// would be 70 million a second), and half the memory per CPU.
+    pub buckets: [u32; HTTP_BOUNDS_LEN + 1],
+    pub _pad: u32,
 }
 
 /// Offsets into kernel structures, in bytes, resolved from the running
@@ -269,7 +364,8 @@ pub struct HttpFilterConfig {
     /// 1 on loopback, where a packet socket sees every packet twice (sent
     /// and received): only the received copy is kept.
     pub drop_outgoing: u32,
-    pub _pad: u32,
+    /// How many of `ports` are set (the first ones).
+    pub port_count: u32,
 }
 
 #[cfg(feature = "user")]
@@ -278,4 +374,7 @@ mod user {
     // matter to the kernel, valid for any bit pattern.
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::HttpFilterConfig {}
+    unsafe impl aya::Pod for super::HttpConnKey {}
+    unsafe impl aya::Pod for super::HttpRedKey {}
+    unsafe impl aya::Pod for super::HttpRedValue {}
 }

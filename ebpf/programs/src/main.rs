@@ -15,19 +15,23 @@
 use core::ffi::c_void;
 
 use aya_ebpf::EbpfContext;
-use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
+
+use aya_ebpf::bindings::{
+    BPF_F_NO_PREALLOC, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+};
 use aya_ebpf::helpers::generated::{bpf_seq_write, bpf_skb_load_bytes};
 use aya_ebpf::helpers::{
     bpf_get_current_task, bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
     bpf_probe_read_kernel_str_bytes,
 };
 use aya_ebpf::macros::{map, raw_tracepoint, socket_filter, tracepoint};
-use aya_ebpf::maps::{LruHashMap, PerCpuArray, RingBuf};
+use aya_ebpf::maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya_ebpf::programs::{RawTracePointContext, SkBuffContext, TracePointContext};
 use sonde_ebpf_common::{
-    COMM_LEN, CgroupIdentity, ExecRecord, HTTP_PAYLOAD_LEN, HttpFilterConfig, HttpRecord,
+    COMM_LEN, CgroupIdentity, ExecRecord, HTTP_BOUNDS_LEN, HTTP_PAYLOAD_LEN, HTTP_PIPELINE,
+    HttpConnKey, HttpFilterConfig, HttpOpen, HttpPending, HttpRecord, HttpRedKey, HttpRedValue,
     KernelOffsets, ListenSample, OomRecord, RecordKind, TP_RECORD_LEN, TaskIdentity, TcpRecord,
-    drop_slot,
+    drop_slot, http_shared,
 };
 
 #[unsafe(no_mangle)]
@@ -74,7 +78,7 @@ static OFFSETS: KernelOffsets = KernelOffsets {
 static HTTP_CONFIG: HttpFilterConfig = HttpFilterConfig {
     ports: [0; 8],
     drop_outgoing: 0,
-    _pad: 0,
+    port_count: 0,
 };
 
 const PROCESS_RING_BYTES: u32 = 1 << 20;
@@ -386,17 +390,205 @@ pub extern "C" fn listen_sockets(ctx: *mut c_void) -> i32 {
     0
 }
 
-/// Bytes of a status line copied: enough for the version and the code.
+/// Bytes of a status line read: enough for the version and the code.
 const HTTP_STATUS_COPY: usize = 16;
+/// Bytes of a packet copied first: headers (66 on loopback, with TCP
+/// timestamps) and the start of the payload.
+const HTTP_HEAD_COPY: usize = 96;
 
-/// Keeps TCP segments whose payload starts like an HTTP/1.x request or
-/// status line (IPv4, Ethernet framing as on a packet socket), and copies
-/// the start of the payload to `HTTP_EVENTS`. Always returns 0: the packet
+/// The packet's first bytes (`HTTP_HEAD_COPY`).
+#[map]
+static HTTP_HEAD: PerCpuArray<[u8; HTTP_HEAD_COPY]> = PerCpuArray::with_max_entries(1, 0);
+/// Open requests older than this are forgotten (their connection is gone
+/// or never answered).
+const HTTP_OPEN_TTL_NS: u64 = 300 * 1_000_000_000;
+
+/// Duration histogram boundaries (us), set by the agent.
+#[unsafe(no_mangle)]
+static HTTP_BOUNDS: [u64; HTTP_BOUNDS_LEN] = [0; HTTP_BOUNDS_LEN];
+
+/// The agent's clock and route generation (`http_shared`).
+#[map]
+static HTTP_SHARED: Array<u64> = Array::with_max_entries(http_shared::COUNT, 0);
+
+/// Each connection's open requests.
+#[map]
+static HTTP_OPEN: LruHashMap<HttpConnKey, HttpPending> = LruHashMap::with_max_entries(65536, 0);
+
+/// Routes already reported to userspace (`HTTP_EVENTS`), by hash.
+#[map]
+static HTTP_ROUTES: LruHashMap<u64, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// Per minute, route and server, per CPU: the sums userspace reads and
+/// removes once the minute is over. Allocated as keys appear.
+#[map]
+static HTTP_RED: PerCpuHashMap<HttpRedKey, HttpRedValue> =
+    PerCpuHashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
+
+// HTTP_ZERO's value also serves as a zeroed `HttpPending`.
+const _: () = assert!(core::mem::size_of::<HttpRedValue>() >= core::mem::size_of::<HttpPending>());
+
+/// Zeroed values to create map entries from (the RED value is larger than
+/// the stack), and the request line being read.
+#[map]
+static HTTP_ZERO: PerCpuArray<HttpRedValue> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static HTTP_LINE: PerCpuArray<[u8; HTTP_PAYLOAD_LEN]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Pairs HTTP/1.x requests with their status lines per connection and sums
+/// them per minute, route and server in `HTTP_RED` (IPv4, Ethernet framing
+/// as on a packet socket); a route seen for the first time is reported to
+/// `HTTP_EVENTS` with its request line. Always returns 0: the packet
 /// socket itself receives nothing.
 #[socket_filter]
 pub fn http_lines(ctx: SkBuffContext) -> i64 {
     let _ = try_http(&ctx);
     0
+}
+
+/// FNV-1a, one byte.
+#[inline(always)]
+fn fnv(h: u64, b: u8) -> u64 {
+    (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+}
+const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// A path segment's part of the route hash: ids (all digits, or 16+ hex
+/// digits and dashes with a digit among them) count as one, as the agent's
+/// `route_of` folds them into `:id`; other segments by their bytes' hash.
+#[inline(always)]
+fn end_segment(h: u64, seg: u64, st: u64) -> u64 {
+    let len = st >> ST_LEN_SHIFT;
+    let digits = st & ST_DIGITS != 0;
+    let hexish = st & ST_HEXISH != 0;
+    let has_digit = st & ST_HAS_DIGIT != 0;
+    if len == 0 {
+        h
+    } else if digits || (len >= 16 && hexish && has_digit) {
+        fnv(fnv(h, 0xff), 0x01)
+    } else {
+        (h ^ seg).wrapping_mul(0x100_0000_01b3)
+    }
+}
+
+/// The route hash's state between bytes, packed: in the target yet, the
+/// segment so far all digits / all hex or dashes / with a digit, and its
+/// length (counted to 16, all `end_segment` asks).
+const ST_IN_TARGET: u64 = 1;
+const ST_DIGITS: u64 = 2;
+const ST_HEXISH: u64 = 4;
+const ST_HAS_DIGIT: u64 = 8;
+const ST_LEN_SHIFT: u64 = 8;
+const ST_SEGMENT_START: u64 = ST_DIGITS | ST_HEXISH;
+
+/// Where the route hash keeps its state between bytes. In memory, not a
+/// register, on purpose: the verifier does not track map memory, so each
+/// byte's step starts from an unknown state and is checked once per byte
+/// position; with the state in registers it follows every combination of
+/// known values apart, past its budget.
+#[map]
+static HTTP_HASH_STATE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// The route hash of a request line (the bytes up to a NUL): the method,
+/// then the target's path (up to `?`, `#` or the end of the target)
+/// segment by segment.
+#[inline(always)]
+fn route_hash(line: &[u8; HTTP_PAYLOAD_LEN]) -> Option<u64> {
+    let stp = HTTP_HASH_STATE.get_ptr_mut(0)?;
+    unsafe { core::ptr::write_volatile(stp, ST_SEGMENT_START) };
+    let mut h = FNV_START;
+    let mut seg = FNV_START;
+    // The loop does not look at the line's length (the verifier would then
+    // follow every length apart): the bytes past it are zeros.
+    for &b in line.iter() {
+        if b == 0 {
+            break;
+        }
+        let st = unsafe { core::ptr::read_volatile(stp) };
+        if st & ST_IN_TARGET == 0 {
+            h = fnv(h, b);
+            if b == b' ' {
+                unsafe { core::ptr::write_volatile(stp, st | ST_IN_TARGET) };
+            }
+            continue;
+        }
+        if b == b' ' || b == b'?' || b == b'#' || b == b'\r' || b == b'\n' {
+            break;
+        }
+        if b == b'/' {
+            h = fnv(end_segment(h, seg, st), b'/');
+            seg = FNV_START;
+            unsafe { core::ptr::write_volatile(stp, ST_IN_TARGET | ST_SEGMENT_START) };
+            continue;
+        }
+        seg = fnv(seg, b);
+        let mut next = st;
+        if (st >> ST_LEN_SHIFT) < 16 {
+            next += 1 << ST_LEN_SHIFT;
+        }
+        if b.is_ascii_digit() {
+            next |= ST_HAS_DIGIT;
+        } else {
+            next &= !ST_DIGITS;
+            if !(b.is_ascii_hexdigit() || b == b'-') {
+                next &= !ST_HEXISH;
+            }
+        }
+        unsafe { core::ptr::write_volatile(stp, next) };
+    }
+    let st = unsafe { core::ptr::read_volatile(stp) };
+    Some(end_segment(h, seg, st))
+}
+
+/// The code of a status line's first `n` bytes (`HTTP/1.x NNN`), 100 to 599.
+#[inline(always)]
+fn status_code(l: &[u8; HTTP_STATUS_COPY], n: usize) -> Option<u64> {
+    if n < 12 {
+        return None;
+    }
+    let [
+        b'H',
+        b'T',
+        b'T',
+        b'P',
+        b'/',
+        b'1',
+        b'.',
+        _,
+        b' ',
+        c0,
+        c1,
+        c2,
+        ..,
+    ] = *l
+    else {
+        return None;
+    };
+    let d = |b: u8| b.is_ascii_digit().then(|| (b - b'0') as u64);
+    let code = d(c0)? * 100 + d(c1)? * 10 + d(c2)?;
+    if n > 12 && !matches!(l[12], b' ' | b'\r' | b'\n') {
+        return None;
+    }
+    (100..=599).contains(&code).then_some(code)
+}
+
+/// Reads `n` bytes (1..=`max`) of the packet at `offset` into `buf`.
+#[inline(always)]
+fn load_bytes(ctx: &SkBuffContext, offset: usize, buf: *mut u8, n: usize, max: usize) -> bool {
+    // For the verifier: the length is checked on the value passed.
+    let n = core::hint::black_box(n as u32);
+    if n == 0 || n > max as u32 {
+        return false;
+    }
+    let ret = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb as *const c_void,
+            offset as u32,
+            buf as *mut c_void,
+            n,
+        )
+    };
+    ret == 0
 }
 
 #[inline(always)]
@@ -407,13 +599,26 @@ fn try_http(ctx: &SkBuffContext) -> Result<(), i64> {
     if cfg.drop_outgoing != 0 && unsafe { (*ctx.skb.skb).pkt_type } == PACKET_OUTGOING {
         return Ok(());
     }
-    // One copy of the Ethernet, IPv4 and option-less TCP headers: each
-    // `load` is a helper call, and this runs for every packet.
+    // One copy of the packet's first bytes: the Ethernet, IPv4 and TCP
+    // headers and, usually, the start of the payload (a status line's code
+    // is then read without a second helper call). This runs for every packet.
     const HDRS: usize = ETH_HLEN + 20 + 20;
-    if (ctx.len() as usize) < HDRS + 4 {
+    let len = ctx.len() as usize;
+    if len < HDRS + 4 {
         return Ok(());
     }
-    let h: [u8; HDRS] = ctx.load(0)?;
+    let Some(h) = HTTP_HEAD.get_ptr_mut(0) else {
+        return Ok(());
+    };
+    let h = unsafe { &mut *h };
+    let copied = if len > HTTP_HEAD_COPY {
+        HTTP_HEAD_COPY
+    } else {
+        len
+    };
+    if !load_bytes(ctx, 0, h.as_mut_ptr(), copied, HTTP_HEAD_COPY) {
+        return Ok(());
+    }
     if h[12] != 0x08 || h[13] != 0x00 {
         return Ok(());
     }
@@ -435,18 +640,20 @@ fn try_http(ctx: &SkBuffContext) -> Result<(), i64> {
     };
     let sport = u16::from_be_bytes([th[0], th[1]]);
     let dport = u16::from_be_bytes([th[2], th[3]]);
-    let mut any = false;
-    let mut hit = false;
-    for p in cfg.ports {
-        if p != 0 {
-            any = true;
-            if p == sport || p == dport {
+    if cfg.port_count != 0 {
+        let mut hit = false;
+        for (i, p) in cfg.ports.iter().enumerate() {
+            if i as u32 >= cfg.port_count {
+                break;
+            }
+            if *p == sport || *p == dport {
                 hit = true;
+                break;
             }
         }
-    }
-    if any && !hit {
-        return Ok(());
+        if !hit {
+            return Ok(());
+        }
     }
     let thl = ((th[12] >> 4) as usize) * 4;
     let payload = tcp + thl;
@@ -454,56 +661,246 @@ fn try_http(ctx: &SkBuffContext) -> Result<(), i64> {
     if ip_payload_end <= payload + 4 {
         return Ok(());
     }
-    let head: [u8; 4] = ctx.load(payload)?;
-    let interesting = matches!(
-        &head,
-        b"GET " | b"POST" | b"PUT " | b"HEAD" | b"DELE" | b"PATC" | b"OPTI" | b"HTTP"
-    );
-    if !interesting {
-        return Ok(());
-    }
-    let Some(mut entry) = HTTP_EVENTS.reserve::<HttpRecord>(0) else {
-        count_drop(drop_slot::HTTP);
-        return Ok(());
+    let avail = ip_payload_end - payload;
+    let n = if avail > HTTP_STATUS_COPY {
+        HTTP_STATUS_COPY
+    } else {
+        avail
     };
-    let rec = entry.as_mut_ptr();
-    unsafe {
-        (*rec).boot_ns = bpf_ktime_get_boot_ns();
-        (*rec).saddr = saddr;
-        (*rec).daddr = daddr;
-        (*rec).sport = sport;
-        (*rec).dport = dport;
-        let avail = ip_payload_end - payload;
-        // A status line is read for its code only (`HTTP/1.1 404 `).
-        let cap = if &head == b"HTTP" {
-            HTTP_STATUS_COPY
-        } else {
-            HTTP_PAYLOAD_LEN
-        };
-        let n = if avail > cap { cap } else { avail };
-        // Only the first `payload_len` bytes are read by userspace: the
-        // rest of the record is not cleared.
-        // For the verifier: a read of 1..=HTTP_PAYLOAD_LEN bytes, checked
-        // on the value passed to the helper.
-        let n = core::hint::black_box(n as u32);
-        if n == 0 || n > HTTP_PAYLOAD_LEN as u32 {
-            entry.discard(0);
-            return Ok(());
-        }
-        (*rec).payload_len = n;
-        let ret = bpf_skb_load_bytes(
-            ctx.skb.skb as *const c_void,
-            payload as u32,
-            (*rec).payload.as_mut_ptr() as *mut c_void,
-            n,
-        );
-        if ret != 0 {
-            entry.discard(0);
-            return Ok(());
+    let mut status = [0u8; HTTP_STATUS_COPY];
+    // Past `copied`, the buffer holds an earlier packet's bytes.
+    match h.get(payload..payload + HTTP_STATUS_COPY) {
+        Some(first) if payload + HTTP_STATUS_COPY <= copied => status.copy_from_slice(first),
+        _ => {
+            if !load_bytes(ctx, payload, status.as_mut_ptr(), n, HTTP_STATUS_COPY) {
+                return Ok(());
+            }
         }
     }
-    entry.submit(wake_flags(&HTTP_EVENTS, HTTP_RING_BYTES));
+    match &[status[0], status[1], status[2], status[3]] {
+        b"HTTP" => {
+            if let Some(code) = status_code(&status, n) {
+                let conn = HttpConnKey {
+                    client_addr: daddr,
+                    server_addr: saddr,
+                    client_port: dport,
+                    server_port: sport,
+                };
+                answer(&conn, code);
+            }
+        }
+        b"GET " | b"POST" | b"PUT " | b"HEAD" | b"DELE" | b"PATC" | b"OPTI" => {
+            let conn = HttpConnKey {
+                client_addr: saddr,
+                server_addr: daddr,
+                client_port: sport,
+                server_port: dport,
+            };
+            request(ctx, &conn, payload, avail);
+        }
+        _ => {}
+    }
     Ok(())
+}
+
+/// A request line: its route (reported if new), queued on its connection.
+#[inline(always)]
+fn request(ctx: &SkBuffContext, conn: &HttpConnKey, payload: usize, avail: usize) {
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    let Some(line) = HTTP_LINE.get_ptr_mut(0) else {
+        return;
+    };
+    let n = if avail > HTTP_PAYLOAD_LEN {
+        HTTP_PAYLOAD_LEN
+    } else {
+        avail
+    };
+    let line = unsafe { &mut *line };
+    // Zeros past the line (volatile: not turned into a memset loop).
+    let words = line.as_mut_ptr() as *mut u64;
+    for w in 0..HTTP_PAYLOAD_LEN / 8 {
+        unsafe { core::ptr::write_volatile(words.add(w), 0) };
+    }
+    if !load_bytes(ctx, payload, line.as_mut_ptr(), n, HTTP_PAYLOAD_LEN) {
+        return;
+    }
+    let Some(route) = route_hash(line) else {
+        return;
+    };
+    let pending = match HTTP_OPEN.get_ptr_mut(conn) {
+        Some(p) => p,
+        None => {
+            // A zeroed value from the (larger) zero map, not the stack.
+            let Some(zero) = HTTP_ZERO.get_ptr(0) else {
+                return;
+            };
+            let empty = unsafe { &*(zero as *const HttpPending) };
+            let _ = HTTP_OPEN.insert(conn, empty, BPF_NOEXIST as u64);
+            match HTTP_OPEN.get_ptr_mut(conn) {
+                Some(p) => p,
+                None => {
+                    count_drop(drop_slot::HTTP);
+                    return;
+                }
+            }
+        }
+    };
+    let generation = match HTTP_SHARED.get(http_shared::ROUTES_GENERATION) {
+        Some(g) => *g,
+        None => return,
+    };
+    let known =
+        unsafe { (*pending).last_route == route && (*pending).last_generation == generation };
+    if !known && unsafe { HTTP_ROUTES.get(route) }.is_none() {
+        // Reported once; remembered only when the record went out, so a
+        // route whose record was lost is reported again.
+        let Some(mut entry) = HTTP_EVENTS.reserve::<HttpRecord>(0) else {
+            count_drop(drop_slot::HTTP);
+            return;
+        };
+        let rec = entry.as_mut_ptr();
+        unsafe {
+            (*rec).boot_ns = now;
+            (*rec).route = route;
+            (*rec).saddr = conn.client_addr;
+            (*rec).daddr = conn.server_addr;
+            (*rec).sport = conn.client_port;
+            (*rec).dport = conn.server_port;
+            (*rec).payload_len = n as u32;
+        }
+        // Read from the packet again (this happens once per route).
+        if !load_bytes(
+            ctx,
+            payload,
+            unsafe { (*rec).payload.as_mut_ptr() },
+            n,
+            HTTP_PAYLOAD_LEN,
+        ) {
+            entry.discard(0);
+            return;
+        }
+        entry.submit(wake_flags(&HTTP_EVENTS, HTTP_RING_BYTES));
+        let _ = HTTP_ROUTES.insert(route, 1, 0);
+    }
+    if !known {
+        unsafe {
+            (*pending).last_route = route;
+            (*pending).last_generation = generation;
+        }
+    }
+    unsafe {
+        let head = core::ptr::read_volatile(&(*pending).head);
+        let tail = (*pending).tail;
+        if tail.wrapping_sub(head) >= HTTP_PIPELINE as u32 {
+            // More open requests than a connection keeps: this one is lost.
+            count_drop(drop_slot::HTTP);
+            return;
+        }
+        let slot = (tail as usize) & (HTTP_PIPELINE - 1);
+        (*pending).open[slot] = HttpOpen {
+            start_ns: now,
+            route,
+        };
+        core::ptr::write_volatile(&mut (*pending).tail, tail.wrapping_add(1));
+    }
+}
+
+/// A status line: it answers its connection's oldest open request, whose
+/// duration and code are summed into the minute.
+// The zero value is passed by reference on purpose: by value it would be
+// copied to the stack, which it does not fit.
+#[allow(clippy::needless_borrows_for_generic_args)]
+#[inline(always)]
+fn answer(conn: &HttpConnKey, code: u64) {
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    let Some(pending) = HTTP_OPEN.get_ptr_mut(conn) else {
+        return;
+    };
+    let open = unsafe {
+        let head = (*pending).head;
+        let tail = core::ptr::read_volatile(&(*pending).tail);
+        if head == tail {
+            // No open request: it was sent before the filter started.
+            return;
+        }
+        let open = (*pending).open[(head as usize) & (HTTP_PIPELINE - 1)];
+        if now.wrapping_sub(open.start_ns) > HTTP_OPEN_TTL_NS {
+            // Stale: forget the connection's queue.
+            core::ptr::write_volatile(&mut (*pending).head, tail);
+            return;
+        }
+        core::ptr::write_volatile(&mut (*pending).head, head.wrapping_add(1));
+        open
+    };
+    let Some(clock) = HTTP_SHARED.get(http_shared::CLOCK) else {
+        return;
+    };
+    let key = HttpRedKey {
+        minute: now.wrapping_add(*clock) / 60_000_000_000,
+        route: open.route,
+        server_addr: conn.server_addr,
+        server_port: conn.server_port,
+        _pad: 0,
+    };
+    let value = match HTTP_RED.get_ptr_mut(key) {
+        Some(v) => v,
+        None => {
+            let Some(zero) = HTTP_ZERO.get_ptr(0) else {
+                return;
+            };
+            if HTTP_RED
+                .insert(key, unsafe { &*zero }, BPF_NOEXIST as u64)
+                .is_err()
+                && HTTP_RED.get_ptr_mut(key).is_none()
+            {
+                // The map is full: the request is lost, and counted.
+                count_drop(drop_slot::HTTP);
+                return;
+            }
+            match HTTP_RED.get_ptr_mut(key) {
+                Some(v) => v,
+                None => return,
+            }
+        }
+    };
+    let us = now.wrapping_sub(open.start_ns) / 1_000;
+    // The bucket: how many boundaries lie below the duration.
+    let (mut lo, mut hi) = (0usize, HTTP_BOUNDS_LEN);
+    for _ in 0..8 {
+        if lo >= hi {
+            break;
+        }
+        let mid = (lo + hi) / 2;
+        if mid >= HTTP_BOUNDS_LEN {
+            break;
+        }
+        let bound = unsafe { core::ptr::read_volatile(&HTTP_BOUNDS[mid]) };
+        if bound < us {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let bucket = if lo > HTTP_BOUNDS_LEN {
+        HTTP_BOUNDS_LEN
+    } else {
+        lo
+    };
+    // This CPU's sums: no other CPU writes them.
+    unsafe {
+        let v = &mut *value;
+        v.requests += 1;
+        if code >= 500 {
+            v.errors += 1;
+        } else if code >= 400 {
+            v.client_errors += 1;
+        }
+        v.sum_us += us;
+        v.buckets[bucket] += 1;
+        if us > v.max_us {
+            v.max_us = us;
+        }
+    }
 }
 
 #[cfg(not(test))]

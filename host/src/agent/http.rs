@@ -1,16 +1,25 @@
-//! HTTP/1.x RED from the socket filter's request and status lines: a
-//! request opens on its connection, the next status line on the same
-//! connection (the other direction) answers it; per minute, server, method
-//! and route: requests, 5xx errors, 4xx client errors and durations (sum,
-//! maximum, histogram). Pipelined requests queue in order, as HTTP/1.1
-//! answers them.
+//! HTTP/1.x RED from the socket filter. The kernel pairs each request with
+//! the next status line on its connection (pipelined requests in order, as
+//! HTTP/1.1 answers them) and sums them per minute, route and server in
+//! the `HTTP_RED` map; it reports each route once, by hash, with the
+//! request line it was first seen in. Here the routes get their names
+//! (method, path without its query, ids as `:id`: [`route_of`]) and the
+//! kernel's sums become per-minute figures per server, method and route:
+//! requests, 5xx errors, 4xx client errors, durations (sum, maximum,
+//! histogram).
+//!
+//! The kernel folds ids exactly as [`route_of`] does (all-digit segments,
+//! and 16+ hex digits and dashes with a digit), so every hash names one
+//! route; several hashes may name the same route (an absolute-form target
+//! and its path), and their sums are added.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
-use sonde_ebpf_common::HttpRecord;
+use sonde_ebpf_common::{HttpRecord, HttpRedKey, HttpRedValue};
 
-use crate::collectors::{bucket_of, duration_buckets_us};
+use crate::collectors::duration_buckets_us;
 
 /// One side of a connection.
 pub type Endpoint = (Ipv4Addr, u16);
@@ -26,9 +35,10 @@ pub enum Line {
 /// (`HTTP/1.1 404 Not Found`); anything else is `None`. Byte-wise: this
 /// runs for every line the filter copies.
 pub fn parse_line(payload: &[u8]) -> Option<Line> {
+    // The line ends where the kernel's route hash stops reading: CR, LF or NUL.
     let end = payload
         .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
+        .position(|&b| b == b'\r' || b == b'\n' || b == 0)
         .unwrap_or(payload.len());
     let line = &payload[..end];
     std::str::from_utf8(line).ok()?;
@@ -138,110 +148,165 @@ impl Default for Minute {
     }
 }
 
-/// (minute start ms, server, method, route)
-pub type MinuteKey = (i64, Endpoint, String, String);
-
-#[derive(Debug)]
-struct Pending {
-    boot_ns: u64,
-    method: String,
-    route: String,
-}
-
-/// Pairs requests with responses and sums them per minute.
-#[derive(Debug, Default)]
-pub struct Tracker {
-    /// Open requests by (client, server).
-    pending: HashMap<(Endpoint, Endpoint), VecDeque<Pending>, foldhash::fast::RandomState>,
-    /// Each minute with whether it changed since the last `take_changed`.
-    minutes: HashMap<MinuteKey, (Minute, bool), foldhash::fast::RandomState>,
-    /// Status lines with no open request (the request was before the
-    /// agent started, or was lost).
-    pub unmatched: u64,
-}
-
-/// Requests open longer than this are forgotten.
-const PENDING_TTL_NS: u64 = 300 * 1_000_000_000;
-/// At most this many open requests per connection.
-const PENDING_PER_CONN: usize = 64;
-
-impl Tracker {
-    /// Takes one record; `to_epoch_ms` maps boot time to wall-clock time.
-    pub fn observe(&mut self, r: &HttpRecord, to_epoch_ms: impl Fn(u64) -> i64) {
-        let len = (r.payload_len as usize).min(r.payload.len());
-        let Some(line) = parse_line(&r.payload[..len]) else {
-            return;
-        };
-        let src = (Ipv4Addr::from(u32::from_be(r.saddr)), r.sport);
-        let dst = (Ipv4Addr::from(u32::from_be(r.daddr)), r.dport);
-        match line {
-            Line::Request { method, route } => {
-                let q = self.pending.entry((src, dst)).or_default();
-                if q.len() >= PENDING_PER_CONN {
-                    q.pop_front();
-                }
-                q.push_back(Pending {
-                    boot_ns: r.boot_ns,
-                    method,
-                    route,
-                });
-            }
-            Line::Status(code) => {
-                // A response goes server -> client: its connection key is reversed.
-                let key = (dst, src);
-                let Some(req) = self.pending.get_mut(&key).and_then(VecDeque::pop_front) else {
-                    self.unmatched += 1;
-                    return;
-                };
-                // An emptied queue stays for the connection's next request;
-                // `expire` removes it.
-                let dur_us = r.boot_ns.saturating_sub(req.boot_ns) / 1_000;
-                let ms = to_epoch_ms(r.boot_ns);
-                let minute = ms - ms.rem_euclid(60_000);
-                let mk: MinuteKey = (minute, src, req.method, req.route);
-                let (m, changed) = self.minutes.entry(mk).or_default();
-                *changed = true;
-                m.requests += 1;
-                if (500..=599).contains(&code) {
-                    m.errors += 1;
-                } else if (400..=499).contains(&code) {
-                    m.client_errors += 1;
-                }
-                m.sum_us += dur_us as i64;
-                m.max_us = m.max_us.max(dur_us as i64);
-                m.buckets[bucket_of(dur_us)] += 1;
-            }
+impl Minute {
+    fn add(&mut self, v: &Sums) {
+        self.requests += v.0.requests;
+        self.errors += v.0.errors;
+        self.client_errors += v.0.client_errors;
+        self.sum_us += v.0.sum_us;
+        self.max_us = self.max_us.max(v.0.max_us);
+        for (b, n) in self.buckets.iter_mut().zip(v.0.buckets.iter()) {
+            *b += n;
         }
     }
+}
 
-    /// Forgets requests open too long and minutes older than `keep_from_ms`.
-    pub fn expire(&mut self, now_boot_ns: u64, keep_from_ms: i64) {
-        self.pending.retain(|_, q| {
-            q.retain(|p| now_boot_ns.saturating_sub(p.boot_ns) < PENDING_TTL_NS);
-            !q.is_empty()
-        });
-        self.minutes.retain(|k, _| k.0 >= keep_from_ms);
+/// One kernel entry's sums over its CPUs (the map is per CPU).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sums(pub Minute);
+
+impl Sums {
+    pub fn of_cpus<'a>(cpus: impl IntoIterator<Item = &'a HttpRedValue>) -> Self {
+        let mut m = Minute::default();
+        for v in cpus {
+            m.requests += v.requests as i64;
+            m.errors += v.errors as i64;
+            m.client_errors += v.client_errors as i64;
+            m.sum_us += v.sum_us as i64;
+            m.max_us = m.max_us.max(v.max_us as i64);
+            for (b, n) in m.buckets.iter_mut().zip(v.buckets.iter()) {
+                *b += u64::from(*n);
+            }
+        }
+        Sums(m)
+    }
+}
+
+/// (minute start ms, server, method, route)
+pub type MinuteKey = (i64, Endpoint, Arc<str>, Arc<str>);
+
+/// The name of a route hash: method and route, or `None` for a line that
+/// is not an HTTP request after all (its requests are not counted).
+type RouteName = Option<(Arc<str>, Arc<str>)>;
+
+/// At most this many route names are kept; past it they are forgotten
+/// (but for the ones in use) and the kernel reports routes again.
+pub const MAX_ROUTES: usize = 100_000;
+
+/// Names the kernel's sums and turns them into per-minute figures.
+#[derive(Debug, Default)]
+pub struct Red {
+    routes: HashMap<u64, RouteName, foldhash::fast::RandomState>,
+    /// Sums of kernel entries already removed (their minute was over).
+    retired: HashMap<MinuteKey, Minute, foldhash::fast::RandomState>,
+    /// Each minute's figures as last handed over.
+    sent: HashMap<MinuteKey, Minute, foldhash::fast::RandomState>,
+    /// The minute each live kernel entry was first counted under: an entry
+    /// keeps it (a name learned later does not move its counts).
+    assigned: HashMap<HttpRedKey, Option<MinuteKey>, foldhash::fast::RandomState>,
+}
+
+/// Where requests whose route has no name count (the kernel's report of
+/// the route was not read): counted, not lost.
+pub const UNNAMED_ROUTE: &str = "(unnamed)";
+
+/// What one look at the kernel's sums gives.
+#[derive(Debug, Default)]
+pub struct Folded {
+    /// The minutes whose figures changed, with their totals, in key order.
+    pub changed: Vec<(MinuteKey, Minute)>,
+    /// Requests counted since the previous look.
+    pub new_requests: u64,
+    /// Kernel entries of minutes that are over: remove them, then `retire`.
+    pub done: Vec<(HttpRedKey, MinuteKey)>,
+}
+
+impl Red {
+    /// A route the kernel reported: names its hash.
+    pub fn learn(&mut self, r: &HttpRecord) {
+        let len = (r.payload_len as usize).min(r.payload.len());
+        let name = match parse_line(&r.payload[..len]) {
+            Some(Line::Request { method, route }) => Some((Arc::from(method), Arc::from(route))),
+            _ => None,
+        };
+        self.routes.insert(r.route, name);
     }
 
-    /// The minutes changed since the last call, with their running totals,
-    /// in key order.
-    pub fn take_changed(&mut self) -> Vec<(MinuteKey, Minute)> {
-        let mut out: Vec<(MinuteKey, Minute)> = self
-            .minutes
-            .iter_mut()
-            .filter(|(_, (_, changed))| *changed)
-            .map(|(k, (m, changed))| {
-                *changed = false;
-                (k.clone(), m.clone())
-            })
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+    /// Names known.
+    pub fn routes(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Forgets the route names but those of `in_use` (when past
+    /// `MAX_ROUTES`; the kernel's record of reported routes is cleared
+    /// with them, so each is reported again when next requested).
+    pub fn forget_routes(&mut self, in_use: &[HttpRedKey]) {
+        let keep: std::collections::HashSet<u64> = in_use.iter().map(|k| k.route).collect();
+        self.routes.retain(|h, _| keep.contains(h));
+    }
+
+    /// Folds the kernel's current entries: every minute's totals are its
+    /// retired sums plus its live entries. Entries of minutes that ended
+    /// before `current_minute - 1` (minutes since the epoch) are `done`.
+    pub fn fold(&mut self, live: &[(HttpRedKey, Sums)], current_minute: u64) -> Folded {
+        let mut totals = self.retired.clone();
+        let mut done = Vec::new();
+        for (k, v) in live {
+            let Some(mk) = self.minute_key(k) else {
+                continue;
+            };
+            totals.entry(mk.clone()).or_default().add(v);
+            if k.minute + 2 <= current_minute {
+                done.push((*k, mk));
+            }
+        }
+        let mut out = Folded {
+            done,
+            ..Default::default()
+        };
+        for (mk, m) in totals {
+            let before = self.sent.get(&mk);
+            if before == Some(&m) {
+                continue;
+            }
+            let old = before.map_or(0, |b| b.requests);
+            out.new_requests += (m.requests - old).max(0) as u64;
+            self.sent.insert(mk.clone(), m.clone());
+            out.changed.push((mk, m));
+        }
+        out.changed.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 
-    /// Requests waiting for their response.
-    pub fn open_requests(&self) -> usize {
-        self.pending.values().map(VecDeque::len).sum()
+    /// A `done` entry was removed from the kernel's map: its sums stay
+    /// counted here.
+    pub fn retire(&mut self, k: &HttpRedKey, mk: MinuteKey, v: &Sums) {
+        self.assigned.remove(k);
+        self.retired.entry(mk).or_default().add(v);
+    }
+
+    /// Forgets minutes before `keep_from_ms`.
+    pub fn expire(&mut self, keep_from_ms: i64) {
+        self.retired.retain(|k, _| k.0 >= keep_from_ms);
+        self.sent.retain(|k, _| k.0 >= keep_from_ms);
+        let keep_from = (keep_from_ms / 60_000) as u64;
+        self.assigned.retain(|k, _| k.minute >= keep_from);
+    }
+
+    fn minute_key(&mut self, k: &HttpRedKey) -> Option<MinuteKey> {
+        if let Some(mk) = self.assigned.get(k) {
+            return mk.clone();
+        }
+        let server = (Ipv4Addr::from(u32::from_be(k.server_addr)), k.server_port);
+        let mk = match self.routes.get(&k.route) {
+            Some(Some((m, r))) => Some((m.clone(), r.clone())),
+            // Not an HTTP request line after all: not counted.
+            Some(None) => None,
+            None => Some((Arc::from(""), Arc::from(UNNAMED_ROUTE))),
+        }
+        .map(|(method, route)| ((k.minute * 60_000) as i64, server, method, route));
+        self.assigned.insert(*k, mk.clone());
+        mk
     }
 }
 
@@ -295,75 +360,140 @@ mod tests {
         assert_eq!(route_of(&format!("/{}", "x".repeat(300))).len(), 128);
     }
 
-    fn record(boot_ns: u64, from: Endpoint, to: Endpoint, line: &str) -> HttpRecord {
+    fn route_record(route: u64, line: &str) -> HttpRecord {
         let mut payload = [0u8; HTTP_PAYLOAD_LEN];
         payload[..line.len()].copy_from_slice(line.as_bytes());
         HttpRecord {
-            boot_ns,
-            saddr: u32::from(from.0).to_be(),
-            daddr: u32::from(to.0).to_be(),
-            sport: from.1,
-            dport: to.1,
+            boot_ns: 0,
+            route,
+            saddr: u32::from(Ipv4Addr::LOCALHOST).to_be(),
+            daddr: u32::from(Ipv4Addr::LOCALHOST).to_be(),
+            sport: 50000,
+            dport: 8080,
             payload_len: line.len() as u32,
             payload,
         }
     }
 
-    #[test]
-    fn pairs_per_connection_in_order_and_counts_exactly() {
-        let client = (Ipv4Addr::LOCALHOST, 50000);
-        let client2 = (Ipv4Addr::LOCALHOST, 50001);
-        let server = (Ipv4Addr::LOCALHOST, 8080);
-        let mut t = Tracker::default();
-        let epoch = |ns: u64| (ns / 1_000_000) as i64;
-        // Pipelined: two requests, then two answers in order.
-        t.observe(
-            &record(1_000_000, client, server, "GET /a HTTP/1.1\r\n"),
-            epoch,
-        );
-        t.observe(
-            &record(2_000_000, client, server, "GET /b HTTP/1.1\r\n"),
-            epoch,
-        );
-        t.observe(
-            &record(1_500_000, client2, server, "POST /a HTTP/1.1\r\n"),
-            epoch,
-        );
-        t.observe(
-            &record(4_000_000, server, client, "HTTP/1.1 200 OK\r\n"),
-            epoch,
-        );
-        t.observe(
-            &record(7_000_000, server, client, "HTTP/1.1 500 Oops\r\n"),
-            epoch,
-        );
-        t.observe(
-            &record(9_500_000, server, client2, "HTTP/1.1 404 No\r\n"),
-            epoch,
-        );
-        t.observe(
-            &record(9_600_000, server, client2, "HTTP/1.1 200 Stray\r\n"),
-            epoch,
-        );
-        assert_eq!(t.unmatched, 1);
-        assert_eq!(t.open_requests(), 0);
-        let changed = t.take_changed();
-        let get = |method: &str, route: &str| {
-            changed
-                .iter()
-                .find(|(k, _)| k.2 == method && k.3 == route)
-                .map(|(_, m)| m.clone())
-                .unwrap()
+    fn key(minute: u64, route: u64) -> HttpRedKey {
+        HttpRedKey {
+            minute,
+            route,
+            server_addr: u32::from(Ipv4Addr::LOCALHOST).to_be(),
+            server_port: 8080,
+            _pad: 0,
+        }
+    }
+
+    /// Sums as two CPUs' values: `requests` split between them, the
+    /// maximum on the second.
+    fn value(requests: u64, errors: u64, sum_us: u64, max_us: u64) -> Sums {
+        let cpu = |requests: u64, errors: u64, sum_us: u64, max_us: u64| {
+            let mut buckets = [0u32; sonde_ebpf_common::HTTP_BOUNDS_LEN + 1];
+            buckets[crate::collectors::bucket_of(max_us)] = requests as u32;
+            HttpRedValue {
+                requests,
+                errors,
+                client_errors: 0,
+                sum_us,
+                max_us,
+                buckets,
+                _pad: 0,
+            }
         };
-        let a = get("GET", "/a");
-        assert_eq!((a.requests, a.errors, a.sum_us), (1, 0, 3_000));
-        let b = get("GET", "/b");
+        let first = requests / 2;
+        Sums::of_cpus(&[
+            cpu(first, errors, sum_us / 2, max_us / 2),
+            cpu(requests - first, 0, sum_us - sum_us / 2, max_us),
+        ])
+    }
+
+    #[test]
+    fn the_filter_sorts_durations_into_the_queries_buckets() {
         assert_eq!(
-            (b.requests, b.errors, b.sum_us, b.max_us),
-            (1, 1, 5_000, 5_000)
+            duration_buckets_us().len(),
+            sonde_ebpf_common::HTTP_BOUNDS_LEN
         );
-        let p = get("POST", "/a");
-        assert_eq!((p.requests, p.client_errors, p.sum_us), (1, 1, 8_000));
-        assert!(t.take_changed().is_empty());
+        assert_eq!(
+            Minute::default().buckets.len(),
+            sonde_ebpf_common::HTTP_BOUNDS_LEN + 1
+        );
+    }
+
+    #[test]
+    fn kernel_sums_are_named_added_per_route_and_retired_when_their_minute_is_over() {
+        let mut red = Red::default();
+        // Two hashes of one route (origin and absolute form), one of a line
+        // that is not a request after all.
+        red.learn(&route_record(1, "GET /items/42 HTTP/1.1\r\nHost: a\r\n"));
+        red.learn(&route_record(2, "GET http://a/items/7 HTTP/1.1\r\n"));
+        red.learn(&route_record(3, "GETX / HTTP/1.1\r\n"));
+        red.learn(&route_record(4, "POST /upload HTTP/1.1\r\n"));
+        let minute = 29_000_000u64;
+        let live = vec![
+            (key(minute, 1), value(10, 1, 10_000, 3_000)),
+            (key(minute, 2), value(5, 0, 2_500, 600)),
+            (key(minute, 3), value(7, 0, 700, 100)),
+            (key(minute + 1, 4), value(2, 2, 40_000, 30_000)),
+        ];
+        let f = red.fold(&live, minute + 1);
+        assert_eq!(f.new_requests, 17);
+        assert!(f.done.is_empty(), "no minute is over yet");
+        let items = &f.changed[0];
+        assert_eq!(items.0.0, (minute * 60_000) as i64);
+        assert_eq!((&*items.0.2, &*items.0.3), ("GET", "/items/:id"));
+        assert_eq!(
+            (
+                items.1.requests,
+                items.1.errors,
+                items.1.sum_us,
+                items.1.max_us
+            ),
+            (15, 1, 12_500, 3_000)
+        );
+        assert_eq!(items.1.buckets.iter().sum::<u64>(), 15);
+        let upload = &f.changed[1];
+        assert_eq!((&*upload.0.3, upload.1.errors), ("/upload", 2));
+        assert_eq!(f.changed.len(), 2);
+
+        // Nothing new: nothing handed over.
+        let f = red.fold(&live, minute + 1);
+        assert!(f.changed.is_empty() && f.new_requests == 0);
+
+        // More requests in the first minute, which is then over: its
+        // entries are done, and once retired still count.
+        let mut live = live;
+        live[0].1 = value(12, 1, 12_000, 3_000);
+        let f = red.fold(&live, minute + 2);
+        assert_eq!(f.new_requests, 2);
+        assert_eq!(f.changed.len(), 1);
+        assert_eq!(f.changed[0].1.requests, 17);
+        let done: Vec<HttpRedKey> = f.done.iter().map(|(k, _)| *k).collect();
+        assert_eq!(done, vec![key(minute, 1), key(minute, 2)]);
+        for (k, mk) in f.done {
+            let v = live.iter().find(|(l, _)| *l == k).unwrap().1.clone();
+            red.retire(&k, mk, &v);
+        }
+        live.retain(|(k, _)| !done.contains(k) && k.route != 3);
+        let f = red.fold(&live, minute + 2);
+        assert!(f.changed.is_empty(), "{:?}", f.changed);
+
+        // A hash with no name counts under UNNAMED_ROUTE and stays there.
+        live.push((key(minute + 1, 9), value(1, 0, 100, 100)));
+        let f = red.fold(&live, minute + 2);
+        assert_eq!(&*f.changed[0].0.3, UNNAMED_ROUTE);
+        red.learn(&route_record(9, "GET /late HTTP/1.1\r\n"));
+        live.last_mut().unwrap().1 = value(2, 0, 200, 100);
+        let f = red.fold(&live, minute + 2);
+        assert_eq!(
+            (&*f.changed[0].0.3, f.changed[0].1.requests),
+            (UNNAMED_ROUTE, 2)
+        );
+
+        // Forgetting names keeps those in use.
+        red.forget_routes(&[key(minute + 1, 4)]);
+        assert_eq!(red.routes(), 1);
+        red.expire(((minute + 2) * 60_000) as i64);
+        assert!(red.fold(&[], minute + 3).changed.is_empty());
     }
 }

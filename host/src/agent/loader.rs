@@ -6,10 +6,12 @@
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::programs::{Iter, RawTracePoint, SocketFilter, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
-use sonde_ebpf_common::{HttpFilterConfig, TcpTracepoint};
+use sonde_ebpf_common::{
+    HTTP_BOUNDS_LEN, HttpFilterConfig, HttpRedKey, HttpRedValue, TcpTracepoint, http_shared,
+};
 
 use super::btf::{KernelTypes, kernel_offsets};
 use super::cgroups::Mounts;
@@ -36,6 +38,17 @@ pub struct LoadOptions {
     pub ring_bytes: BTreeMap<&'static str, u32>,
 }
 
+/// The maps the HTTP filter sums requests in (see `http::Red`).
+pub struct HttpMaps {
+    /// Per minute, route and server, per CPU.
+    pub red: PerCpuHashMap<MapData, HttpRedKey, HttpRedValue>,
+    /// The clock (wall-clock minus boot time, ns) and the routes'
+    /// generation (`http_shared`), kept by the reader.
+    pub shared: Array<MapData, u64>,
+    /// The routes the filter has reported (cleared with the reader's names).
+    pub routes: HashMap<MapData, u64, u8>,
+}
+
 /// The programs in the kernel and what the agent reads them through.
 pub struct Loaded {
     /// Owns the programs and their links: dropping it detaches everything.
@@ -43,6 +56,8 @@ pub struct Loaded {
     pub process_events: Option<RingBuf<MapData>>,
     pub tcp_events: Option<RingBuf<MapData>>,
     pub http_events: Option<RingBuf<MapData>>,
+    /// The HTTP filter's sums, clock and reported routes.
+    pub http_maps: Option<HttpMaps>,
     pub drops: Option<PerCpuArray<MapData, u64>>,
     pub tcp_formats: Option<TcpFormats>,
     /// The packet socket the HTTP filter is attached to.
@@ -63,6 +78,7 @@ impl Loaded {
             process_events: None,
             tcp_events: None,
             http_events: None,
+            http_maps: None,
             drops: None,
             tcp_formats: None,
             http_socket: None,
@@ -160,12 +176,15 @@ pub fn load(object: &[u8], missing: Option<&str>, opts: &LoadOptions) -> Loaded 
     for (slot, port) in http_config.ports.iter_mut().zip(&opts.http_ports) {
         *slot = *port;
     }
+    http_config.port_count = opts.http_ports.len().min(http_config.ports.len()) as u32;
     http_config.drop_outgoing = u32::from(opts.http_interface.as_deref() == Some("lo"));
 
+    let bounds = http_bounds();
     let mut loader = EbpfLoader::new();
     loader
         .override_global("OFFSETS", &offsets, true)
-        .override_global("HTTP_CONFIG", &http_config, true);
+        .override_global("HTTP_CONFIG", &http_config, true)
+        .override_global("HTTP_BOUNDS", &bounds, true);
     for (map, bytes) in &opts.ring_bytes {
         loader.map_max_entries(map, *bytes);
     }
@@ -233,7 +252,7 @@ pub fn load(object: &[u8], missing: Option<&str>, opts: &LoadOptions) -> Loaded 
     }
     let mut http_socket = None;
     if let (Some(Ok(())), Some(iface)) = (status.get("http"), &opts.http_interface) {
-        match attach_http(&mut ebpf, iface) {
+        match set_http_clock(&mut ebpf).and_then(|()| attach_http(&mut ebpf, iface)) {
             Ok(fd) => http_socket = Some(fd),
             Err(e) => {
                 status.insert("http", Err(e));
@@ -246,6 +265,13 @@ pub fn load(object: &[u8], missing: Option<&str>, opts: &LoadOptions) -> Loaded 
     let process_events = ring(&mut ebpf, "PROCESS_EVENTS");
     let tcp_events = ring(&mut ebpf, "TCP_EVENTS");
     let http_events = ring(&mut ebpf, "HTTP_EVENTS");
+    let http_maps = (|| {
+        Some(HttpMaps {
+            red: PerCpuHashMap::try_from(ebpf.take_map("HTTP_RED")?).ok()?,
+            shared: Array::try_from(ebpf.take_map("HTTP_SHARED")?).ok()?,
+            routes: HashMap::try_from(ebpf.take_map("HTTP_ROUTES")?).ok()?,
+        })
+    })();
     let drops = ebpf
         .take_map("DROPS")
         .and_then(|m| PerCpuArray::try_from(m).ok());
@@ -254,6 +280,7 @@ pub fn load(object: &[u8], missing: Option<&str>, opts: &LoadOptions) -> Loaded 
         process_events,
         tcp_events,
         http_events,
+        http_maps,
         drops,
         tcp_formats: tcp_formats.ok(),
         http_socket,
@@ -364,6 +391,32 @@ pub fn read_listen_iter(ebpf: &mut Ebpf) -> Result<Vec<u8>, String> {
 }
 
 /// A packet socket bound to `iface` with the HTTP filter attached.
+/// The histogram boundaries the filter sorts durations into: the ones the
+/// collectors' queries read buckets with.
+fn http_bounds() -> [u64; HTTP_BOUNDS_LEN] {
+    let mut bounds = [u64::MAX; HTTP_BOUNDS_LEN];
+    for (slot, b) in bounds
+        .iter_mut()
+        .zip(crate::collectors::duration_buckets_us())
+    {
+        *slot = *b;
+    }
+    bounds
+}
+
+/// Sets the filter's clock (wall-clock minus boot time) before it sees a
+/// packet: the minute a response counts in is read from it.
+fn set_http_clock(ebpf: &mut Ebpf) -> Result<(), String> {
+    let map = ebpf
+        .map_mut("HTTP_SHARED")
+        .ok_or("the eBPF object has no HTTP_SHARED map")?;
+    let mut shared: Array<&mut MapData, u64> =
+        Array::try_from(map).map_err(|e| format!("HTTP_SHARED: {}", chain(&e)))?;
+    shared
+        .set(http_shared::CLOCK, super::boot_offset_ns() as u64, 0)
+        .map_err(|e| format!("setting the HTTP filter's clock: {}", chain(&e)))
+}
+
 fn attach_http(ebpf: &mut Ebpf, iface: &str) -> Result<OwnedFd, String> {
     let c_iface = std::ffi::CString::new(iface).map_err(|_| format!("bad interface {iface:?}"))?;
     // SAFETY: a valid NUL-terminated name.

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use aya::maps::{MapData, RingBuf};
 use serde_json::json;
-use sonde_ebpf_common::{HttpRecord, ListenSample, drop_slot};
+use sonde_ebpf_common::{HttpRecord, HttpRedKey, ListenSample, drop_slot, http_shared};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -132,6 +132,7 @@ impl Agent {
             process_events,
             tcp_events,
             http_events,
+            http_maps,
             drops,
             tcp_formats,
             http_socket,
@@ -160,10 +161,11 @@ impl Agent {
             ));
         }
         if running("http")
-            && let Some(ring) = http_events
+            && let (Some(ring), Some(maps)) = (http_events, http_maps)
         {
             tasks.spawn(read_http_ring(
                 ring,
+                maps,
                 tx.clone(),
                 Duration::from_millis(config.flush_interval_ms.max(1)),
                 shutdown_rx.clone(),
@@ -352,23 +354,26 @@ async fn read_ring(
     }
 }
 
-/// The HTTP ring buffer's reader: it pairs request and status lines and
-/// sums them per minute itself (no record crosses to the processor), and
-/// hands the changed minutes over every `report` interval.
+/// The HTTP collector's reader: names the routes the filter reports
+/// (its ring buffer) and, every `report` interval, folds the filter's
+/// per-minute sums (`HTTP_RED`) into the changed minutes it hands over;
+/// entries of minutes that are over are removed from the kernel's map.
 async fn read_http_ring(
     ring: RingBuf<MapData>,
+    mut maps: loader::HttpMaps,
     tx: mpsc::Sender<Vec<Item>>,
     report: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let Some((mut fd, mut drain)) = poll_ring(ring) else {
+    // Records are rare (one per new route): read on the report interval,
+    // or when a quarter of the ring is waiting, not on the drain timer.
+    let Some((mut fd, _)) = poll_ring(ring) else {
         return;
     };
-    let mut tracker = http::Tracker::default();
+    let mut red = http::Red::default();
+    let mut generation = 0u64;
     let mut report = tokio::time::interval(report);
     report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut offset = boot_offset_ns();
-    let mut records = 0u64;
     let mut short = 0u64;
     loop {
         let (send, last) = tokio::select! {
@@ -379,13 +384,11 @@ async fn read_http_ring(
                 }
                 Err(_) => return,
             },
-            _ = drain.tick() => (false, false),
             _ = report.tick() => (true, false),
             _ = shutdown.changed() => (true, true),
         };
         let ring = fd.get_mut();
         while let Some(rec) = ring.next() {
-            records += 1;
             if rec.len() < std::mem::size_of::<HttpRecord>() {
                 short += 1;
                 if short.is_power_of_two() {
@@ -396,21 +399,57 @@ async fn read_http_ring(
             // SAFETY: HttpRecord is plain #[repr(C)] data, valid for any
             // bytes; the length is checked above.
             let r: HttpRecord = unsafe { std::ptr::read_unaligned(rec.as_ptr().cast()) };
-            tracker.observe(&r, |ns| ((i128::from(ns) + offset) / 1_000_000) as i64);
+            red.learn(&r);
         }
         if send {
-            offset = boot_offset_ns();
-            tracker.expire(boot_now_ns(), now_ms() - 5 * 60_000);
-            let minutes = tracker.take_changed();
-            if (records > 0 || !minutes.is_empty())
+            let offset = boot_offset_ns();
+            if let Err(e) = maps.shared.set(http_shared::CLOCK, offset as u64, 0) {
+                tracing::warn!(error = %loader::chain(&e), "cannot update the HTTP filter's clock");
+            }
+            // Each entry's CPUs' sums, added.
+            let live: Vec<(HttpRedKey, http::Sums)> = maps
+                .red
+                .iter()
+                .filter_map(Result::ok)
+                .map(|(k, per_cpu)| (k, http::Sums::of_cpus(per_cpu.iter())))
+                .collect();
+            if red.routes() > http::MAX_ROUTES {
+                let in_use: Vec<HttpRedKey> = live.iter().map(|(k, _)| *k).collect();
+                red.forget_routes(&in_use);
+                let reported: Vec<u64> = maps.routes.keys().filter_map(Result::ok).collect();
+                for h in reported {
+                    let _ = maps.routes.remove(&h);
+                }
+                // Connections that asked for a route before report it again.
+                generation += 1;
+                if let Err(e) = maps
+                    .shared
+                    .set(http_shared::ROUTES_GENERATION, generation, 0)
+                {
+                    tracing::warn!(error = %loader::chain(&e), "cannot renew the HTTP filter's routes");
+                }
+            }
+            let now = now_ms();
+            let folded = red.fold(&live, (now / 60_000) as u64);
+            for (k, mk) in folded.done {
+                if maps.red.remove(&k).is_ok()
+                    && let Some((_, v)) = live.iter().find(|(l, _)| *l == k)
+                {
+                    red.retire(&k, mk, v);
+                }
+            }
+            red.expire(now - 5 * 60_000);
+            if (folded.new_requests > 0 || !folded.changed.is_empty())
                 && tx
-                    .send(vec![Item::HttpMinutes { records, minutes }])
+                    .send(vec![Item::HttpMinutes {
+                        records: folded.new_requests,
+                        minutes: folded.changed,
+                    }])
                     .await
                     .is_err()
             {
                 return;
             }
-            records = 0;
         }
         if last {
             return;
@@ -418,7 +457,6 @@ async fn read_http_ring(
     }
 }
 
-/// One pass over the listening sockets and the netstat counters.
 fn sample_listen(
     ebpf: &mut aya::Ebpf,
     previous: &mut Option<(u64, u64)>,
@@ -669,8 +707,8 @@ impl Processor {
                 namespace,
                 pod,
                 server: format!("{}:{}", server.0, server.1),
-                method,
-                route,
+                method: method.to_string(),
+                route: route.to_string(),
                 requests: m.requests,
                 errors: m.errors,
                 client_errors: m.client_errors,
