@@ -469,6 +469,28 @@ fn http_server(connections: usize) -> (u16, std::thread::JoinHandle<()>) {
     (port, handle)
 }
 
+/// The agent with only the HTTP collector, on loopback, for `port`.
+async fn start_http_agent(port: u16) -> Running {
+    start_agent(&["http"], "", |c| {
+        c.http.interface = Some("lo".into());
+        c.http.ports = vec![port];
+    })
+    .await
+}
+
+/// The stored RED minutes once they count `requests` (or after 20 s).
+async fn http_rows(store: &Store, requests: i64) -> Vec<sonde::store::HttpRedRow> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = store.http_red(0, i64::MAX, 1000).await.unwrap();
+        let total: i64 = rows.iter().map(|r| r.requests).sum();
+        if total >= requests || Instant::now() > deadline {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Reads one response: headers, then the 1-byte body.
 fn read_response(stream: &mut TcpStream) {
     let mut got = Vec::new();
@@ -495,11 +517,7 @@ fn get(stream: &mut TcpStream, path: &str) {
 async fn pipelined_requests_pair_in_order_and_ids_fold_into_one_route() {
     needs_root!();
     let (port, server) = http_server(1);
-    let running = start_agent(&["http"], "", |c| {
-        c.http.interface = Some("lo".into());
-        c.http.ports = vec![port];
-    })
-    .await;
+    let running = start_http_agent(port).await;
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_nodelay(true).unwrap();
     let lines = [
@@ -522,15 +540,7 @@ async fn pipelined_requests_pair_in_order_and_ids_fold_into_one_route() {
     }
     drop(s);
     server.join().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let rows = loop {
-        let rows = running.store.http_red(0, i64::MAX, 1000).await.unwrap();
-        let total: i64 = rows.iter().map(|r| r.requests).sum();
-        if total >= 50 || Instant::now() > deadline {
-            break rows;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let rows = http_rows(&running.store, 50).await;
     let _ = running.stop().await;
     let of = |method: &str, route: &str| -> (i64, i64, i64) {
         rows.iter()
@@ -551,11 +561,7 @@ async fn pipelined_requests_pair_in_order_and_ids_fold_into_one_route() {
 async fn an_http_mix_gives_exact_counts_and_durations_within_tolerance() {
     needs_root!();
     let (port, server) = http_server(4);
-    let running = start_agent(&["http"], "", |c| {
-        c.http.interface = Some("lo".into());
-        c.http.ports = vec![port];
-    })
-    .await;
+    let running = start_http_agent(port).await;
     // 900 x 200, 80 x 404, 20 x 500 over 4 keep-alive connections.
     let mut plan: Vec<&str> = Vec::new();
     plan.extend(std::iter::repeat_n("/ok", 900));
@@ -579,15 +585,7 @@ async fn an_http_mix_gives_exact_counts_and_durations_within_tolerance() {
     }
     server.join().unwrap();
     // Wait for the agent to flush all 1000.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let rows = loop {
-        let rows = running.store.http_red(0, i64::MAX, 1000).await.unwrap();
-        let total: i64 = rows.iter().map(|r| r.requests).sum();
-        if total >= 1000 || Instant::now() > deadline {
-            break rows;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let rows = http_rows(&running.store, 1000).await;
     let (store, _dir) = running.stop().await;
     let sum = |route: &str, f: fn(&sonde::store::HttpRedRow) -> i64| -> i64 {
         rows.iter().filter(|r| r.route == route).map(f).sum()
