@@ -62,7 +62,9 @@ pub struct CollectorStatusRow {
     pub collector: String,
     pub available: bool,
     pub reason: Option<String>,
-    /// Records delivered and lost (ring buffer full) since the agent started.
+    /// Records delivered and lost (ring buffer full) since the agent started;
+    /// for `http`, requests counted and lost (ring buffer or map full, or
+    /// more than 8 open requests on a connection).
     pub events: i64,
     pub dropped: i64,
     pub started_at_ms: i64,

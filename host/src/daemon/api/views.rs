@@ -393,7 +393,9 @@ pub struct CollectorNodeView {
     pub available: bool,
     /// Why it does not run there.
     pub reason: Option<String>,
-    /// Records delivered, and lost to a full ring buffer, since its agent started.
+    /// Records delivered, and lost to a full ring buffer, since its agent
+    /// started; for `http`, requests counted, and lost (a full ring buffer or
+    /// map, or more than 8 open requests on a connection).
     pub events: i64,
     pub dropped: i64,
     pub started_at: String,
