@@ -375,6 +375,7 @@ mod user {
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::HttpFilterConfig {}
     unsafe impl aya::Pod for super::HttpConnKey {}
+    unsafe impl aya::Pod for super::HttpPending {}
     unsafe impl aya::Pod for super::HttpRedKey {}
     unsafe impl aya::Pod for super::HttpRedValue {}
 }

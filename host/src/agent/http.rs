@@ -313,7 +313,7 @@ impl Red {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sonde_ebpf_common::HTTP_PAYLOAD_LEN;
+    use sonde_ebpf_common::{HTTP_PAYLOAD_LEN, HttpConnKey, HttpPending};
 
     #[test]
     fn request_and_status_lines() {
@@ -495,5 +495,181 @@ mod tests {
         assert_eq!(red.routes(), 1);
         red.expire(((minute + 2) * 60_000) as i64);
         assert!(red.fold(&[], minute + 3).changed.is_empty());
+    }
+
+    /// BPF_PROG_TEST_RUN's attributes (linux/bpf.h, `test` of `union bpf_attr`).
+    #[repr(C)]
+    #[derive(Default)]
+    struct TestRun {
+        prog_fd: u32,
+        retval: u32,
+        data_size_in: u32,
+        data_size_out: u32,
+        data_in: u64,
+        data_out: u64,
+        repeat: u32,
+        duration: u32,
+        ctx_size_in: u32,
+        ctx_size_out: u32,
+        ctx_in: u64,
+        ctx_out: u64,
+        flags: u32,
+        cpu: u32,
+        batch_size: u32,
+        _pad: u32,
+    }
+
+    /// An IPv4/TCP segment from 127.0.0.1:`client_port` to port 8080 with
+    /// `payload`, as the filter sees it on a packet socket. BPF_PROG_TEST_RUN
+    /// strips one Ethernet header before a socket filter runs, so the frame
+    /// has two.
+    fn segment(client_port: u16, payload: &[u8]) -> Vec<u8> {
+        let mut p = Vec::new();
+        for _ in 0..2 {
+            p.extend_from_slice(&[0; 12]);
+            p.extend_from_slice(&[0x08, 0x00]);
+        }
+        let total = 40 + payload.len();
+        p.extend_from_slice(&[
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            6,
+            0,
+            0,
+        ]);
+        p.extend_from_slice(&[127, 0, 0, 1, 127, 0, 0, 1]);
+        p.extend_from_slice(&client_port.to_be_bytes());
+        p.extend_from_slice(&8080u16.to_be_bytes());
+        p.extend_from_slice(&[0; 8]);
+        p.extend_from_slice(&[0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    /// The kernel's route hashes group request targets exactly as
+    /// `route_of` names them (and the method apart): the filter itself runs
+    /// on crafted segments. Needs root and the eBPF object.
+    #[test]
+    fn the_filters_route_hash_groups_targets_as_route_of_does() {
+        use std::os::fd::{AsFd, AsRawFd};
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: loading the HTTP filter needs root");
+            return;
+        }
+        if let Some(why) = sonde_ebpf_artifacts::MISSING {
+            eprintln!("skipped: {why}");
+            return;
+        }
+        let mut ebpf = aya::EbpfLoader::new()
+            .load(sonde_ebpf_artifacts::OBJECT)
+            .expect("the eBPF object loads");
+        let prog: &mut aya::programs::SocketFilter = ebpf
+            .program_mut("http_lines")
+            .expect("http_lines")
+            .try_into()
+            .expect("a socket filter");
+        prog.load().expect("the verifier accepts the filter");
+        let fd = prog.fd().expect("loaded").as_fd().as_raw_fd();
+        let origin = [
+            "/",
+            "/items/1",
+            "/items/22",
+            "/items/1?x=2",
+            "/items/1#top",
+            "/items/abc",
+            "/items/1/parts",
+            "/items/22/parts",
+            "/users/123/orders",
+            "/users/abc/orders",
+            "/p/0f3c8a1e-2b4d-4c6e-8f9a-1b2c3d4e5f60",
+            "/p/4b825dc642cb6eb9a060e54bf8d69288",
+            "/p/deadbeefdeadbeef",
+            "/p/deadbeefdeadbee1",
+            "/p/abc-def",
+            "/a//b",
+            "/a/b/",
+            "/a/b",
+            "/static/app.js",
+        ];
+        let mut lines: Vec<(&str, String)> = Vec::new();
+        for method in ["GET", "POST"] {
+            for t in origin {
+                lines.push((method, t.to_string()));
+            }
+        }
+        let absolute = ["http://example.com/items/7", "http://example.com/a/b"];
+        let mut hashes = Vec::new();
+        let open: aya::maps::HashMap<_, HttpConnKey, HttpPending> =
+            aya::maps::HashMap::try_from(ebpf.map("HTTP_OPEN").expect("HTTP_OPEN"))
+                .expect("a hash map");
+        let all: Vec<(&str, String)> = lines
+            .iter()
+            .cloned()
+            .chain(absolute.iter().map(|t| ("GET", t.to_string())))
+            .collect();
+        for (i, (method, target)) in all.iter().enumerate() {
+            let port = 40_000 + i as u16;
+            let data = segment(
+                port,
+                format!("{method} {target} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes(),
+            );
+            let mut out = vec![0u8; 512];
+            let mut attr = TestRun {
+                prog_fd: fd as u32,
+                data_size_in: data.len() as u32,
+                data_in: data.as_ptr() as u64,
+                data_size_out: out.len() as u32,
+                data_out: out.as_mut_ptr() as u64,
+                repeat: 1,
+                ..Default::default()
+            };
+            // SAFETY: BPF_PROG_TEST_RUN (10) with attributes that outlive the call.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    10,
+                    &mut attr as *mut TestRun,
+                    std::mem::size_of::<TestRun>(),
+                )
+            };
+            assert_eq!(rc, 0, "test run: {}", std::io::Error::last_os_error());
+            let key = HttpConnKey {
+                client_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+                server_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+                client_port: port,
+                server_port: 8080,
+            };
+            let pending = open
+                .get(&key, 0)
+                .expect("the request is open on its connection");
+            assert_eq!((pending.head, pending.tail), (0, 1));
+            hashes.push(pending.open[0].route);
+        }
+        let name = |(method, target): &(&str, String)| (method.to_string(), route_of(target));
+        for (a, ha) in all.iter().zip(&hashes) {
+            for (b, hb) in all.iter().zip(&hashes) {
+                if ha == hb {
+                    assert_eq!(name(a), name(b), "one hash, two routes: {a:?} {b:?}");
+                }
+            }
+        }
+        // Origin-form targets: one hash per route, no more.
+        for (a, ha) in lines.iter().zip(&hashes) {
+            for (b, hb) in lines.iter().zip(&hashes) {
+                if name(a) == name(b) {
+                    assert_eq!(ha, hb, "one route, two hashes: {a:?} {b:?}");
+                }
+            }
+        }
+        let distinct: std::collections::HashSet<_> = lines.iter().map(name).collect();
+        assert!(distinct.len() >= 20, "{distinct:?}");
     }
 }
