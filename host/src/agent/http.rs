@@ -605,6 +605,15 @@ mod tests {
                 lines.push((method, t.to_string()));
             }
         }
+        // Targets longer than the filter's first copy of the packet.
+        let long = "x".repeat(70);
+        for t in [
+            format!("/assets/{long}/1"),
+            format!("/assets/{long}/22"),
+            format!("/assets/{long}/y"),
+        ] {
+            lines.push(("GET", t));
+        }
         let absolute = ["http://example.com/items/7", "http://example.com/a/b"];
         let mut hashes = Vec::new();
         let open: aya::maps::HashMap<_, HttpConnKey, HttpPending> =
