@@ -417,6 +417,122 @@ async fn a_flooded_listener_with_a_tiny_backlog_overflows() {
     running.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pods_own_network_namespace_is_sampled_and_its_overflows_named() {
+    needs_root!();
+    let cg = PodCgroup::new(None);
+    let running = start_agent(&["listen"], &cg.pod_yaml("web", "server-2", "app"), |_| {}).await;
+    // As in a pod: a network namespace of its own (loopback up), and in it a
+    // listener with backlog 1 that never accepts, flooded from inside by 16
+    // non-blocking connects. The agent's namespace does not see any of it.
+    let mut server = cg
+        .command(
+            "exec unshare --net perl -MIO::Socket::INET -e '\
+             system(q{ip}, q{link}, q{set}, q{lo}, q{up}) == 0 or die q{lo up};\
+             $s = IO::Socket::INET->new(LocalAddr => q{127.0.0.1:18080}, Listen => 1, ReuseAddr => 1) or die qq{listen: $!};\
+             for (1..16) { push @c, IO::Socket::INET->new(PeerAddr => q{127.0.0.1:18080}, Blocking => 0) }\
+             print qq{up\n}; $| = 1; sleep 30'",
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut up = [0u8; 3];
+    server.stdout.as_mut().unwrap().read_exact(&mut up).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let netns = std::fs::metadata(format!("/proc/{}/ns/net", server.id()))
+        .unwrap()
+        .ino();
+    let own = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+    assert_ne!(netns, own, "the listener is in a namespace of its own");
+    let queue = wait_for(&running.store, "listen", |r| {
+        r.kind == "queue" && r.fields["netns"] == netns && r.fields["full"] == true
+    })
+    .await;
+    let overflow = wait_for(&running.store, "listen", |r| {
+        r.kind == "overflow" && r.fields["netns"] == netns
+    })
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        !queue.is_empty(),
+        "the iterator saw the full queue in the pod's namespace"
+    );
+    assert!(
+        !overflow.is_empty(),
+        "the pod namespace's ListenOverflows grew"
+    );
+    let q = &queue[0];
+    assert_eq!(q.fields["port"], 18080, "{q:?}");
+    assert_eq!(q.fields["max_backlog"], 1);
+    assert!(q.fields["backlog"].as_u64().unwrap() >= 2, "{q:?}");
+    assert_eq!(q.pod.as_deref(), Some("server-2"), "{q:?}");
+    assert_eq!(q.comm.as_deref(), Some("perl"));
+    // The namespace's counters: the pod's, not a container's.
+    let o = &overflow[0];
+    assert!(o.fields["overflows"].as_u64().unwrap() >= 1, "{o:?}");
+    assert_eq!(o.fields["host_netns"], false, "{o:?}");
+    assert_eq!(o.fields["owner"], "netns", "{o:?}");
+    assert_eq!(
+        (
+            o.namespace.as_deref(),
+            o.pod.as_deref(),
+            o.pod_uid.as_deref()
+        ),
+        (Some("web"), Some("server-2"), Some(cg.uid.as_str())),
+        "{o:?}"
+    );
+    assert_eq!(
+        (o.container.as_deref(), o.container_id.as_deref()),
+        (None, None)
+    );
+    let (store, _dir) = running.stop().await;
+
+    // node-signals names the pod for both: the full queue and the counter.
+    let services = Arc::new(HostServices {
+        collectors: Some(store),
+        ..Default::default()
+    });
+    let out = crate::run(
+        sonde_probes::NODE_SIGNALS_PATH,
+        serde_json::json!({"window_minutes": 10}),
+        None,
+        Default::default(),
+        services,
+    )
+    .await;
+    assert_eq!(
+        out.status,
+        sonde::runtime::RunStatus::Succeeded,
+        "{:?}",
+        out.reason
+    );
+    let on_pod: Vec<_> = out
+        .findings
+        .iter()
+        .filter(|f| {
+            f.rule == "ListenQueueOverflow"
+                && f.resource.as_ref().is_some_and(|r| {
+                    (r.kind.as_str(), r.namespace.as_deref(), r.name.as_str())
+                        == ("Pod", Some("web"), "server-2")
+                })
+        })
+        .collect();
+    assert_eq!(on_pod.len(), 2, "{:?}", out.findings);
+    assert!(
+        on_pod.iter().any(|f| f
+            .message
+            .starts_with("port 18080 (perl): accept queue full (limit 1)")),
+        "{on_pod:?}"
+    );
+    assert!(
+        on_pod.iter().any(|f| f
+            .message
+            .starts_with("listen queues in the pod's network namespace overflowed")),
+        "{on_pod:?}"
+    );
+}
+
 /// Answers `GET /ok` (2 ms), `/missing/N` (404, 1 ms) and `/fail` (500, 10 ms), keep-alive,
 /// on `connections` connections.
 fn http_server(connections: usize) -> (u16, std::thread::JoinHandle<()>) {

@@ -371,16 +371,72 @@ fn load_iter(ebpf: &mut Ebpf) -> Result<(), String> {
         .map_err(|e| format!("loading the iter/tcp program failed: {}", chain(&e)))
 }
 
-/// One pass of the listen iterator: its raw output.
+/// One pass of the listen iterator in the agent's network namespace: its
+/// raw output.
 pub fn read_listen_iter(ebpf: &mut Ebpf) -> Result<Vec<u8>, String> {
-    use std::io::Read;
+    read_iter(listen_link(ebpf)?)
+}
+
+/// One pass of the listen iterator in each of `namespaces` (network
+/// namespace inode and its `/proc/<pid>/ns/net` file), in order.
+///
+/// The kernel's tcp iterator lists the sockets of one network namespace:
+/// the one its reader was created in. So each reader is created by a thread
+/// that entered that namespace first (a thread of its own: the agent's
+/// other threads stay where they are).
+pub fn read_listen_iter_in(
+    ebpf: &mut Ebpf,
+    namespaces: Vec<(u64, std::fs::File)>,
+) -> Vec<(u64, Result<Vec<u8>, String>)> {
+    let mut work = Vec::new();
+    let mut out = Vec::new();
+    for (ino, file) in namespaces {
+        match listen_link(ebpf) {
+            Ok(link) => work.push((ino, file, link)),
+            Err(e) => out.push((ino, Err(e))),
+        }
+    }
+    if work.is_empty() {
+        return out;
+    }
+    let read = std::thread::Builder::new()
+        .name("sonde-netns".into())
+        .spawn(move || {
+            work.into_iter()
+                .map(|(ino, file, link)| {
+                    // SAFETY: setns on a valid namespace file; it moves this
+                    // thread only.
+                    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                        let e = std::io::Error::last_os_error();
+                        return (ino, Err(format!("entering network namespace {ino}: {e}")));
+                    }
+                    (ino, read_iter(link))
+                })
+                .collect::<Vec<_>>()
+        })
+        .map_err(|e| format!("starting the network-namespace reader: {e}"))
+        .and_then(|t| {
+            t.join()
+                .map_err(|_| "the network-namespace reader panicked".to_string())
+        });
+    match read {
+        Ok(results) => out.extend(results),
+        Err(e) => out.push((0, Err(e))),
+    }
+    out
+}
+
+fn listen_link(ebpf: &mut Ebpf) -> Result<aya::programs::iter::IterLink, String> {
     let p: &mut Iter = program(ebpf, "listen_sockets")?;
     let id = p
         .attach()
         .map_err(|e| format!("attaching iter/tcp: {}", chain(&e)))?;
-    let link = p
-        .take_link(id)
-        .map_err(|e| format!("iter/tcp link: {}", chain(&e)))?;
+    p.take_link(id)
+        .map_err(|e| format!("iter/tcp link: {}", chain(&e)))
+}
+
+fn read_iter(link: aya::programs::iter::IterLink) -> Result<Vec<u8>, String> {
+    use std::io::Read;
     let mut file = link
         .into_file()
         .map_err(|e| format!("creating the iter/tcp reader: {}", chain(&e)))?;

@@ -181,7 +181,7 @@ impl Agent {
             tasks.spawn(async move {
                 let mut ebpf = ebpf;
                 let _socket = http_socket;
-                let mut previous: Option<(u64, u64)> = None;
+                let mut counters = ListenCounters::default();
                 let mounts = cgroups::Mounts::discover();
                 let mut tick = tokio::time::interval(listen_interval);
                 loop {
@@ -193,7 +193,7 @@ impl Agent {
                         continue;
                     }
                     let Some(e) = ebpf.as_mut() else { continue };
-                    let items = sample_listen(e, &mut previous, &mounts);
+                    let items = sample_listen(e, &mut counters, &mounts);
                     if !items.is_empty() && tx.send(items).await.is_err() {
                         return;
                     }
@@ -457,72 +457,161 @@ async fn read_http_ring(
     }
 }
 
+/// What the listen sampler keeps between passes: each network namespace's
+/// ListenOverflows / ListenDrops counters when last read.
+#[derive(Default)]
+struct ListenCounters {
+    by_netns: std::collections::HashMap<u64, (u64, u64)>,
+    /// Whether a pass has run: namespaces seen in the first pass start from
+    /// their counters then (their past is not reported); namespaces created
+    /// later start from zero, as the kernel's counters did.
+    started: bool,
+}
+
+impl ListenCounters {
+    /// Takes a namespace's counters; what grew since the last pass, if any.
+    fn advance(&mut self, netns: u64, now: (u64, u64)) -> Option<(u64, u64)> {
+        let prev = match self.by_netns.insert(netns, now) {
+            Some(prev) => prev,
+            None if self.started => (0, 0),
+            None => return None,
+        };
+        let grew = (now.0.saturating_sub(prev.0), now.1.saturating_sub(prev.1));
+        (grew != (0, 0)).then_some(grew)
+    }
+
+    /// Ends a pass: namespaces not read in it are gone.
+    fn end_pass(&mut self, seen: &std::collections::HashSet<u64>) {
+        self.by_netns.retain(|ino, _| seen.contains(ino));
+        self.started = true;
+    }
+}
+
+/// One pass of the listen collector: the iterator's full queues in every
+/// network namespace (each pod has its own; the kernel's iterator lists one
+/// namespace's sockets), and each namespace's counters since the last pass.
 fn sample_listen(
     ebpf: &mut aya::Ebpf,
-    previous: &mut Option<(u64, u64)>,
+    counters: &mut ListenCounters,
     mounts: &cgroups::Mounts,
 ) -> Vec<Item> {
     let mut out = Vec::new();
     let now_boot = boot_now_ns();
-    match loader::read_listen_iter(ebpf) {
-        Ok(bytes) => {
-            let samples: Vec<ListenSample> = records::listen_samples(&bytes)
-                .into_iter()
-                .filter(|s| s.ack_backlog > 0)
-                .collect();
-            // Listeners opened before the agent have no recorded owner: /proc.
-            let unknown: std::collections::HashSet<u64> = samples
+    let proc_root = std::path::Path::new("/proc");
+    let own = procfs::netns_of(proc_root, std::process::id());
+    let mut spaces = procfs::net_namespaces(proc_root);
+    if let Some(own) = own {
+        spaces.remove(&own);
+    }
+    // The agent's own namespace (the node's, for a host-network agent),
+    // then every other one through a process in it.
+    let mut passes = vec![(own.unwrap_or(0), loader::read_listen_iter(ebpf))];
+    let files: Vec<(u64, std::fs::File)> = spaces
+        .iter()
+        .filter_map(|(&ino, &pid)| {
+            std::fs::File::open(proc_root.join(pid.to_string()).join("ns/net"))
+                .ok()
+                .map(|f| (ino, f))
+        })
+        .collect();
+    passes.extend(loader::read_listen_iter_in(ebpf, files));
+    let mut samples: Vec<ListenSample> = Vec::new();
+    for (ino, pass) in passes {
+        match pass {
+            Ok(bytes) => samples.extend(
+                records::listen_samples(&bytes)
+                    .into_iter()
+                    .filter(|s| s.ack_backlog > 0),
+            ),
+            Err(e) => {
+                let e = if Some(ino) == own {
+                    e
+                } else {
+                    format!("network namespace {ino}: {e}")
+                };
+                out.push(Item::Undecodable("listen", e));
+            }
+        }
+    }
+    // Listeners opened before the agent have no recorded owner: /proc.
+    let unknown: std::collections::HashSet<u64> = samples
+        .iter()
+        .filter(|s| s.owner.tgid == 0 && s.ino != 0)
+        .map(|s| s.ino)
+        .collect();
+    let owners = procfs::socket_owners(proc_root, &unknown);
+    // A namespace's pod, found through a process in it (not the agent's:
+    // that one is the node's, shared by every host-network process).
+    let mut netns_identity = std::collections::HashMap::new();
+    let mut identity_of = |ino: u64| {
+        *netns_identity.entry(ino).or_insert_with(|| {
+            spaces
+                .get(&ino)
+                .map(|&pid| procfs::cgroup_identity(proc_root, pid, mounts))
+        })
+    };
+    for s in &samples {
+        let mut e = listen_event(s, now_boot);
+        if s.owner.tgid == 0
+            && let Some(&pid) = owners.get(&s.ino)
+        {
+            e.pid = Some(pid);
+            e.comm = procfs::comm(proc_root, pid);
+            e.identities.insert(
+                0,
+                (
+                    Source::Process,
+                    procfs::cgroup_identity(proc_root, pid, mounts),
+                ),
+            );
+        }
+        if let Some(id) = identity_of(u64::from(s.netns_ino)) {
+            e.identities.push((Source::Netns, id));
+        }
+        out.push(Item::Event(e));
+    }
+    // The counters, namespace by namespace.
+    let mut seen = std::collections::HashSet::new();
+    let reads = own
+        .map(|ino| (ino, proc_root.join("self/net/netstat")))
+        .into_iter()
+        .chain(
+            spaces
                 .iter()
-                .filter(|s| s.owner.tgid == 0 && s.ino != 0)
-                .map(|s| s.ino)
-                .collect();
-            let proc_root = std::path::Path::new("/proc");
-            let owners = procfs::socket_owners(proc_root, &unknown);
-            for s in &samples {
-                let mut e = listen_event(s, now_boot);
-                if s.owner.tgid == 0
-                    && let Some(&pid) = owners.get(&s.ino)
-                {
-                    e.pid = Some(pid);
-                    e.comm = procfs::comm(proc_root, pid);
-                    e.identities.insert(
-                        0,
-                        (
-                            Source::Process,
-                            procfs::cgroup_identity(proc_root, pid, mounts),
-                        ),
-                    );
-                }
-                out.push(Item::Event(e));
-            }
-        }
-        Err(e) => out.push(Item::Undecodable("listen", e)),
+                .map(|(&ino, &pid)| (ino, proc_root.join(pid.to_string()).join("net/netstat"))),
+        );
+    for (ino, path) in reads {
+        let Some(now) = std::fs::read_to_string(&path)
+            .ok()
+            .as_deref()
+            .and_then(records::netstat_listen_counters)
+        else {
+            continue;
+        };
+        seen.insert(ino);
+        let Some((overflows, drops)) = counters.advance(ino, now) else {
+            continue;
+        };
+        let mut fields = serde_json::Map::new();
+        fields.insert("overflows".into(), json!(overflows));
+        fields.insert("drops".into(), json!(drops));
+        fields.insert("netns".into(), json!(ino));
+        fields.insert("host_netns".into(), json!(Some(ino) == own));
+        let identities = match identity_of(ino) {
+            Some(id) if Some(ino) != own => vec![(Source::Netns, id)],
+            _ => Vec::new(),
+        };
+        out.push(Item::Event(RawEvent {
+            boot_ns: now_boot,
+            collector: "listen",
+            kind: "overflow".into(),
+            pid: None,
+            comm: None,
+            identities,
+            fields,
+        }));
     }
-    if let Some(now) = std::fs::read_to_string("/proc/net/netstat")
-        .ok()
-        .as_deref()
-        .and_then(records::netstat_listen_counters)
-    {
-        if let Some(prev) = *previous {
-            let overflows = now.0.saturating_sub(prev.0);
-            let drops = now.1.saturating_sub(prev.1);
-            if overflows > 0 || drops > 0 {
-                let mut fields = serde_json::Map::new();
-                fields.insert("overflows".into(), json!(overflows));
-                fields.insert("drops".into(), json!(drops));
-                out.push(Item::Event(RawEvent {
-                    boot_ns: now_boot,
-                    collector: "listen",
-                    kind: "overflow".into(),
-                    pid: None,
-                    comm: None,
-                    identities: Vec::new(),
-                    fields,
-                }));
-            }
-        }
-        *previous = Some(now);
-    }
+    counters.end_pass(&seen);
     out
 }
 
@@ -665,6 +754,13 @@ impl Processor {
         {
             fields.insert("owner".into(), json!(how.as_str()));
         }
+        if how == Some(Source::Netns)
+            && let Some(p) = &mut pod
+        {
+            // Found through whichever process was in the pod's network
+            // namespace: the pod's, not that process's container's.
+            p.container_id = None;
+        }
         let (mut namespace, mut name, mut container) = (None, None, None);
         if let Some(p) = &pod
             && let Some(info) = self.pods.by_uid(&p.pod_uid).await
@@ -746,5 +842,31 @@ impl Processor {
                 self.batch = batch;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn listen_counters_report_growth_per_namespace_from_the_first_pass_on() {
+        let mut c = ListenCounters::default();
+        // First pass: namespaces that exist now start from their counters.
+        assert_eq!(c.advance(1, (10, 12)), None);
+        assert_eq!(c.advance(2, (0, 0)), None);
+        c.end_pass(&HashSet::from([1, 2]));
+        // Growth in one namespace only; a namespace created since starts
+        // from zero, as the kernel's counters did.
+        assert_eq!(c.advance(1, (13, 16)), Some((3, 4)));
+        assert_eq!(c.advance(2, (0, 0)), None);
+        assert_eq!(c.advance(3, (2, 2)), Some((2, 2)));
+        c.end_pass(&HashSet::from([1, 3]));
+        // Namespace 2 is gone; should its inode come back, it is a new one.
+        assert!(!c.by_netns.contains_key(&2));
+        assert_eq!(c.advance(2, (1, 0)), Some((1, 0)));
+        // Counters never run backwards into a huge delta.
+        assert_eq!(c.advance(1, (5, 5)), None);
     }
 }

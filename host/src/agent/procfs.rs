@@ -1,8 +1,10 @@
 //! Finding a socket's process in `/proc` when the kernel did not record its
 //! owner (a listener opened before the agent started): the process whose
-//! `fd/` links to `socket:[INODE]`, its cgroups and its command name.
+//! `fd/` links to `socket:[INODE]`, its cgroups and its command name; and
+//! the network namespaces processes are in (each pod has its own), with a
+//! process in each.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -77,6 +79,33 @@ pub fn cgroup_identity(proc_root: &Path, pid: u32, mounts: &Mounts) -> CgroupIde
     id
 }
 
+/// The inode of a process's network namespace (`/proc/<pid>/ns/net`).
+pub fn netns_of(proc_root: &Path, pid: u32) -> Option<u64> {
+    std::fs::metadata(proc_root.join(pid.to_string()).join("ns/net"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// Every network namespace some process is in, by inode, with the lowest
+/// pid in it (a pod's first process: its sandbox's).
+pub fn net_namespaces(proc_root: &Path) -> BTreeMap<u64, u32> {
+    let mut out = BTreeMap::new();
+    let Ok(procs) = std::fs::read_dir(proc_root) else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some(ino) = netns_of(proc_root, pid) {
+            out.entry(ino)
+                .and_modify(|first: &mut u32| *first = (*first).min(pid))
+                .or_insert(pid);
+        }
+    }
+    out
+}
+
 /// `/proc/<pid>/comm`.
 pub fn comm(proc_root: &Path, pid: u32) -> Option<String> {
     std::fs::read_to_string(proc_root.join(pid.to_string()).join("comm"))
@@ -107,5 +136,20 @@ mod tests {
         // Whatever the hierarchy, the cgroup directories exist and have inodes.
         let m = Mounts::discover();
         assert_eq!(id.v2_id != 0, m.v2.is_some());
+    }
+
+    #[test]
+    fn lists_this_process_network_namespace() {
+        let proc_root = Path::new("/proc");
+        let me = std::process::id();
+        let ino = netns_of(proc_root, me).expect("this process's network namespace");
+        let spaces = net_namespaces(proc_root);
+        let first = spaces[&ino];
+        assert!(
+            first <= me,
+            "the lowest pid in the namespace: {first} vs {me}"
+        );
+        assert_eq!(netns_of(proc_root, first), Some(ino));
+        assert_eq!(netns_of(proc_root, u32::MAX), None);
     }
 }

@@ -40,6 +40,9 @@ pub enum Source {
     Current,
     /// The process holding the socket, found in /proc.
     Process,
+    /// A process in the event's network namespace (a pod's namespace is
+    /// its own): the pod, not a container.
+    Netns,
 }
 
 impl Source {
@@ -50,6 +53,7 @@ impl Source {
             Source::SockCgroup => "sock_cgroup",
             Source::Current => "current",
             Source::Process => "process",
+            Source::Netns => "netns",
         }
     }
 }

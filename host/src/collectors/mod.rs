@@ -121,7 +121,8 @@ pub const COLLECTORS: &[CollectorSpec] = &[
         name: "listen",
         description: "Listen queues (iter/tcp samples, kind=queue) and the ListenOverflows / \
                       ListenDrops counters of /proc/net/netstat (kind=overflow, per sample \
-                      interval)",
+                      interval), in every network namespace on the node: the node's own and \
+                      each pod's",
         fields: event_fields![
             f("port", Integer, "listening port"),
             f("addr", Text, "listening address"),
@@ -138,6 +139,18 @@ pub const COLLECTORS: &[CollectorSpec] = &[
                 "drops",
                 Integer,
                 "ListenDrops since the previous sample (kind=overflow)"
+            ),
+            f(
+                "owner",
+                Text,
+                "how the pod was found: socket (owner recorded at listen), sock_cgroup (the \
+                 socket's cgroup v2), process (the socket's holder in /proc), netns (a \
+                 process in the namespace: the pod, no container)"
+            ),
+            f(
+                "host_netns",
+                Boolean,
+                "whether the namespace is the agent's own, the node's (kind=overflow)"
             ),
         ],
         aggregated: false,

@@ -45,7 +45,7 @@ pub const LISTEN_OVERFLOW: Rule = rule(
     "ListenQueueOverflow",
     "Listen queue overflow",
     Severity::High,
-    "A listening socket's accept queue was full (connections were dropped), or the node's ListenOverflows counter grew.",
+    "A listening socket's accept queue was full (connections were dropped), or the ListenOverflows counter of the node's or a pod's network namespace grew.",
     "Accept connections faster (more workers or replicas) or raise the listen backlog (and net.core.somaxconn).",
 );
 pub const HTTP_ERROR_RATE: Rule = rule(
@@ -342,9 +342,11 @@ fn listen_overflows(c: &Config) -> Result<Vec<Finding>, ProbeError> {
                 .into(),
         );
     }
+    // The counters are per network namespace: the node's own (host-network
+    // pods share it), or a pod's.
     let counters = collectors::query("listen", c.window_minutes)
         .filter("kind", FilterOp::Eq, Value::Text("overflow".into()))
-        .group_by(&["node"])
+        .group_by(&["node", "namespace", "pod", "pod_uid", "netns", "host_netns"])
         .aggregate(AggregateOp::Sum, Some("overflows"))
         .aggregate(AggregateOp::Sum, Some("drops"))
         .run()?;
@@ -354,12 +356,23 @@ fn listen_overflows(c: &Config) -> Result<Vec<Finding>, ProbeError> {
         if overflows == 0 && drops == 0 {
             continue;
         }
+        let attributed = row.text("pod").is_some_and(|p| !p.is_empty());
+        // Rows from before namespaces were told apart have no host_netns.
+        let host = !matches!(row.get("host_netns"), Some(Value::Boolean(false)));
+        let whose = match (attributed, host) {
+            (true, _) => "the pod's network namespace".to_string(),
+            (false, true) => "the node's network namespace".to_string(),
+            (false, false) => format!(
+                "network namespace {} (no known pod's)",
+                row.integer("netns").unwrap_or(0)
+            ),
+        };
         out.push(
             LISTEN_OVERFLOW
                 .finding(
-                    node(row.text("node").unwrap_or("unknown")),
+                    subject(&row),
                     format!(
-                        "the node's listen queues overflowed {} ({} dropped) in the last {} minutes (ListenOverflows / ListenDrops)",
+                        "listen queues in {whose} overflowed {} ({} dropped) in the last {} minutes (ListenOverflows / ListenDrops)",
                         plural(overflows, "time", "times"),
                         drops,
                         c.window_minutes
