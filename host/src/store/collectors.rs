@@ -1,5 +1,6 @@
-//! The node collectors' data: events attributed to pods, per-minute HTTP RED
-//! aggregates and each collector's state per node. Agents write batches
+//! The node collectors' data: events attributed to pods, per-minute counts
+//! of them per pod (derived here from the events written), per-minute HTTP
+//! RED aggregates and each collector's state per node. Agents write batches
 //! ([`CollectorBatch`], serde-encodable so that a remote agent can send the
 //! same thing over the API later); probes read through
 //! `crate::collectors::query`.
@@ -69,6 +70,56 @@ pub struct CollectorStatusRow {
     pub dropped: i64,
     pub started_at_ms: i64,
     pub updated_at_ms: i64,
+}
+
+/// How many events of one kind a pod (or no pod: `None`) had in one minute
+/// on one node.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CollectorCountRow {
+    pub collector: String,
+    /// Start of the minute, ms since the epoch.
+    pub minute_ms: i64,
+    pub node: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub pod_uid: Option<String>,
+    pub count: i64,
+}
+
+/// The per-minute counts of `events`, one row per collector, minute, node,
+/// kind and pod.
+pub fn count_events(events: &[CollectorEventRow]) -> Vec<CollectorCountRow> {
+    let mut counts: std::collections::BTreeMap<_, i64> = std::collections::BTreeMap::new();
+    for e in events {
+        let key = (
+            e.collector.as_str(),
+            e.ts_ms.div_euclid(60_000) * 60_000,
+            e.node.as_str(),
+            e.kind.as_str(),
+            e.namespace.as_deref(),
+            e.pod.as_deref(),
+            e.pod_uid.as_deref(),
+        );
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(
+            |((collector, minute_ms, node, kind, namespace, pod, pod_uid), count)| {
+                CollectorCountRow {
+                    collector: collector.into(),
+                    minute_ms,
+                    node: node.into(),
+                    kind: kind.into(),
+                    namespace: namespace.map(Into::into),
+                    pod: pod.map(Into::into),
+                    pod_uid: pod_uid.map(Into::into),
+                    count,
+                }
+            },
+        )
+        .collect()
 }
 
 /// What an agent writes at once, in one transaction.
@@ -151,6 +202,26 @@ impl Store {
                     .bind(f);
             }
             q.execute(&mut *tx).await.ctx("insert collector events")?;
+        }
+        // The events' per-minute counts, added to those of earlier batches.
+        for c in count_events(&batch.events) {
+            sqlx::query(
+                "INSERT INTO collector_counts (collector, minute, node, kind, namespace, pod, \
+                 pod_uid, count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (collector, minute, node, kind, namespace, pod, pod_uid) \
+                 DO UPDATE SET count = collector_counts.count + excluded.count",
+            )
+            .bind(&c.collector)
+            .bind(c.minute_ms)
+            .bind(&c.node)
+            .bind(&c.kind)
+            .bind(c.namespace.as_deref().unwrap_or_default())
+            .bind(c.pod.as_deref().unwrap_or_default())
+            .bind(c.pod_uid.as_deref().unwrap_or_default())
+            .bind(c.count)
+            .execute(&mut *tx)
+            .await
+            .ctx("upsert collector counts")?;
         }
         for r in &batch.http {
             sqlx::query(
@@ -309,8 +380,46 @@ impl Store {
             .collect())
     }
 
-    /// Deletes collector events and HTTP minutes older than `cutoff_ms`
-    /// (the agent's retention); returns how many rows went.
+    /// The per-minute counts of one collector's events for the minutes
+    /// starting in `[since, until)`, oldest first, at most `cap`.
+    pub async fn collector_counts(
+        &self,
+        collector: &str,
+        since_ms: i64,
+        until_ms: i64,
+        cap: u32,
+    ) -> Result<Vec<CollectorCountRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT collector, minute, node, kind, namespace, pod, pod_uid, count \
+             FROM collector_counts WHERE collector = $1 AND minute >= $2 AND minute < $3 \
+             ORDER BY minute LIMIT $4",
+        )
+        .bind(collector)
+        .bind(since_ms)
+        .bind(until_ms)
+        .bind(i64::from(cap))
+        .fetch_all(&self.reader)
+        .await
+        .ctx("read collector counts")?;
+        let some = |s: String| (!s.is_empty()).then_some(s);
+        Ok(rows
+            .into_iter()
+            .map(|r| CollectorCountRow {
+                collector: r.get(0),
+                minute_ms: r.get(1),
+                node: r.get(2),
+                kind: r.get(3),
+                namespace: some(r.get(4)),
+                pod: some(r.get(5)),
+                pod_uid: some(r.get(6)),
+                count: r.get(7),
+            })
+            .collect())
+    }
+
+    /// Deletes collector events and HTTP minutes older than `cutoff_ms`, and
+    /// the counts of minutes that ended by then (the agent's retention);
+    /// returns how many rows went.
     pub async fn delete_collector_data_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
         let mut n = sqlx::query("DELETE FROM collector_events WHERE ts < $1")
             .bind(cutoff_ms)
@@ -323,6 +432,13 @@ impl Store {
             .execute(&self.writer)
             .await
             .ctx("delete old http minutes")?
+            .rows_affected();
+        // A minute's count goes once the whole minute is past the cutoff.
+        n += sqlx::query("DELETE FROM collector_counts WHERE minute <= $1")
+            .bind(cutoff_ms.saturating_sub(60_000))
+            .execute(&self.writer)
+            .await
+            .ctx("delete old collector counts")?
             .rows_affected();
         Ok(n)
     }
@@ -369,6 +485,224 @@ mod tests {
             duration_max_us: 300,
             buckets: vec![1, 2, 3],
         }
+    }
+
+    /// Events of pods `a` and `b` and of no pod, two kinds, spread over
+    /// minutes 10 to 15 (ms offsets within the minutes vary).
+    fn spread() -> Vec<CollectorEventRow> {
+        let mut out = Vec::new();
+        for i in 0..360i64 {
+            let mut e = event(
+                600_000 + i * 997,
+                if i % 3 == 0 { "exec" } else { "oom_kill" },
+            );
+            match i % 4 {
+                0 => {}
+                1 => {
+                    e.pod = Some("b".into());
+                    e.pod_uid = Some("uid-b".into());
+                }
+                2 => {
+                    e.namespace = None;
+                    e.pod = None;
+                    e.pod_uid = None;
+                }
+                _ => e.node = "node-b".into(),
+            }
+            out.push(e);
+        }
+        out
+    }
+
+    fn count_query(
+        since: i64,
+        until: i64,
+        group_by: &[&str],
+        filters: Vec<crate::bindings::sonde::probe::collectors::Filter>,
+    ) -> crate::bindings::sonde::probe::collectors::CollectorQuery {
+        use crate::bindings::sonde::probe::collectors::{Aggregate, AggregateOp, CollectorQuery};
+        CollectorQuery {
+            collector: "oom".into(),
+            since,
+            until: Some(until),
+            filters,
+            group_by: group_by.iter().map(|g| g.to_string()).collect(),
+            aggregates: vec![Aggregate {
+                op: AggregateOp::Count,
+                field: None,
+            }],
+            limit: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn per_minute_counts_answer_count_queries_exactly_with_the_ends_from_events() {
+        use crate::bindings::sonde::probe::collectors::{Filter, FilterOp, Value};
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open(dir.path()).await;
+        let events = spread();
+        // In several batches: a minute's count grows batch by batch.
+        for chunk in events.chunks(50) {
+            store
+                .write_collector_batch(&CollectorBatch {
+                    events: chunk.to_vec(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        let counts = store
+            .collector_counts("oom", 0, i64::MAX, 10_000)
+            .await
+            .unwrap();
+        assert_eq!(counts.iter().map(|c| c.count).sum::<i64>(), 360);
+        assert_eq!(
+            count_events(&events),
+            counts,
+            "one row per minute, node, kind and pod"
+        );
+
+        // The answer for a window, counted from the events themselves.
+        let expect =
+            |since: i64, until: i64, key: &dyn Fn(&CollectorEventRow) -> Option<String>| {
+                let mut m = std::collections::BTreeMap::new();
+                for e in events
+                    .iter()
+                    .filter(|e| e.ts_ms >= since && e.ts_ms < until)
+                {
+                    if let Some(k) = key(e) {
+                        *m.entry(k).or_insert(0i64) += 1;
+                    }
+                }
+                m
+            };
+        let got = |t: crate::bindings::sonde::probe::collectors::Table| {
+            t.rows
+                .into_iter()
+                .map(|r| {
+                    let k = match &r[0] {
+                        Value::Text(s) => s.clone(),
+                        Value::Null => "-".into(),
+                        v => panic!("{v:?}"),
+                    };
+                    let Value::Integer(n) = r[1] else {
+                        panic!("{r:?}")
+                    };
+                    (k, n)
+                })
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        // Partial minutes at both ends, exact minute edges, a window inside
+        // one minute, and one past the data.
+        for (since, until) in [
+            (0, i64::MAX),
+            (612_345, 905_432),
+            (660_000, 840_000),
+            (661_000, 719_999),
+            (700_000, 780_001),
+            (950_000, 2_000_000),
+        ] {
+            let q = count_query(since, until, &["pod"], vec![]);
+            let t = crate::collectors::query::run(&store, &q, 10_000_000)
+                .await
+                .unwrap();
+            let want = expect(since, until, &|e| Some(e.pod.clone().unwrap_or("-".into())));
+            assert_eq!(got(t), want, "[{since}, {until})");
+            // Filtered on a counted field, grouped by another.
+            let q = count_query(
+                since,
+                until,
+                &["kind"],
+                vec![Filter {
+                    field: "node".into(),
+                    op: FilterOp::Eq,
+                    value: Value::Text("node-a".into()),
+                }],
+            );
+            let t = crate::collectors::query::run(&store, &q, 10_000_000)
+                .await
+                .unwrap();
+            let want = expect(since, until, &|e| {
+                (e.node == "node-a").then(|| e.kind.clone())
+            });
+            assert_eq!(got(t), want, "[{since}, {until}) on node-a");
+        }
+
+        // The whole minutes really come from the counts: with minute 12's
+        // events gone from the events table, a count query still counts
+        // them, and a query the counts cannot answer (count of a field) no
+        // longer does.
+        sqlx::query("DELETE FROM collector_events WHERE ts >= 720000 AND ts < 780000")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        let whole = expect(600_000, 960_000, &|_| Some("all".into()))["all"];
+        let in_12 = expect(720_000, 780_000, &|_| Some("all".into()))["all"];
+        let mut q = count_query(600_000, 960_000, &[], vec![]);
+        let t = crate::collectors::query::run(&store, &q, 10_000_000)
+            .await
+            .unwrap();
+        assert_eq!(t.rows, vec![vec![Value::Integer(whole)]]);
+        q.aggregates[0].field = Some("kind".into());
+        let t = crate::collectors::query::run(&store, &q, 10_000_000)
+            .await
+            .unwrap();
+        assert_eq!(t.rows, vec![vec![Value::Integer(whole - in_12)]]);
+
+        // Retention removes counts with their minutes.
+        store.delete_collector_data_before(780_000).await.unwrap();
+        let left = store
+            .collector_counts("oom", 0, i64::MAX, 10_000)
+            .await
+            .unwrap();
+        assert!(left.iter().all(|c| c.minute_ms >= 780_000), "{left:?}");
+        assert!(!left.is_empty());
+    }
+
+    #[tokio::test]
+    async fn migration_6_counts_the_events_stored_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sonde.db");
+        let pool = super::super::dialect::connect(&path, 1).await.unwrap();
+        let mut before = sqlx::migrate!();
+        before.migrations = before
+            .migrations
+            .iter()
+            .filter(|m| m.version < 6)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        before.run(&pool).await.unwrap();
+        let events = spread();
+        for e in &events {
+            sqlx::query(
+                "INSERT INTO collector_events (ts, node, collector, kind, namespace, pod, \
+                 container, pod_uid, container_id, cgroup, pid, comm, fields) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, '{}')",
+            )
+            .bind(e.ts_ms)
+            .bind(&e.node)
+            .bind(&e.collector)
+            .bind(&e.kind)
+            .bind(&e.namespace)
+            .bind(&e.pod)
+            .bind(&e.container)
+            .bind(&e.pod_uid)
+            .bind(&e.container_id)
+            .bind(&e.cgroup)
+            .bind(e.pid)
+            .bind(&e.comm)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+        let (store, _) = open(dir.path()).await;
+        let counts = store
+            .collector_counts("oom", 0, i64::MAX, 10_000)
+            .await
+            .unwrap();
+        assert_eq!(counts, count_events(&events));
     }
 
     #[tokio::test]
@@ -435,7 +769,9 @@ mod tests {
                 .unwrap(),
             many
         );
-        assert_eq!(store.delete_collector_data_before(61_000).await.unwrap(), 3);
+        // Two events, one http minute and minute 0's count (minute 1 is not
+        // over at the cutoff: its count stays).
+        assert_eq!(store.delete_collector_data_before(61_000).await.unwrap(), 4);
         assert!(store.http_red(0, 120_000, 100).await.unwrap().is_empty());
     }
 }

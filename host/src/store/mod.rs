@@ -28,7 +28,10 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-pub use collectors::{CollectorBatch, CollectorEventRow, CollectorStatusRow, HttpRedRow};
+pub use collectors::{
+    CollectorBatch, CollectorCountRow, CollectorEventRow, CollectorStatusRow, HttpRedRow,
+    count_events,
+};
 pub use dialect::{VacuumAction, VacuumPolicy};
 pub use finding_queries::{FindingFilter, FindingPage, FindingStatus, MAX_PAGE, StoredFinding};
 pub use findings::{VOLATILE_LABELS, identity_of};
@@ -300,6 +303,7 @@ mod tests {
             tables,
             [
                 "_sqlx_migrations",
+                "collector_counts",
                 "collector_events",
                 "collector_status",
                 "findings",
