@@ -197,6 +197,30 @@ async fn start_agent(
 }
 
 /// Waits until `collector` has events matching `pred`.
+/// node-signals over what the agent stored (a 10-minute window); it must
+/// succeed.
+async fn node_signals_over(store: Store) -> sonde::runtime::RunOutcome {
+    let services = Arc::new(HostServices {
+        collectors: Some(store),
+        ..Default::default()
+    });
+    let out = crate::run(
+        sonde_probes::NODE_SIGNALS_PATH,
+        serde_json::json!({"window_minutes": 10}),
+        None,
+        Default::default(),
+        services,
+    )
+    .await;
+    assert_eq!(
+        out.status,
+        sonde::runtime::RunStatus::Succeeded,
+        "{:?}",
+        out.reason
+    );
+    out
+}
+
 async fn wait_for(
     store: &Store,
     collector: &str,
@@ -251,24 +275,7 @@ async fn an_oom_kill_is_attributed_to_its_pod_and_container_and_reported() {
     let (store, _dir) = running.stop().await;
 
     // The probe, querying the collector, names the pod and the container.
-    let services = Arc::new(HostServices {
-        collectors: Some(store),
-        ..Default::default()
-    });
-    let out = crate::run(
-        sonde_probes::NODE_SIGNALS_PATH,
-        serde_json::json!({"window_minutes": 10}),
-        None,
-        Default::default(),
-        services,
-    )
-    .await;
-    assert_eq!(
-        out.status,
-        sonde::runtime::RunStatus::Succeeded,
-        "{:?}",
-        out.reason
-    );
+    let out = node_signals_over(store).await;
     let f: Vec<_> = out
         .findings
         .iter()
@@ -489,24 +496,7 @@ async fn a_pods_own_network_namespace_is_sampled_and_its_overflows_named() {
     let (store, _dir) = running.stop().await;
 
     // node-signals names the pod for both: the full queue and the counter.
-    let services = Arc::new(HostServices {
-        collectors: Some(store),
-        ..Default::default()
-    });
-    let out = crate::run(
-        sonde_probes::NODE_SIGNALS_PATH,
-        serde_json::json!({"window_minutes": 10}),
-        None,
-        Default::default(),
-        services,
-    )
-    .await;
-    assert_eq!(
-        out.status,
-        sonde::runtime::RunStatus::Succeeded,
-        "{:?}",
-        out.reason
-    );
+    let out = node_signals_over(store).await;
     let on_pod: Vec<_> = out
         .findings
         .iter()

@@ -165,6 +165,31 @@ fn insert_events_sql(rows: usize) -> &'static str {
     })
 }
 
+type EventInsert<'q> =
+    sqlx::query::Query<'q, dialect::Db, <dialect::Db as sqlx::Database>::Arguments>;
+
+/// Binds one event's columns in `insert_events_sql`'s order (`fields`: its
+/// fields as JSON).
+fn bind_event<'q>(
+    q: EventInsert<'q>,
+    e: &'q CollectorEventRow,
+    fields: &'q str,
+) -> EventInsert<'q> {
+    q.bind(e.ts_ms)
+        .bind(&e.node)
+        .bind(&e.collector)
+        .bind(&e.kind)
+        .bind(&e.namespace)
+        .bind(&e.pod)
+        .bind(&e.container)
+        .bind(&e.pod_uid)
+        .bind(&e.container_id)
+        .bind(&e.cgroup)
+        .bind(e.pid)
+        .bind(&e.comm)
+        .bind(fields)
+}
+
 impl Store {
     /// Writes a batch in one transaction.
     pub async fn write_collector_batch(&self, batch: &CollectorBatch) -> Result<(), StoreError> {
@@ -186,20 +211,7 @@ impl Store {
                 .collect::<Result<_, _>>()?;
             let mut q = sqlx::query(sql);
             for (e, f) in chunk.iter().zip(&fields) {
-                q = q
-                    .bind(e.ts_ms)
-                    .bind(&e.node)
-                    .bind(&e.collector)
-                    .bind(&e.kind)
-                    .bind(&e.namespace)
-                    .bind(&e.pod)
-                    .bind(&e.container)
-                    .bind(&e.pod_uid)
-                    .bind(&e.container_id)
-                    .bind(&e.cgroup)
-                    .bind(e.pid)
-                    .bind(&e.comm)
-                    .bind(f);
+                q = bind_event(q, e, f);
             }
             q.execute(&mut *tx).await.ctx("insert collector events")?;
         }
@@ -674,27 +686,12 @@ mod tests {
             .into();
         before.run(&pool).await.unwrap();
         let events = spread();
+        // Written as the store wrote events before the migration.
         for e in &events {
-            sqlx::query(
-                "INSERT INTO collector_events (ts, node, collector, kind, namespace, pod, \
-                 container, pod_uid, container_id, cgroup, pid, comm, fields) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, '{}')",
-            )
-            .bind(e.ts_ms)
-            .bind(&e.node)
-            .bind(&e.collector)
-            .bind(&e.kind)
-            .bind(&e.namespace)
-            .bind(&e.pod)
-            .bind(&e.container)
-            .bind(&e.pod_uid)
-            .bind(&e.container_id)
-            .bind(&e.cgroup)
-            .bind(e.pid)
-            .bind(&e.comm)
-            .execute(&pool)
-            .await
-            .unwrap();
+            bind_event(sqlx::query(insert_events_sql(1)), e, "{}")
+                .execute(&pool)
+                .await
+                .unwrap();
         }
         pool.close().await;
         let (store, _) = open(dir.path()).await;
