@@ -145,24 +145,55 @@ fn insert_events_sql(rows: usize) -> &'static str {
         [const { std::sync::OnceLock::new() }; EVENTS_PER_STATEMENT + 1];
     assert!((1..=EVENTS_PER_STATEMENT).contains(&rows));
     SQL[rows].get_or_init(|| {
-        let mut sql = String::from(
+        values_sql(
             "INSERT INTO collector_events (ts, node, collector, kind, namespace, pod, \
              container, pod_uid, container_id, cgroup, pid, comm, fields) VALUES ",
-        );
-        let mut n = 0;
-        for i in 0..rows {
-            sql.push_str(if i == 0 { "(" } else { ", (" });
-            for c in 0..EVENT_PARAMS {
-                if c > 0 {
-                    sql.push_str(", ");
-                }
-                n += 1;
-                dialect::push_placeholder(&mut sql, n);
-            }
-            sql.push(')');
-        }
-        sql
+            rows,
+            EVENT_PARAMS,
+            "",
+        )
     })
+}
+
+/// Columns bound per count row.
+const COUNT_PARAMS: usize = 8;
+const _: () = assert!(COUNT_PARAMS * EVENTS_PER_STATEMENT <= dialect::MAX_BIND_PARAMS);
+
+/// The upsert of `rows` per-minute counts (adding to a stored count), built
+/// once per size like [`insert_events_sql`].
+fn upsert_counts_sql(rows: usize) -> &'static str {
+    static SQL: [std::sync::OnceLock<String>; EVENTS_PER_STATEMENT + 1] =
+        [const { std::sync::OnceLock::new() }; EVENTS_PER_STATEMENT + 1];
+    assert!((1..=EVENTS_PER_STATEMENT).contains(&rows));
+    SQL[rows].get_or_init(|| {
+        values_sql(
+            "INSERT INTO collector_counts (collector, minute, node, kind, namespace, pod, \
+             pod_uid, count) VALUES ",
+            rows,
+            COUNT_PARAMS,
+            " ON CONFLICT (collector, minute, node, kind, namespace, pod, pod_uid) \
+             DO UPDATE SET count = collector_counts.count + excluded.count",
+        )
+    })
+}
+
+/// `head`, then `rows` groups of `params` placeholders, then `tail`.
+fn values_sql(head: &str, rows: usize, params: usize, tail: &str) -> String {
+    let mut sql = String::from(head);
+    let mut n = 0;
+    for i in 0..rows {
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        for c in 0..params {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            n += 1;
+            dialect::push_placeholder(&mut sql, n);
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
 }
 
 type EventInsert<'q> =
@@ -215,25 +246,24 @@ impl Store {
             }
             q.execute(&mut *tx).await.ctx("insert collector events")?;
         }
-        // The events' per-minute counts, added to those of earlier batches.
-        for c in count_events(&batch.events) {
-            sqlx::query(
-                "INSERT INTO collector_counts (collector, minute, node, kind, namespace, pod, \
-                 pod_uid, count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 ON CONFLICT (collector, minute, node, kind, namespace, pod, pod_uid) \
-                 DO UPDATE SET count = collector_counts.count + excluded.count",
-            )
-            .bind(&c.collector)
-            .bind(c.minute_ms)
-            .bind(&c.node)
-            .bind(&c.kind)
-            .bind(c.namespace.as_deref().unwrap_or_default())
-            .bind(c.pod.as_deref().unwrap_or_default())
-            .bind(c.pod_uid.as_deref().unwrap_or_default())
-            .bind(c.count)
-            .execute(&mut *tx)
-            .await
-            .ctx("upsert collector counts")?;
+        // The events' per-minute counts, added to those of earlier batches,
+        // many rows per statement (a batch of events spread over many pods
+        // has about as many counts as events). Each key once per batch.
+        let counts = count_events(&batch.events);
+        for chunk in counts.chunks(EVENTS_PER_STATEMENT) {
+            let mut q = sqlx::query(upsert_counts_sql(chunk.len()));
+            for c in chunk {
+                q = q
+                    .bind(&c.collector)
+                    .bind(c.minute_ms)
+                    .bind(&c.node)
+                    .bind(&c.kind)
+                    .bind(c.namespace.as_deref().unwrap_or_default())
+                    .bind(c.pod.as_deref().unwrap_or_default())
+                    .bind(c.pod_uid.as_deref().unwrap_or_default())
+                    .bind(c.count);
+            }
+            q.execute(&mut *tx).await.ctx("upsert collector counts")?;
         }
         for r in &batch.http {
             sqlx::query(
@@ -669,6 +699,35 @@ mod tests {
             .unwrap();
         assert!(left.iter().all(|c| c.minute_ms >= 780_000), "{left:?}");
         assert!(!left.is_empty());
+    }
+
+    #[tokio::test]
+    async fn counts_past_one_statements_worth_of_rows_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open(dir.path()).await;
+        // 1,201 pods, one event each, twice: 1,201 count rows per batch.
+        let events: Vec<_> = (0..1201)
+            .map(|i| {
+                let mut e = event(60_000 + i, "oom_kill");
+                e.pod = Some(format!("p{i}"));
+                e
+            })
+            .collect();
+        for _ in 0..2 {
+            store
+                .write_collector_batch(&CollectorBatch {
+                    events: events.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        let counts = store
+            .collector_counts("oom", 0, i64::MAX, 10_000)
+            .await
+            .unwrap();
+        assert_eq!(counts.len(), 1201);
+        assert!(counts.iter().all(|c| c.count == 2 && c.minute_ms == 60_000));
     }
 
     #[tokio::test]
