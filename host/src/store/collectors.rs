@@ -556,6 +556,24 @@ mod tests {
         out
     }
 
+    async fn write_events(store: &Store, events: &[CollectorEventRow]) {
+        store
+            .write_collector_batch(&CollectorBatch {
+                events: events.to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    /// Every stored count of the oom collector.
+    async fn all_counts(store: &Store) -> Vec<CollectorCountRow> {
+        store
+            .collector_counts("oom", 0, i64::MAX, 10_000)
+            .await
+            .unwrap()
+    }
+
     fn count_query(
         since: i64,
         until: i64,
@@ -585,18 +603,9 @@ mod tests {
         let events = spread();
         // In several batches: a minute's count grows batch by batch.
         for chunk in events.chunks(50) {
-            store
-                .write_collector_batch(&CollectorBatch {
-                    events: chunk.to_vec(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
+            write_events(&store, chunk).await;
         }
-        let counts = store
-            .collector_counts("oom", 0, i64::MAX, 10_000)
-            .await
-            .unwrap();
+        let counts = all_counts(&store).await;
         assert_eq!(counts.iter().map(|c| c.count).sum::<i64>(), 360);
         assert_eq!(
             count_events(&events),
@@ -693,10 +702,7 @@ mod tests {
 
         // Retention removes counts with their minutes.
         store.delete_collector_data_before(780_000).await.unwrap();
-        let left = store
-            .collector_counts("oom", 0, i64::MAX, 10_000)
-            .await
-            .unwrap();
+        let left = all_counts(&store).await;
         assert!(left.iter().all(|c| c.minute_ms >= 780_000), "{left:?}");
         assert!(!left.is_empty());
     }
@@ -714,18 +720,9 @@ mod tests {
             })
             .collect();
         for _ in 0..2 {
-            store
-                .write_collector_batch(&CollectorBatch {
-                    events: events.clone(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
+            write_events(&store, &events).await;
         }
-        let counts = store
-            .collector_counts("oom", 0, i64::MAX, 10_000)
-            .await
-            .unwrap();
+        let counts = all_counts(&store).await;
         assert_eq!(counts.len(), 1201);
         assert!(counts.iter().all(|c| c.count == 2 && c.minute_ms == 60_000));
     }
@@ -754,11 +751,7 @@ mod tests {
         }
         pool.close().await;
         let (store, _) = open(dir.path()).await;
-        let counts = store
-            .collector_counts("oom", 0, i64::MAX, 10_000)
-            .await
-            .unwrap();
-        assert_eq!(counts, count_events(&events));
+        assert_eq!(all_counts(&store).await, count_events(&events));
     }
 
     #[tokio::test]
