@@ -31,6 +31,16 @@ use crate::store::{CollectorCountRow, CollectorEventRow, HttpRedRow, Store};
 const COUNTED_FIELDS: [&str; 5] = ["node", "kind", "namespace", "pod", "pod_uid"];
 const MINUTE_MS: i64 = 60_000;
 
+/// The start of the first minute that begins at or after `ms`.
+fn minute_at_or_after(ms: i64) -> i64 {
+    let start = ms.div_euclid(MINUTE_MS) * MINUTE_MS;
+    if start == ms {
+        start
+    } else {
+        start.saturating_add(MINUTE_MS)
+    }
+}
+
 /// Whether the per-minute counts answer `q`: only `count` aggregates, and
 /// only counted fields grouped and filtered on.
 fn counts_answer(q: &CollectorQuery) -> bool {
@@ -87,12 +97,7 @@ pub async fn run(store: &Store, q: &CollectorQuery, now_ms: i64) -> Result<Table
         let rows: Vec<Row> = rows.iter().map(Row::Http).collect();
         Ok(answer(spec, q, &rows, scanned_all))
     } else if counts_answer(q)
-        && let first = q.since.div_euclid(MINUTE_MS) * MINUTE_MS
-            + if q.since.rem_euclid(MINUTE_MS) == 0 {
-                0
-            } else {
-                MINUTE_MS
-            }
+        && let first = minute_at_or_after(q.since)
         && let last = until.div_euclid(MINUTE_MS) * MINUTE_MS
         && last > first
     {
@@ -261,8 +266,8 @@ impl Row<'_> {
                     _ => Value::Null,
                 },
             },
+            // Only the counted fields are asked of a count (`counts_answer`).
             Row::Count(c) => match field {
-                "ts" => Value::Integer(c.minute_ms),
                 "node" => Value::Text(c.node.clone()),
                 "kind" => Value::Text(c.kind.clone()),
                 "namespace" => text(&c.namespace),
