@@ -170,6 +170,9 @@ fn main() {
     let agent_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("sonde-agent")
+        // Blocking threads that exit mid-run would take their CPU time out
+        // of the sum (the figure would shrink, or go negative): keep them.
+        .thread_keep_alive(Duration::from_secs(3600))
         .enable_all()
         .build()
         .unwrap();
@@ -228,7 +231,10 @@ fn main() {
             let (t1, n1) = filter_stats();
             std::thread::sleep(Duration::from_millis(2500));
             let cpu2 = threads_cpu(&agent_threads);
-            direct.push((cpu2 - cpu1, t1 - t0, n1 - n0));
+            let agent_cpu = cpu2.checked_sub(cpu1).unwrap_or_else(|| {
+                panic!("the agent's threads lost CPU time ({cpu1} -> {cpu2} jiffies): one exited")
+            });
+            direct.push((agent_cpu, t1 - t0, n1 - n0));
             // Each round's agent counts from zero.
             let st = agent.status();
             let http = st.iter().find(|s| s.collector == "http").unwrap();
