@@ -128,7 +128,13 @@ async fn shape(events: u64, repeats: usize, storm: bool) {
         "| window | answered from | median | min | max | groups | events counted | truncated |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    for (label, minutes) in [("10 min", 10), ("1 h", 60), ("24 h", 24 * 60)] {
+    for (label, minutes) in [
+        ("10 min", 10),
+        ("20 min", 20),
+        ("30 min", 30),
+        ("1 h", 60),
+        ("24 h", 24 * 60),
+    ] {
         let since = now - minutes * 60_000;
         for (how, field) in [("counts", None), ("events (baseline)", Some("kind"))] {
             let q = query(since, now, field);
