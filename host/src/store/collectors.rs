@@ -654,7 +654,7 @@ mod tests {
             (950_000, 2_000_000),
         ] {
             let q = count_query(since, until, &["pod"], vec![]);
-            let t = crate::collectors::query::run(&store, &q, 10_000_000)
+            let t = crate::collectors::query::run_planned(&store, &q, 10_000_000, 1)
                 .await
                 .unwrap();
             let want = expect(since, until, &|e| Some(e.pod.clone().unwrap_or("-".into())));
@@ -670,7 +670,7 @@ mod tests {
                     value: Value::Text("node-a".into()),
                 }],
             );
-            let t = crate::collectors::query::run(&store, &q, 10_000_000)
+            let t = crate::collectors::query::run_planned(&store, &q, 10_000_000, 1)
                 .await
                 .unwrap();
             let want = expect(since, until, &|e| {
@@ -690,11 +690,17 @@ mod tests {
         let whole = expect(600_000, 960_000, &|_| Some("all".into()))["all"];
         let in_12 = expect(720_000, 780_000, &|_| Some("all".into()))["all"];
         let mut q = count_query(600_000, 960_000, &[], vec![]);
-        let t = crate::collectors::query::run(&store, &q, 10_000_000)
+        let t = crate::collectors::query::run_planned(&store, &q, 10_000_000, 1)
             .await
             .unwrap();
         assert_eq!(t.rows, vec![vec![Value::Integer(whole)]]);
         q.aggregates[0].field = Some("kind".into());
+        let t = crate::collectors::query::run_planned(&store, &q, 10_000_000, 1)
+            .await
+            .unwrap();
+        assert_eq!(t.rows, vec![vec![Value::Integer(whole - in_12)]]);
+        // The planner reads a window this short (6 minutes) from its events.
+        q.aggregates[0].field = None;
         let t = crate::collectors::query::run(&store, &q, 10_000_000)
             .await
             .unwrap();
