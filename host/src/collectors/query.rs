@@ -118,7 +118,6 @@ pub async fn run_planned(
     } else if counts_answer(q)
         && let first = minute_at_or_after(q.since)
         && let last = until.div_euclid(MINUTE_MS) * MINUTE_MS
-        && last > first
         && last - first >= counts_from_minutes.max(1) * MINUTE_MS
     {
         // Whole minutes [first, last) from the counts; the ends from events.
