@@ -33,13 +33,18 @@ use crate::store::{CollectorCountRow, CollectorEventRow, HttpRedRow, Store};
 const COUNTED_FIELDS: [&str; 5] = ["node", "kind", "namespace", "pod", "pod_uid"];
 const MINUTE_MS: i64 = 60_000;
 
+// Both take any `ms` a probe sends: no overflow at either end of the range.
+
+/// The start of the minute `ms` is in.
+fn minute_of(ms: i64) -> i64 {
+    ms.saturating_sub(ms.rem_euclid(MINUTE_MS))
+}
+
 /// The start of the first minute that begins at or after `ms`.
 fn minute_at_or_after(ms: i64) -> i64 {
-    let start = ms.div_euclid(MINUTE_MS) * MINUTE_MS;
-    if start == ms {
-        start
-    } else {
-        start.saturating_add(MINUTE_MS)
+    match ms.rem_euclid(MINUTE_MS) {
+        0 => ms,
+        r => ms.saturating_add(MINUTE_MS - r),
     }
 }
 
@@ -74,7 +79,7 @@ pub async fn run(store: &Store, q: &CollectorQuery, now_ms: i64) -> Result<Table
 }
 
 /// [`run`], reading the per-minute counts for windows of at least
-/// `counts_from_minutes` whole minutes.
+/// `counts_from_minutes` whole minutes (and at least one).
 pub async fn run_planned(
     store: &Store,
     q: &CollectorQuery,
@@ -117,8 +122,8 @@ pub async fn run_planned(
         Ok(answer(spec, q, &rows, scanned_all))
     } else if counts_answer(q)
         && let first = minute_at_or_after(q.since)
-        && let last = until.div_euclid(MINUTE_MS) * MINUTE_MS
-        && last - first >= counts_from_minutes.max(1) * MINUTE_MS
+        && let last = minute_of(until)
+        && last.saturating_sub(first) >= counts_from_minutes.max(1).saturating_mul(MINUTE_MS)
     {
         // Whole minutes [first, last) from the counts; the ends from events.
         let counts = store

@@ -652,6 +652,9 @@ mod tests {
             (661_000, 719_999),
             (700_000, 780_001),
             (950_000, 2_000_000),
+            // A probe's window is its own: the widest one must not overflow.
+            (i64::MIN, i64::MAX),
+            (i64::MIN, i64::MIN),
         ] {
             let q = count_query(since, until, &["pod"], vec![]);
             let t = crate::collectors::query::run_planned(&store, &q, 10_000_000, 1)
