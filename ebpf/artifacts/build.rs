@@ -20,6 +20,7 @@ fn main() {
         "programs/src",
         "programs/Cargo.toml",
         "programs/Cargo.lock",
+        "programs/build.rs",
         "common",
     ] {
         println!("cargo:rerun-if-changed={}", ebpf.join(watched).display());

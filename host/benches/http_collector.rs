@@ -1,15 +1,18 @@
-//! CPU cost of the HTTP collector (socket filter on loopback that pairs
-//! requests with responses and sums them per minute in the kernel; the
-//! agent names routes and reads the sums) at about 10,000 requests/s:
-//! wrk (Debian's package) against a small axum server on loopback that
-//! answers each request after 1 ms, with the collector off and on,
-//! alternating, in the same run. CPU is the whole machine's busy time from
-//! /proc/stat (the filter runs in softirq, not in the agent's threads), per
+//! CPU cost of the HTTP collector (kernel programs that pair requests with
+//! responses and sum them per minute; the agent names routes and reads the
+//! sums) at about 10,000 requests/s: wrk (Debian's package) against a small
+//! axum server on loopback that answers each request after 1 ms, with the
+//! collector off and on, alternating, in the same run. The collector runs
+//! in each of its two modes in every round: the cgroup programs on the
+//! cgroup v2 root (the default) and the socket filter on `lo`. CPU is the
+//! whole machine's busy time from /proc/stat (the programs run in softirq
+//! and in the sockets' system calls, not in the agent's threads), per
 //! request. Needs root and wrk.
 //!
 //! `cargo bench -p sonde --bench http_collector` (SONDE_BENCH_SECONDS per run,
-//! default 5; SONDE_BENCH_ROUNDS off/on pairs, default 12). Rounds
-//! where the hypervisor stole more than 1% of the CPUs are reported apart.
+//! default 5; SONDE_BENCH_ROUNDS rounds, default 12; SONDE_BENCH_HTTP_MODES,
+//! default `cgroup,interface`). Rounds where the hypervisor stole more than
+//! 1% of the CPUs are reported apart.
 
 use std::process::Command;
 use std::time::Duration;
@@ -94,12 +97,21 @@ fn threads_cpu(prefixes: &[&str]) -> u64 {
     total
 }
 
-/// Run time and runs of the loaded `http_lines` socket filters (kernel
+/// The collector's kernel programs in each mode.
+fn programs(mode: &str) -> &'static [&'static str] {
+    match mode {
+        "interface" => &["http_lines"],
+        _ => &["http_ingress", "http_egress"],
+    }
+}
+
+/// Run time and runs of the loaded HTTP programs of `mode` (kernel
 /// statistics, on while `enable_stats`' descriptor is open).
-fn filter_stats() -> (Duration, u64) {
+fn filter_stats(mode: &str) -> (Duration, u64) {
+    let names = programs(mode);
     aya::programs::loaded_programs()
         .flatten()
-        .filter(|p| p.name_as_str() == Some("http_lines"))
+        .filter(|p| p.name_as_str().is_some_and(|n| names.contains(&n)))
         .fold((Duration::ZERO, 0), |(t, n), p| {
             (t + p.run_time(), n + p.run_count())
         })
@@ -179,26 +191,44 @@ fn main() {
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
         .map_err(|e| eprintln!("no BPF run-time statistics: {e}"))
         .ok();
+    let modes: Vec<String> = std::env::var("SONDE_BENCH_HTTP_MODES")
+        .unwrap_or_else(|_| "cgroup,interface".into())
+        .split(',')
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .collect();
+    for m in &modes {
+        assert!(
+            m == "cgroup" || m == "interface",
+            "SONDE_BENCH_HTTP_MODES: unknown mode {m:?} (cgroup, interface)"
+        );
+    }
     let agent_threads = ["sonde-agent", "sqlx-sqlite"];
     let mut off: Vec<Sample> = Vec::new();
-    let mut on: Vec<Sample> = Vec::new();
-    // Per round: the agent's thread CPU (jiffies), the filter's time, runs.
-    let mut direct: Vec<(u64, Duration, u64)> = Vec::new();
+    // Per mode, per round: wrk's sample, the agent's thread CPU (jiffies),
+    // the programs' time and runs.
+    let mut on: Vec<Vec<(Sample, u64, Duration, u64)>> = vec![Vec::new(); modes.len()];
+    let mut printed_size = vec![false; modes.len()];
     for round in 0..rounds {
-        // Alternate which goes first, so a drift of the machine during a
-        // round does not always favour the same side.
-        for collector_on in [round % 2 == 1, round % 2 == 0] {
-            if !collector_on {
+        // Rotate the order (off first, then each mode), so that a drift of
+        // the machine during a round does not always favour the same side.
+        let sides = modes.len() + 1;
+        for k in 0..sides {
+            let side = (k + round) % sides;
+            if side == 0 {
                 off.push(load(port, conns, secs));
                 continue;
             }
+            let mi = side - 1;
+            let mode = modes[mi].as_str();
             let agent = agent_rt
                 .block_on(Agent::start(
                     AgentConfig {
                         node: Some("bench".into()),
                         collectors: vec!["http".into()],
                         http: sonde::agent::config::HttpConfig {
-                            interface: Some("lo".into()),
+                            interface: (mode == "interface").then(|| "lo".to_string()),
+                            cgroup: None,
                             ports: vec![port],
                         },
                         ..Default::default()
@@ -207,111 +237,128 @@ fn main() {
                     None,
                 ))
                 .unwrap();
-            assert!(
-                agent
-                    .status()
-                    .iter()
-                    .any(|s| s.collector == "http" && s.available)
-            );
-            if round == 0
-                && let Some(p) = aya::programs::loaded_programs()
+            let st = agent.status();
+            let http = st.iter().find(|s| s.collector == "http").unwrap();
+            assert!(http.available, "{mode}: {:?}", http.reason);
+            if !printed_size[mi] {
+                printed_size[mi] = true;
+                for p in aya::programs::loaded_programs()
                     .flatten()
-                    .find(|p| p.name_as_str() == Some("http_lines"))
-            {
-                println!(
-                    "filter: {:?} instructions verified, {:?} bytes translated",
-                    p.verified_instruction_count(),
-                    p.size_translated()
-                );
+                    .filter(|p| p.name_as_str().is_some_and(|n| programs(mode).contains(&n)))
+                {
+                    println!(
+                        "{mode}: {}: {:?} instructions verified, {:?} bytes translated",
+                        p.name_as_str().unwrap_or("?"),
+                        p.verified_instruction_count(),
+                        p.size_translated()
+                    );
+                }
             }
             // Loading is not the per-request cost: count from here.
             let cpu1 = threads_cpu(&agent_threads);
-            let (t0, n0) = filter_stats();
-            on.push(load(port, conns, secs));
-            let (t1, n1) = filter_stats();
+            let (t0, n0) = filter_stats(mode);
+            let sample = load(port, conns, secs);
+            let (t1, n1) = filter_stats(mode);
             std::thread::sleep(Duration::from_millis(2500));
             let cpu2 = threads_cpu(&agent_threads);
             let agent_cpu = cpu2.checked_sub(cpu1).unwrap_or_else(|| {
                 panic!("the agent's threads lost CPU time ({cpu1} -> {cpu2} jiffies): one exited")
             });
-            direct.push((agent_cpu, t1 - t0, n1 - n0));
             // Each round's agent counts from zero.
             let st = agent.status();
             let http = st.iter().find(|s| s.collector == "http").unwrap();
-            let requests = on[round].requests;
-            assert_eq!(http.dropped, 0, "the HTTP collector lost requests");
+            let requests = sample.requests;
+            assert_eq!(http.dropped, 0, "{mode}: the HTTP collector lost requests");
             // Every request wrk completed was counted, and at most the ones
             // still open on each connection when wrk stopped besides.
             assert!(
                 http.events as f64 >= requests && http.events as f64 <= requests + conns as f64,
-                "{} requests counted for {requests} completed on {conns} connections",
+                "{mode}: {} requests counted for {requests} completed on {conns} connections",
                 http.events
             );
             agent_rt.block_on(agent.shutdown());
+            on[mi].push((sample, agent_cpu, t1 - t0, n1 - n0));
         }
-        let (o, n) = (off[round], on[round]);
-        let (agent_j, filter_t, runs) = direct[round];
-        // The collector's own CPU per request, against the machine's CPU
-        // per request with it off in the same round.
-        let own_ms = (agent_j as f64 * 10.0 + filter_t.as_secs_f64() * 1000.0) / n.requests;
-        println!(
-            "round {round:>2}: off {:>6.0} req/s {:.4} ms CPU/req | on {:>6.0} req/s {:.4} ms CPU/req | {:+6.1}% | \
-             collector: agent {:.4} + filter {:.4} ms/req ({:.0} ns x {:.1} runs/req) = {:+.1}% | stolen {:.0}/{:.0} jiffies/s",
-            o.rate,
-            o.cpu_per_request * 10.0,
-            n.rate,
-            n.cpu_per_request * 10.0,
-            (n.cpu_per_request / o.cpu_per_request - 1.0) * 100.0,
-            agent_j as f64 * 10.0 / n.requests,
-            filter_t.as_secs_f64() * 1000.0 / n.requests,
-            filter_t.as_nanos() as f64 / runs.max(1) as f64,
-            runs as f64 / n.requests,
-            own_ms / (o.cpu_per_request * 10.0) * 100.0,
-            o.steal_per_second,
-            n.steal_per_second,
-        );
+        let o = off[round];
+        for (mi, mode) in modes.iter().enumerate() {
+            let (n, agent_j, filter_t, runs) = on[mi][round];
+            // The collector's own CPU per request, against the machine's CPU
+            // per request with it off in the same round.
+            let own_ms = (agent_j as f64 * 10.0 + filter_t.as_secs_f64() * 1000.0) / n.requests;
+            println!(
+                "round {round:>2} {mode:>9}: off {:>6.0} req/s {:.4} ms CPU/req | on {:>6.0} req/s {:.4} ms CPU/req | {:+6.1}% | \
+                 collector: agent {:.4} + programs {:.4} ms/req ({:.0} ns x {:.1} runs/req) = {:+.2}% | stolen {:.0}/{:.0} jiffies/s",
+                o.rate,
+                o.cpu_per_request * 10.0,
+                n.rate,
+                n.cpu_per_request * 10.0,
+                (n.cpu_per_request / o.cpu_per_request - 1.0) * 100.0,
+                agent_j as f64 * 10.0 / n.requests,
+                filter_t.as_secs_f64() * 1000.0 / n.requests,
+                filter_t.as_nanos() as f64 / runs.max(1) as f64,
+                runs as f64 / n.requests,
+                own_ms / (o.cpu_per_request * 10.0) * 100.0,
+                o.steal_per_second,
+                n.steal_per_second,
+            );
+        }
     }
-    let own: Vec<f64> = (0..rounds)
-        .map(|i| {
-            let (agent_j, filter_t, _) = direct[i];
-            let own_ms = (agent_j as f64 * 10.0 + filter_t.as_secs_f64() * 1000.0) / on[i].requests;
-            own_ms / (off[i].cpu_per_request * 10.0) * 100.0
-        })
-        .collect();
-    let (q1, q3) = quartiles(own.clone());
-    println!(
-        "collector's own CPU (agent threads + filter run time) per request, against the machine's CPU per request with it off: median {:+.1}% (quartiles {:+.1}% .. {:+.1}%)",
-        median(own),
-        q1,
-        q3
-    );
-    // A round where the hypervisor took more than 1% of the two CPUs
-    // measured its neighbours as much as this machine: left out.
-    let clean: Vec<usize> = (0..rounds)
-        .filter(|&i| off[i].steal_per_second <= 2.0 && on[i].steal_per_second <= 2.0)
-        .collect();
-    let ratios = |idx: &[usize]| -> Vec<f64> {
-        idx.iter()
-            .map(|&i| (on[i].cpu_per_request / off[i].cpu_per_request - 1.0) * 100.0)
-            .collect()
-    };
-    let all: Vec<usize> = (0..rounds).collect();
-    for (label, idx) in [("all rounds", &all), ("rounds with < 1% stolen", &clean)] {
-        if idx.is_empty() {
-            println!("{label}: none");
-            continue;
-        }
-        let (q1, q3) = quartiles(ratios(idx));
+    for (mi, mode) in modes.iter().enumerate() {
+        let rows = &on[mi];
+        let own: Vec<f64> = (0..rounds)
+            .map(|i| {
+                let (n, agent_j, filter_t, _) = rows[i];
+                let own_ms = (agent_j as f64 * 10.0 + filter_t.as_secs_f64() * 1000.0) / n.requests;
+                own_ms / (off[i].cpu_per_request * 10.0) * 100.0
+            })
+            .collect();
+        let per_request_us: Vec<f64> = (0..rounds)
+            .map(|i| {
+                let (n, agent_j, filter_t, _) = rows[i];
+                (agent_j as f64 * 10.0 + filter_t.as_secs_f64() * 1000.0) / n.requests * 1000.0
+            })
+            .collect();
+        let per_run_ns: Vec<f64> = rows
+            .iter()
+            .map(|(_, _, t, runs)| t.as_nanos() as f64 / (*runs).max(1) as f64)
+            .collect();
+        let (q1, q3) = quartiles(own.clone());
         println!(
-            "{label} ({}): off {:.0} req/s {:.4} ms CPU/req, on {:.0} req/s {:.4} ms CPU/req; overhead per round median {:+.1}% (quartiles {:+.1}% .. {:+.1}%)",
-            idx.len(),
-            median(idx.iter().map(|&i| off[i].rate).collect()),
-            median(idx.iter().map(|&i| off[i].cpu_per_request).collect()) * 10.0,
-            median(idx.iter().map(|&i| on[i].rate).collect()),
-            median(idx.iter().map(|&i| on[i].cpu_per_request).collect()) * 10.0,
-            median(ratios(idx)),
+            "{mode}: collector's own CPU (agent threads + programs' run time) per request, against the machine's CPU per request with it off: median {:+.2}% (quartiles {:+.2}% .. {:+.2}%); {:.2} us per request; {:.0} ns per program run",
+            median(own),
             q1,
             q3,
+            median(per_request_us),
+            median(per_run_ns),
         );
+        // A round where the hypervisor took more than 1% of the two CPUs
+        // measured its neighbours as much as this machine: left out.
+        let clean: Vec<usize> = (0..rounds)
+            .filter(|&i| off[i].steal_per_second <= 2.0 && rows[i].0.steal_per_second <= 2.0)
+            .collect();
+        let ratios = |idx: &[usize]| -> Vec<f64> {
+            idx.iter()
+                .map(|&i| (rows[i].0.cpu_per_request / off[i].cpu_per_request - 1.0) * 100.0)
+                .collect()
+        };
+        let all: Vec<usize> = (0..rounds).collect();
+        for (label, idx) in [("all rounds", &all), ("rounds with < 1% stolen", &clean)] {
+            if idx.is_empty() {
+                println!("{mode}, {label}: none");
+                continue;
+            }
+            let (q1, q3) = quartiles(ratios(idx));
+            println!(
+                "{mode}, {label} ({}): off {:.0} req/s {:.4} ms CPU/req, on {:.0} req/s {:.4} ms CPU/req; overhead per round median {:+.1}% (quartiles {:+.1}% .. {:+.1}%)",
+                idx.len(),
+                median(idx.iter().map(|&i| off[i].rate).collect()),
+                median(idx.iter().map(|&i| off[i].cpu_per_request).collect()) * 10.0,
+                median(idx.iter().map(|&i| rows[i].0.rate).collect()),
+                median(idx.iter().map(|&i| rows[i].0.cpu_per_request).collect()) * 10.0,
+                median(ratios(idx)),
+                q1,
+                q3,
+            );
+        }
     }
 }

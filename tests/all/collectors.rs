@@ -50,11 +50,29 @@ struct PodCgroup {
     dir: PathBuf,
 }
 
+/// The cgroup v2 mount (`/sys/fs/cgroup/unified` here, where v1 holds the
+/// controllers; `/sys/fs/cgroup` on a v2-only machine).
+fn cgroup_v2_mount() -> PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+        })
+        .expect("a cgroup v2 mount")
+}
+
 impl PodCgroup {
     fn new(limit_bytes: Option<u64>) -> PodCgroup {
+        Self::new_in(Path::new(MEMCG), limit_bytes)
+    }
+
+    /// The same shape in the hierarchy mounted at `base`.
+    fn new_in(base: &Path, limit_bytes: Option<u64>) -> PodCgroup {
         let uid = uuid_like();
         let container_id = format!("{:064x}", fastrand_u128());
-        let root = Path::new(MEMCG).join(format!("sonde-test-{}", &uid[..8]));
+        let root = base.join(format!("sonde-test-{}", &uid[..8]));
         let dir = root
             .join("kubepods/burstable")
             .join(format!("pod{uid}"))
@@ -575,10 +593,21 @@ fn http_server(connections: usize) -> (u16, std::thread::JoinHandle<()>) {
     (port, handle)
 }
 
-/// The agent with only the HTTP collector, on loopback, for `port`.
-async fn start_http_agent(port: u16) -> Running {
+/// Where the HTTP collector watches.
+#[derive(Clone, Copy, Debug)]
+enum HttpMode {
+    /// The cgroup programs on the cgroup v2 root (the default).
+    Cgroup,
+    /// The socket filter on loopback.
+    Interface,
+}
+
+/// The agent with only the HTTP collector, for `port`.
+async fn start_http_agent(port: u16, mode: HttpMode) -> Running {
     start_agent(&["http"], "", |c| {
-        c.http.interface = Some("lo".into());
+        if let HttpMode::Interface = mode {
+            c.http.interface = Some("lo".into());
+        }
         c.http.ports = vec![port];
     })
     .await
@@ -622,8 +651,18 @@ fn get(stream: &mut TcpStream, path: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_pair_in_order_and_ids_fold_into_one_route() {
     needs_root!();
+    pipelined_requests(HttpMode::Cgroup).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_pair_in_order_through_the_interface_filter() {
+    needs_root!();
+    pipelined_requests(HttpMode::Interface).await;
+}
+
+async fn pipelined_requests(mode: HttpMode) {
     let (port, server) = http_server(1);
-    let running = start_http_agent(port).await;
+    let running = start_http_agent(port, mode).await;
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_nodelay(true).unwrap();
     let lines = [
@@ -666,8 +705,18 @@ async fn pipelined_requests_pair_in_order_and_ids_fold_into_one_route() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_mix_gives_exact_counts_and_durations_within_tolerance() {
     needs_root!();
+    http_mix(HttpMode::Cgroup).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_mix_through_the_interface_filter_gives_the_same_figures() {
+    needs_root!();
+    http_mix(HttpMode::Interface).await;
+}
+
+async fn http_mix(mode: HttpMode) {
     let (port, server) = http_server(4);
-    let running = start_http_agent(port).await;
+    let running = start_http_agent(port, mode).await;
     // 900 x 200, 80 x 404, 20 x 500 over 4 keep-alive connections.
     let mut plan: Vec<&str> = Vec::new();
     plan.extend(std::iter::repeat_n("/ok", 900));
@@ -766,6 +815,101 @@ async fn an_http_mix_gives_exact_counts_and_durations_within_tolerance() {
             "{route}: p50 {p50} ms for a {delay} ms delay"
         );
     }
+}
+
+/// A keep-alive HTTP/1.1 server (perl) that answers `/ok` with 200 and
+/// anything else with 404, one connection at a time; prints its port.
+const PERL_HTTP_SERVER: &str = r#"
+use IO::Socket::INET;
+my $l = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0, Listen => 16, ReuseAddr => 1) or die "listen: $!";
+$| = 1;
+print $l->sockport, "\n";
+while (my $c = $l->accept) {
+    my $buf = "";
+    while (sysread($c, $buf, 4096, length $buf)) {
+        while ($buf =~ s/^(.*?)\r\n\r\n//s) {
+            my ($path) = $1 =~ /^\S+ (\S+)/;
+            my $status = $path eq "/ok" ? "200 OK" : "404 Not Found";
+            syswrite($c, "HTTP/1.1 $status\r\nContent-Length: 1\r\n\r\nx");
+        }
+    }
+    close $c;
+}
+"#;
+
+/// The cgroup programs see the sockets of the cgroup they are attached to
+/// and of those below it, and each server's figures name the pod of its
+/// socket's cgroup (a loopback address names no pod): a server in a
+/// kubelet-shaped v2 cgroup below the watched folder is counted under its
+/// pod; a server outside it, on a port also asked for, is not seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cgroup_programs_watch_their_subtree_and_name_each_servers_pod() {
+    needs_root!();
+    let pod = PodCgroup::new_in(&cgroup_v2_mount(), None);
+    let mut server = pod
+        .command("exec perl -e \"$SONDE_SERVER\"")
+        .env("SONDE_SERVER", PERL_HTTP_SERVER)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port_line = String::new();
+    {
+        use std::io::BufRead;
+        let out = server.stdout.as_mut().unwrap();
+        std::io::BufReader::new(out)
+            .read_line(&mut port_line)
+            .unwrap();
+    }
+    let pod_port: u16 = port_line.trim().parse().unwrap();
+    // A server in this process: outside the watched folder.
+    let (outside_port, outside) = http_server(1);
+    let running = start_agent(&["http"], &pod.pod_yaml("web", "api-0", "api"), |c| {
+        c.http.cgroup = Some(pod.root.clone());
+        c.http.ports = vec![pod_port, outside_port];
+    })
+    .await;
+    let mut s = TcpStream::connect(("127.0.0.1", pod_port)).unwrap();
+    s.set_nodelay(true).unwrap();
+    for i in 0..40 {
+        get(&mut s, if i % 4 == 3 { "/nope" } else { "/ok" });
+    }
+    drop(s);
+    let mut o = TcpStream::connect(("127.0.0.1", outside_port)).unwrap();
+    o.set_nodelay(true).unwrap();
+    for _ in 0..10 {
+        get(&mut o, "/ok");
+    }
+    drop(o);
+    outside.join().unwrap();
+    let rows = http_rows(&running.store, 40).await;
+    // Give a wrongly counted outside request time to show up too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rows_after = running.store.http_red(0, i64::MAX, 1000).await.unwrap();
+    let _ = running.stop().await;
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(rows.iter().map(|r| r.requests).sum::<i64>(), 40, "{rows:?}");
+    assert!(
+        rows_after
+            .iter()
+            .all(|r| r.server == format!("127.0.0.1:{pod_port}")),
+        "a server outside the watched cgroup was counted: {rows_after:?}"
+    );
+    for r in &rows_after {
+        assert_eq!(
+            (r.namespace.as_str(), r.pod.as_str()),
+            ("web", "api-0"),
+            "{r:?}"
+        );
+    }
+    let of = |route: &str| -> (i64, i64) {
+        rows_after
+            .iter()
+            .filter(|r| r.route == route)
+            .fold((0, 0), |a, r| (a.0 + r.requests, a.1 + r.client_errors))
+    };
+    assert_eq!(of("/ok"), (30, 0), "{rows_after:?}");
+    assert_eq!(of("/nope"), (10, 10), "{rows_after:?}");
 }
 
 #[test]

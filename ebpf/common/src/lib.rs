@@ -196,7 +196,8 @@ pub struct ListenSample {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct HttpRecord {
-    pub boot_ns: u64,
+    /// When the request was seen, CLOCK_MONOTONIC ns.
+    pub mono_ns: u64,
     /// [`HttpRedKey::route`] of the request line.
     pub route: u64,
     /// IPv4 addresses (network order) and ports (host order) as in the packet.
@@ -243,18 +244,45 @@ pub struct HttpOpen {
 pub struct HttpPending {
     pub head: u32,
     pub tail: u32,
-    pub open: [HttpOpen; HTTP_PIPELINE],
     /// The route of the connection's last request and the routes'
     /// generation it was reported in (`http_shared::ROUTES_GENERATION`): a
     /// connection asking for the same route again needs no look-up of the
     /// reported routes.
     pub last_route: u64,
     pub last_generation: u64,
+    /// The server socket's cgroup v2 id, read once, when its first request
+    /// arrives (a socket's cgroup is fixed when it is created); 0 from the
+    /// interface filter.
+    pub cgroup: u64,
+    /// TCP sequence numbers of the last request segment counted and of the
+    /// last status line's segment, valid per `seqs` bit (`SEQ_REQUEST`,
+    /// `SEQ_RESPONSE`): a retransmitted segment (its sequence number not
+    /// after the last one's) is passed over, so it neither opens a second
+    /// request nor answers one twice (which would shift every later pair of
+    /// the connection).
+    pub request_seq: u32,
+    pub response_seq: u32,
+    pub seqs: u32,
+    pub _pad: u32,
+    pub open: [HttpOpen; HTTP_PIPELINE],
+}
+
+/// [`HttpPending::seqs`] bits.
+pub const SEQ_REQUEST: u32 = 1;
+pub const SEQ_RESPONSE: u32 = 2;
+
+/// Whether a segment at `seq` is new on its side of a connection whose
+/// last counted segment there was at `last` (`known`: there was one), in
+/// sequence-number arithmetic (wrapping, as TCP compares them).
+#[inline(always)]
+pub fn seq_is_new(seq: u32, last: u32, known: bool) -> bool {
+    !known || (seq.wrapping_sub(last) as i32) > 0
 }
 
 /// Slots of the HTTP filter's `HTTP_SHARED` array, written by the agent.
 pub mod http_shared {
-    /// Wall-clock minus boot time, in ns: the minute a response counts in.
+    /// Wall-clock minus the monotonic clock, in ns: the minute a response
+    /// counts in (the programs' times are CLOCK_MONOTONIC).
     pub const CLOCK: u32 = 0;
     /// Bumped when the agent forgets route names: every route is then
     /// reported again, also on connections that asked for it before.
@@ -275,6 +303,10 @@ pub struct HttpRedKey {
     pub server_addr: u32,
     pub server_port: u16,
     pub _pad: u16,
+    /// The cgroup (v2 id) of the server's socket, read in the kernel by the
+    /// cgroup programs; 0 from the interface filter, which sees packets,
+    /// not sockets (its servers are named by address).
+    pub cgroup: u64,
 }
 
 /// A minute's sums for one [`HttpRedKey`] on one CPU (the map is per CPU:
@@ -354,12 +386,14 @@ pub struct KernelOffsets {
     pub tcp_records: u32,
 }
 
-/// Settings of the HTTP socket filter, a read-only global.
+/// Settings of the HTTP programs (interface filter and cgroup pair), a
+/// read-only global.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HttpFilterConfig {
     /// Only packets to or from these TCP ports (host order; 0 = unused
-    /// slot). All zero: every port.
+    /// slot); the cgroup programs match the socket's own (server) port.
+    /// All zero: every port.
     pub ports: [u16; 8],
     /// 1 on loopback, where a packet socket sees every packet twice (sent
     /// and received): only the received copy is kept.

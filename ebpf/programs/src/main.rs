@@ -18,20 +18,24 @@ use aya_ebpf::EbpfContext;
 
 use aya_ebpf::bindings::{
     BPF_F_NO_PREALLOC, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+    BPF_SK_STORAGE_GET_F_CREATE,
 };
-use aya_ebpf::helpers::generated::{bpf_seq_write, bpf_skb_load_bytes};
+use aya_ebpf::btf_maps::SkStorage;
+use aya_ebpf::helpers::generated::{
+    bpf_seq_write, bpf_sk_fullsock, bpf_sk_storage_get, bpf_skb_cgroup_id, bpf_skb_load_bytes,
+};
 use aya_ebpf::helpers::{
-    bpf_get_current_task, bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
-    bpf_probe_read_kernel_str_bytes,
+    bpf_get_current_task, bpf_ktime_get_boot_ns, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes,
 };
-use aya_ebpf::macros::{map, raw_tracepoint, socket_filter, tracepoint};
+use aya_ebpf::macros::{btf_map, cgroup_skb, map, raw_tracepoint, socket_filter, tracepoint};
 use aya_ebpf::maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya_ebpf::programs::{RawTracePointContext, SkBuffContext, TracePointContext};
 use sonde_ebpf_common::{
     COMM_LEN, CgroupIdentity, ExecRecord, HTTP_BOUNDS_LEN, HTTP_PAYLOAD_LEN, HTTP_PIPELINE,
     HttpConnKey, HttpFilterConfig, HttpOpen, HttpPending, HttpRecord, HttpRedKey, HttpRedValue,
-    KernelOffsets, ListenSample, OomRecord, RecordKind, TP_RECORD_LEN, TaskIdentity, TcpRecord,
-    drop_slot, http_shared,
+    KernelOffsets, ListenSample, OomRecord, RecordKind, SEQ_REQUEST, SEQ_RESPONSE, TP_RECORD_LEN,
+    TaskIdentity, TcpRecord, drop_slot, http_shared, seq_is_new,
 };
 
 #[unsafe(no_mangle)]
@@ -411,9 +415,15 @@ static HTTP_BOUNDS: [u64; HTTP_BOUNDS_LEN] = [0; HTTP_BOUNDS_LEN];
 #[map]
 static HTTP_SHARED: Array<u64> = Array::with_max_entries(http_shared::COUNT, 0);
 
-/// Each connection's open requests.
+/// Each connection's open requests (the interface filter, which sees
+/// packets, not sockets).
 #[map]
 static HTTP_OPEN: LruHashMap<HttpConnKey, HttpPending> = LruHashMap::with_max_entries(65536, 0);
+
+/// Each server socket's open requests (the cgroup programs): kept in the
+/// socket itself, found without a hash look-up, freed with the socket.
+#[btf_map]
+static HTTP_CONN: SkStorage<HttpPending> = SkStorage::new();
 
 /// Routes already reported to userspace (`HTTP_EVENTS`), by hash.
 #[map]
@@ -444,6 +454,182 @@ static HTTP_LINE: PerCpuArray<[u8; HTTP_PAYLOAD_LEN]> = PerCpuArray::with_max_en
 pub fn http_lines(ctx: SkBuffContext) -> i64 {
     let _ = try_http(&ctx);
     0
+}
+
+/// The cgroup pair's receiving side: a request line arriving at a socket
+/// of the cgroup's tree is queued on that socket (the server's). Lets every
+/// packet through.
+#[cgroup_skb]
+pub fn http_ingress(ctx: SkBuffContext) -> i32 {
+    cgroup_http(&ctx, false);
+    1
+}
+
+/// The cgroup pair's sending side: a status line leaving a socket answers
+/// that socket's oldest open request. Lets every packet through.
+#[cgroup_skb]
+pub fn http_egress(ctx: SkBuffContext) -> i32 {
+    cgroup_http(&ctx, true);
+    1
+}
+
+/// One packet at a socket of the cgroup's tree (IPv4 from the network
+/// header on, as cgroup programs see it). Requests count where they are
+/// received and answers where they are sent, so only the server's socket
+/// pairs them: the client's side of the same exchange (a request sent, an
+/// answer received) is passed over after its first bytes, and a
+/// connection between two watched pods counts once.
+#[inline(always)]
+fn cgroup_http(ctx: &SkBuffContext, egress: bool) {
+    const AF_INET: u32 = 2;
+    let skb = ctx.skb.skb;
+    if unsafe { (*skb).family } != AF_INET {
+        return;
+    }
+    // The IPv4 and TCP headers are in the packet's linear part: read in place.
+    let (data, end) = unsafe { ((*skb).data as usize, (*skb).data_end as usize) };
+    if data + 20 > end {
+        return;
+    }
+    let ip = data as *const u8;
+    let ver_ihl = unsafe { *ip };
+    if ver_ihl >> 4 != 4 || unsafe { *ip.add(9) } != 6 {
+        return;
+    }
+    let ihl = ((ver_ihl & 0x0f) as usize) * 4;
+    if ihl < 20 {
+        return;
+    }
+    let tcp = data + ihl;
+    if tcp + 20 > end {
+        return;
+    }
+    let th = tcp as *const u8;
+    let payload = ihl + ((unsafe { *th.add(12) } >> 4) as usize) * 4;
+    let len = ctx.len() as usize;
+    // ACKs and other short segments: nothing to read.
+    if len < payload + 12 {
+        return;
+    }
+    let sport = u16::from_be_bytes(unsafe { [*th, *th.add(1)] });
+    let dport = u16::from_be_bytes(unsafe { [*th.add(2), *th.add(3)] });
+    let local_port = if egress { sport } else { dport };
+    let cfg = unsafe { core::ptr::read_volatile(&HTTP_CONFIG) };
+    if cfg.port_count != 0 && !port_listed(&cfg, local_port) {
+        return;
+    }
+    let avail = len - payload;
+    let saddr = u32::from_ne_bytes(unsafe { [*ip.add(12), *ip.add(13), *ip.add(14), *ip.add(15)] });
+    let daddr = u32::from_ne_bytes(unsafe { [*ip.add(16), *ip.add(17), *ip.add(18), *ip.add(19)] });
+    if egress {
+        let n = if avail > HTTP_STATUS_COPY {
+            HTTP_STATUS_COPY
+        } else {
+            avail
+        };
+        let mut first = [0u8; HTTP_STATUS_COPY];
+        if !load_bytes(ctx, payload, first.as_mut_ptr(), n, HTTP_STATUS_COPY) {
+            return;
+        }
+        if &[first[0], first[1], first[2], first[3]] != b"HTTP" {
+            return;
+        }
+        let Some(code) = status_code(&first, n) else {
+            return;
+        };
+        let Some(pending) = socket_pending(ctx, false) else {
+            return;
+        };
+        // TCP's departure time of the segment (CLOCK_MONOTONIC, set before
+        // the packet reached this hook): TCP read the clock already.
+        let stamp = unsafe { (*skb).tstamp };
+        answer(pending, saddr, sport, code, stamp, tcp_seq(th));
+    } else {
+        // The request line is read once, where a request is looked for.
+        let Some((line, n)) = read_line(ctx, payload, avail) else {
+            return;
+        };
+        if !is_method(&[line[0], line[1], line[2], line[3]]) {
+            return;
+        }
+        let conn = HttpConnKey {
+            client_addr: saddr,
+            server_addr: daddr,
+            client_port: sport,
+            server_port: dport,
+        };
+        request_line(ctx, &conn, line, payload, n, tcp_seq(th), || {
+            let p = socket_pending(ctx, true)?;
+            // The server socket's cgroup, once: it is fixed at its creation.
+            unsafe {
+                if (*p).cgroup == 0 {
+                    (*p).cgroup = bpf_skb_cgroup_id(skb as *mut _);
+                }
+            }
+            Some(p)
+        });
+    }
+}
+
+/// The sequence number of the TCP header at `th` (20 bytes readable).
+#[inline(always)]
+fn tcp_seq(th: *const u8) -> u32 {
+    u32::from_be_bytes(unsafe { [*th.add(4), *th.add(5), *th.add(6), *th.add(7)] })
+}
+
+/// The open requests kept in the packet's socket, created when `create`.
+#[inline(always)]
+fn socket_pending(ctx: &SkBuffContext, create: bool) -> Option<*mut HttpPending> {
+    let sk = unsafe { (*ctx.skb.skb).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return None;
+    }
+    let sk = unsafe { bpf_sk_fullsock(sk) };
+    if sk.is_null() {
+        return None;
+    }
+    let flags = if create {
+        BPF_SK_STORAGE_GET_F_CREATE as u64
+    } else {
+        0
+    };
+    let p = unsafe {
+        bpf_sk_storage_get(
+            &HTTP_CONN as *const SkStorage<HttpPending> as *mut c_void,
+            sk as *mut c_void,
+            core::ptr::null_mut(),
+            flags,
+        )
+    } as *mut HttpPending;
+    if p.is_null() {
+        if create {
+            count_drop(drop_slot::HTTP);
+        }
+        return None;
+    }
+    Some(p)
+}
+
+#[inline(always)]
+fn port_listed(cfg: &HttpFilterConfig, port: u16) -> bool {
+    for (i, p) in cfg.ports.iter().enumerate() {
+        if i as u32 >= cfg.port_count {
+            break;
+        }
+        if *p == port {
+            return true;
+        }
+    }
+    false
+}
+
+/// A request line's first four bytes: the methods the agent names.
+#[inline(always)]
+fn is_method(head: &[u8; 4]) -> bool {
+    matches!(
+        head,
+        b"GET " | b"POST" | b"PUT " | b"HEAD" | b"DELE" | b"PATC" | b"OPTI"
+    )
 }
 
 /// FNV-1a, one byte.
@@ -640,20 +826,8 @@ fn try_http(ctx: &SkBuffContext) -> Result<(), i64> {
     };
     let sport = u16::from_be_bytes([th[0], th[1]]);
     let dport = u16::from_be_bytes([th[2], th[3]]);
-    if cfg.port_count != 0 {
-        let mut hit = false;
-        for (i, p) in cfg.ports.iter().enumerate() {
-            if i as u32 >= cfg.port_count {
-                break;
-            }
-            if *p == sport || *p == dport {
-                hit = true;
-                break;
-            }
-        }
-        if !hit {
-            return Ok(());
-        }
+    if cfg.port_count != 0 && !port_listed(&cfg, sport) && !port_listed(&cfg, dport) {
+        return Ok(());
     }
     let thl = ((th[12] >> 4) as usize) * 4;
     let payload = tcp + thl;
@@ -677,39 +851,79 @@ fn try_http(ctx: &SkBuffContext) -> Result<(), i64> {
             }
         }
     }
-    match &[status[0], status[1], status[2], status[3]] {
-        b"HTTP" => {
-            if let Some(code) = status_code(&status, n) {
-                let conn = HttpConnKey {
-                    client_addr: daddr,
-                    server_addr: saddr,
-                    client_port: dport,
-                    server_port: sport,
-                };
-                answer(&conn, code);
+    let head = [status[0], status[1], status[2], status[3]];
+    if &head == b"HTTP" {
+        if let Some(code) = status_code(&status, n) {
+            let conn = HttpConnKey {
+                client_addr: daddr,
+                server_addr: saddr,
+                client_port: dport,
+                server_port: sport,
+            };
+            if let Some(pending) = HTTP_OPEN.get_ptr_mut(conn) {
+                answer(pending, saddr, sport, code, 0, tcp_seq(th.as_ptr()));
             }
         }
-        b"GET " | b"POST" | b"PUT " | b"HEAD" | b"DELE" | b"PATC" | b"OPTI" => {
-            let conn = HttpConnKey {
-                client_addr: saddr,
-                server_addr: daddr,
-                client_port: sport,
-                server_port: dport,
-            };
-            request(ctx, &conn, payload, avail);
-        }
-        _ => {}
+    } else if is_method(&head) {
+        let conn = HttpConnKey {
+            client_addr: saddr,
+            server_addr: daddr,
+            client_port: sport,
+            server_port: dport,
+        };
+        let seq = tcp_seq(th.as_ptr());
+        request(ctx, &conn, payload, avail, seq, || {
+            connection_pending(&conn)
+        });
     }
     Ok(())
 }
 
-/// A request line: its route (reported if new), queued on its connection.
+/// The interface filter's open requests of `conn`, created if new.
 #[inline(always)]
-fn request(ctx: &SkBuffContext, conn: &HttpConnKey, payload: usize, avail: usize) {
-    let now = unsafe { bpf_ktime_get_boot_ns() };
-    let Some(line) = HTTP_LINE.get_ptr_mut(0) else {
+fn connection_pending(conn: &HttpConnKey) -> Option<*mut HttpPending> {
+    if let Some(p) = HTTP_OPEN.get_ptr_mut(conn) {
+        return Some(p);
+    }
+    // A zeroed value from the (larger) zero map, not the stack.
+    let zero = HTTP_ZERO.get_ptr(0)?;
+    let empty = unsafe { &*(zero as *const HttpPending) };
+    let _ = HTTP_OPEN.insert(conn, empty, BPF_NOEXIST as u64);
+    match HTTP_OPEN.get_ptr_mut(conn) {
+        Some(p) => Some(p),
+        None => {
+            count_drop(drop_slot::HTTP);
+            None
+        }
+    }
+}
+
+/// A request line: its route (reported if new), queued on its connection's
+/// open requests (`pending_of`: kept by socket or by 4-tuple).
+#[inline(always)]
+fn request(
+    ctx: &SkBuffContext,
+    conn: &HttpConnKey,
+    payload: usize,
+    avail: usize,
+    seq: u32,
+    pending_of: impl FnOnce() -> Option<*mut HttpPending>,
+) {
+    let Some((line, n)) = read_line(ctx, payload, avail) else {
         return;
     };
+    request_line(ctx, conn, line, payload, n, seq, pending_of);
+}
+
+/// The payload's first `HTTP_PAYLOAD_LEN` bytes (of `avail`) in the line
+/// buffer, zeros after them, and how many were read.
+#[inline(always)]
+fn read_line(
+    ctx: &SkBuffContext,
+    payload: usize,
+    avail: usize,
+) -> Option<(&'static mut [u8; HTTP_PAYLOAD_LEN], usize)> {
+    let line = HTTP_LINE.get_ptr_mut(0)?;
     let n = if avail > HTTP_PAYLOAD_LEN {
         HTTP_PAYLOAD_LEN
     } else {
@@ -722,29 +936,40 @@ fn request(ctx: &SkBuffContext, conn: &HttpConnKey, payload: usize, avail: usize
         unsafe { core::ptr::write_volatile(words.add(w), 0) };
     }
     if !load_bytes(ctx, payload, line.as_mut_ptr(), n, HTTP_PAYLOAD_LEN) {
-        return;
+        return None;
     }
+    Some((line, n))
+}
+
+/// A request line read into `line` (`n` bytes of the payload at `payload`,
+/// in the segment at TCP sequence number `seq`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn request_line(
+    ctx: &SkBuffContext,
+    conn: &HttpConnKey,
+    line: &[u8; HTTP_PAYLOAD_LEN],
+    payload: usize,
+    n: usize,
+    seq: u32,
+    pending_of: impl FnOnce() -> Option<*mut HttpPending>,
+) {
+    let now = unsafe { bpf_ktime_get_ns() };
     let Some(route) = route_hash(line) else {
         return;
     };
-    let pending = match HTTP_OPEN.get_ptr_mut(conn) {
-        Some(p) => p,
-        None => {
-            // A zeroed value from the (larger) zero map, not the stack.
-            let Some(zero) = HTTP_ZERO.get_ptr(0) else {
-                return;
-            };
-            let empty = unsafe { &*(zero as *const HttpPending) };
-            let _ = HTTP_OPEN.insert(conn, empty, BPF_NOEXIST as u64);
-            match HTTP_OPEN.get_ptr_mut(conn) {
-                Some(p) => p,
-                None => {
-                    count_drop(drop_slot::HTTP);
-                    return;
-                }
-            }
-        }
+    let Some(pending) = pending_of() else {
+        return;
     };
+    unsafe {
+        let seqs = (*pending).seqs;
+        if !seq_is_new(seq, (*pending).request_seq, seqs & SEQ_REQUEST != 0) {
+            // A retransmission of a request already queued.
+            return;
+        }
+        (*pending).request_seq = seq;
+        (*pending).seqs = seqs | SEQ_REQUEST;
+    }
     let generation = match HTTP_SHARED.get(http_shared::ROUTES_GENERATION) {
         Some(g) => *g,
         None => return,
@@ -760,7 +985,7 @@ fn request(ctx: &SkBuffContext, conn: &HttpConnKey, payload: usize, avail: usize
         };
         let rec = entry.as_mut_ptr();
         unsafe {
-            (*rec).boot_ns = now;
+            (*rec).mono_ns = now;
             (*rec).route = route;
             (*rec).saddr = conn.client_addr;
             (*rec).daddr = conn.server_addr;
@@ -805,18 +1030,31 @@ fn request(ctx: &SkBuffContext, conn: &HttpConnKey, payload: usize, avail: usize
     }
 }
 
-/// A status line: it answers its connection's oldest open request, whose
-/// duration and code are summed into the minute.
+/// A status line sent by `server` (address, port): it answers the
+/// connection's oldest open request, whose duration and code are summed
+/// into the minute (with the server socket's cgroup, 0 if not known). The
+/// answer's time is `stamp` (ns, CLOCK_MONOTONIC: TCP's departure time of
+/// the segment) when it is one, else the clock's.
 // The zero value is passed by reference on purpose: by value it would be
 // copied to the stack, which it does not fit.
 #[allow(clippy::needless_borrows_for_generic_args)]
 #[inline(always)]
-fn answer(conn: &HttpConnKey, code: u64) {
-    let now = unsafe { bpf_ktime_get_boot_ns() };
-    let Some(pending) = HTTP_OPEN.get_ptr_mut(conn) else {
-        return;
-    };
+fn answer(
+    pending: *mut HttpPending,
+    server_addr: u32,
+    server_port: u16,
+    code: u64,
+    stamp: u64,
+    seq: u32,
+) {
     let open = unsafe {
+        let seqs = (*pending).seqs;
+        if !seq_is_new(seq, (*pending).response_seq, seqs & SEQ_RESPONSE != 0) {
+            // A retransmission of a status line already counted.
+            return;
+        }
+        (*pending).response_seq = seq;
+        (*pending).seqs = seqs | SEQ_RESPONSE;
         let head = (*pending).head;
         let tail = core::ptr::read_volatile(&(*pending).tail);
         if head == tail {
@@ -824,23 +1062,30 @@ fn answer(conn: &HttpConnKey, code: u64) {
             return;
         }
         let open = (*pending).open[(head as usize) & (HTTP_PIPELINE - 1)];
+        let mut now = stamp;
+        if now < open.start_ns || now - open.start_ns > HTTP_OPEN_TTL_NS {
+            // No usable stamp of the packet's: the clock.
+            now = bpf_ktime_get_ns();
+        }
         if now.wrapping_sub(open.start_ns) > HTTP_OPEN_TTL_NS {
             // Stale: forget the connection's queue.
             core::ptr::write_volatile(&mut (*pending).head, tail);
             return;
         }
         core::ptr::write_volatile(&mut (*pending).head, head.wrapping_add(1));
-        open
+        (open, now, (*pending).cgroup)
     };
+    let (open, now, cgroup) = open;
     let Some(clock) = HTTP_SHARED.get(http_shared::CLOCK) else {
         return;
     };
     let key = HttpRedKey {
         minute: now.wrapping_add(*clock) / 60_000_000_000,
         route: open.route,
-        server_addr: conn.server_addr,
-        server_port: conn.server_port,
+        server_addr,
+        server_port,
         _pad: 0,
+        cgroup,
     };
     let value = match HTTP_RED.get_ptr_mut(key) {
         Some(v) => v,

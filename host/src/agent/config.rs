@@ -1,6 +1,8 @@
 //! The agent's settings: `sonde agent --config FILE`, or the `collectors:`
 //! section of the daemon's config when the agent runs inside `sonde serve`.
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 use super::loader::COLLECTOR_NAMES;
@@ -59,12 +61,20 @@ impl Default for AgentConfig {
     }
 }
 
-/// The HTTP filter.
+/// The HTTP collector: by default a pair of programs on the cgroup v2 root
+/// (every socket of the node, each pod's in its own network namespace
+/// too); or a socket filter on one interface.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
-    /// The interface to watch (a bridge such as `cni0` sees every local
-    /// pod's traffic; `lo` for loopback). None: the http collector is off.
+    /// Watch only the sockets of this cgroup v2 folder and those below it
+    /// (say `/sys/fs/cgroup/kubepods.slice`). Default: the cgroup v2 root.
+    #[serde(default)]
+    pub cgroup: Option<PathBuf>,
+    /// Instead of the cgroup programs, a socket filter on this interface
+    /// (a bridge such as `cni0` sees every local pod's traffic; `lo` for
+    /// loopback): servers are then named by address only.
+    #[serde(default)]
     pub interface: Option<String>,
     /// Keep only these server ports (at most 8; empty: all).
     #[serde(default)]
@@ -122,6 +132,19 @@ impl AgentConfig {
                 "{at}http.interface: {i:?} is not an interface name"
             ));
         }
+        if let Some(c) = &self.http.cgroup {
+            if self.http.interface.is_some() {
+                out.push(format!(
+                    "{at}http: set cgroup or interface, not both (the collector watches one)"
+                ));
+            }
+            if !c.is_absolute() {
+                out.push(format!(
+                    "{at}http.cgroup: {} is not an absolute path",
+                    c.display()
+                ));
+            }
+        }
         for (field, v) in [
             ("listen_interval_seconds", self.listen_interval_seconds),
             ("flush_interval_ms", self.flush_interval_ms),
@@ -165,5 +188,21 @@ mod tests {
         assert_eq!(p.len(), 4, "{p:?}");
         assert!(p[0].contains("unknown collector \"disk\""));
         assert!(serde_yaml::from_str::<AgentConfig>("nope: 1").is_err());
+        // One place to watch, given as an absolute cgroup folder.
+        let c: AgentConfig =
+            serde_yaml::from_str("http: {cgroup: kubepods, interface: cni0}\n").unwrap();
+        let p = c.problems("");
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].contains("http: set cgroup or interface, not both"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].contains("http.cgroup: kubepods is not an absolute path"),
+            "{p:?}"
+        );
+        let c: AgentConfig =
+            serde_yaml::from_str("http: {cgroup: /sys/fs/cgroup/kubepods.slice}\n").unwrap();
+        assert!(c.problems("").is_empty());
     }
 }

@@ -1,5 +1,6 @@
-//! HTTP/1.x RED from the socket filter. The kernel pairs each request with
-//! the next status line on its connection (pipelined requests in order, as
+//! HTTP/1.x RED from the kernel's HTTP programs (the cgroup pair on the
+//! servers' sockets, or the socket filter on an interface). The kernel
+//! pairs each request with the next status line on its connection (pipelined requests in order, as
 //! HTTP/1.1 answers them) and sums them per minute, route and server in
 //! the `HTTP_RED` map; it reports each route once, by hash, with the
 //! request line it was first seen in. Here the routes get their names
@@ -182,8 +183,9 @@ impl Sums {
     }
 }
 
-/// (minute start ms, server, method, route)
-pub type MinuteKey = (i64, Endpoint, Arc<str>, Arc<str>);
+/// (minute start ms, server, the server socket's cgroup v2 id (0: not
+/// known), method, route)
+pub type MinuteKey = (i64, Endpoint, u64, Arc<str>, Arc<str>);
 
 /// The name of a route hash: method and route, or `None` for a line that
 /// is not an HTTP request after all (its requests are not counted).
@@ -304,7 +306,10 @@ impl Red {
             Some(None) => None,
             None => Some((Arc::from(""), Arc::from(UNNAMED_ROUTE))),
         }
-        .map(|(method, route)| ((k.minute * 60_000) as i64, server, method, route));
+        .map(|(method, route)| {
+            let minute_ms = (k.minute * 60_000) as i64;
+            (minute_ms, server, k.cgroup, method, route)
+        });
         self.assigned.insert(*k, mk.clone());
         mk
     }
@@ -364,7 +369,7 @@ mod tests {
         let mut payload = [0u8; HTTP_PAYLOAD_LEN];
         payload[..line.len()].copy_from_slice(line.as_bytes());
         HttpRecord {
-            boot_ns: 0,
+            mono_ns: 0,
             route,
             saddr: u32::from(Ipv4Addr::LOCALHOST).to_be(),
             daddr: u32::from(Ipv4Addr::LOCALHOST).to_be(),
@@ -382,6 +387,7 @@ mod tests {
             server_addr: u32::from(Ipv4Addr::LOCALHOST).to_be(),
             server_port: 8080,
             _pad: 0,
+            cgroup: 0,
         }
     }
 
@@ -406,6 +412,19 @@ mod tests {
             cpu(first, errors, sum_us / 2, max_us / 2),
             cpu(requests - first, 0, sum_us - sum_us / 2, max_us),
         ])
+    }
+
+    /// A retransmitted segment is not after the last one counted, in TCP's
+    /// wrapping sequence arithmetic; a first segment is always new.
+    #[test]
+    fn retransmitted_segments_are_told_from_new_ones_across_the_wrap() {
+        use sonde_ebpf_common::seq_is_new;
+        assert!(seq_is_new(7, 0, false));
+        assert!(seq_is_new(1000, 900, true));
+        assert!(!seq_is_new(900, 900, true), "the same segment again");
+        assert!(!seq_is_new(800, 900, true), "an earlier one");
+        assert!(seq_is_new(5, u32::MAX - 10, true), "after the wrap");
+        assert!(!seq_is_new(u32::MAX - 10, 5, true), "before the wrap");
     }
 
     #[test]
@@ -441,7 +460,7 @@ mod tests {
         assert!(f.done.is_empty(), "no minute is over yet");
         let items = &f.changed[0];
         assert_eq!(items.0.0, (minute * 60_000) as i64);
-        assert_eq!((&*items.0.2, &*items.0.3), ("GET", "/items/:id"));
+        assert_eq!((&*items.0.3, &*items.0.4), ("GET", "/items/:id"));
         assert_eq!(
             (
                 items.1.requests,
@@ -453,7 +472,7 @@ mod tests {
         );
         assert_eq!(items.1.buckets.iter().sum::<u64>(), 15);
         let upload = &f.changed[1];
-        assert_eq!((&*upload.0.3, upload.1.errors), ("/upload", 2));
+        assert_eq!((&*upload.0.4, upload.1.errors), ("/upload", 2));
         assert_eq!(f.changed.len(), 2);
 
         // Nothing new: nothing handed over.
@@ -481,12 +500,12 @@ mod tests {
         // A hash with no name counts under UNNAMED_ROUTE and stays there.
         live.push((key(minute + 1, 9), value(1, 0, 100, 100)));
         let f = red.fold(&live, minute + 2);
-        assert_eq!(&*f.changed[0].0.3, UNNAMED_ROUTE);
+        assert_eq!(&*f.changed[0].0.4, UNNAMED_ROUTE);
         red.learn(&route_record(9, "GET /late HTTP/1.1\r\n"));
         live.last_mut().unwrap().1 = value(2, 0, 200, 100);
         let f = red.fold(&live, minute + 2);
         assert_eq!(
-            (&*f.changed[0].0.3, f.changed[0].1.requests),
+            (&*f.changed[0].0.4, f.changed[0].1.requests),
             (UNNAMED_ROUTE, 2)
         );
 

@@ -5,9 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
-use aya::programs::{Iter, RawTracePoint, SocketFilter, TracePoint};
+use aya::programs::{
+    CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, Iter, RawTracePoint, SocketFilter, TracePoint,
+};
 use aya::{Btf, Ebpf, EbpfLoader};
 use sonde_ebpf_common::{
     HTTP_BOUNDS_LEN, HttpFilterConfig, HttpRedKey, HttpRedValue, TcpTracepoint, http_shared,
@@ -29,9 +32,13 @@ pub const COLLECTOR_NAMES: [&str; 5] = ["oom", "exec", "tcp", "listen", "http"];
 pub struct LoadOptions {
     /// Collectors to run (others are reported as disabled).
     pub enabled: Vec<String>,
-    /// The interface the HTTP filter listens on; none: http is unavailable.
+    /// The interface the HTTP socket filter listens on; none: the cgroup
+    /// programs instead.
     pub http_interface: Option<String>,
-    /// TCP ports the HTTP filter keeps (empty: all).
+    /// The cgroup v2 folder the HTTP cgroup programs attach to (every
+    /// socket in it and below); none: the cgroup v2 root.
+    pub http_cgroup: Option<PathBuf>,
+    /// TCP ports the HTTP programs keep (empty: all).
     pub http_ports: Vec<u16>,
     /// Ring buffer sizes in bytes (powers of two, multiples of the page
     /// size), overriding the programs' own.
@@ -60,7 +67,8 @@ pub struct Loaded {
     pub http_maps: Option<HttpMaps>,
     pub drops: Option<PerCpuArray<MapData, u64>>,
     pub tcp_formats: Option<TcpFormats>,
-    /// The packet socket the HTTP filter is attached to.
+    /// The packet socket the HTTP filter is attached to (interface mode;
+    /// the cgroup programs' links are owned by `ebpf`).
     pub http_socket: Option<OwnedFd>,
     /// Per collector: running, or why not.
     pub status: BTreeMap<&'static str, Result<(), String>>,
@@ -242,21 +250,27 @@ pub fn load(object: &[u8], missing: Option<&str>, opts: &LoadOptions) -> Loaded 
                     }
                 }
             }),
-            "http" => match &opts.http_interface {
-                None => Err("no interface configured for the HTTP filter (http.interface)".into()),
-                Some(_) => Ok(()),
-            },
+            // Attached below, once the clock is set.
+            "http" => Ok(()),
             _ => unreachable!("every collector is matched"),
         };
         status.insert(name, result);
     }
     let mut http_socket = None;
-    if let (Some(Ok(())), Some(iface)) = (status.get("http"), &opts.http_interface) {
-        match set_http_clock(&mut ebpf).and_then(|()| attach_http(&mut ebpf, iface)) {
-            Ok(fd) => http_socket = Some(fd),
-            Err(e) => {
-                status.insert("http", Err(e));
-            }
+    if let Some(Ok(())) = status.get("http") {
+        let attached = set_http_clock(&mut ebpf).and_then(|()| match &opts.http_interface {
+            Some(iface) => attach_http(&mut ebpf, iface).map(|fd| http_socket = Some(fd)),
+            None => match opts.http_cgroup.as_ref().or(mounts.v2.as_ref()) {
+                Some(cgroup) => attach_http_cgroup(&mut ebpf, cgroup),
+                None => Err(
+                    "no cgroup v2 hierarchy is mounted for the HTTP collector's \
+                     cgroup programs (mount one, or set http.interface)"
+                        .to_string(),
+                ),
+            },
+        });
+        if let Err(e) = attached {
+            status.insert("http", Err(e));
         }
     }
     let ring = |ebpf: &mut Ebpf, name: &str| -> Option<RingBuf<MapData>> {
@@ -469,7 +483,7 @@ fn set_http_clock(ebpf: &mut Ebpf) -> Result<(), String> {
     let mut shared: Array<&mut MapData, u64> =
         Array::try_from(map).map_err(|e| format!("HTTP_SHARED: {}", chain(&e)))?;
     shared
-        .set(http_shared::CLOCK, super::boot_offset_ns() as u64, 0)
+        .set(http_shared::CLOCK, super::mono_offset_ns() as u64, 0)
         .map_err(|e| format!("setting the HTTP filter's clock: {}", chain(&e)))
 }
 
@@ -546,6 +560,49 @@ fn attach_http(ebpf: &mut Ebpf, iface: &str) -> Result<OwnedFd, String> {
         ));
     }
     Ok(fd)
+}
+
+/// The HTTP cgroup programs, on `cgroup` and everything below it: requests
+/// are read where sockets receive them, status lines where they send them.
+/// Attached through BPF links, alongside other programs on the same cgroup
+/// (a node's own accounting or firewall programs stay in force).
+fn attach_http_cgroup(ebpf: &mut Ebpf, cgroup: &Path) -> Result<(), String> {
+    let dir = std::fs::File::open(cgroup).map_err(|e| {
+        format!(
+            "opening the cgroup {} for the HTTP collector: {e}",
+            cgroup.display()
+        )
+    })?;
+    let mut attached = Vec::new();
+    for (name, side) in [
+        ("http_ingress", CgroupSkbAttachType::Ingress),
+        ("http_egress", CgroupSkbAttachType::Egress),
+    ] {
+        let result = program::<CgroupSkb>(ebpf, name).and_then(|p| {
+            p.load()
+                .map_err(|e| format!("loading the HTTP program {name} failed: {}", chain(&e)))?;
+            // Through a BPF link (Linux 5.7 on), always one among others on
+            // the cgroup: the kernel refuses the multi flag on a link.
+            p.attach(&dir, side, CgroupAttachMode::Single).map_err(|e| {
+                format!(
+                    "attaching the HTTP program {name} to the cgroup {}: {}",
+                    cgroup.display(),
+                    chain(&e)
+                )
+            })
+        });
+        if let Err(e) = result {
+            // Half a pair would queue requests nothing answers.
+            for done in attached {
+                if let Ok(p) = program::<CgroupSkb>(ebpf, done) {
+                    let _ = p.unload();
+                }
+            }
+            return Err(e);
+        }
+        attached.push(name);
+    }
+    Ok(())
 }
 
 /// Records lost per drop slot, summed over CPUs.

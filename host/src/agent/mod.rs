@@ -77,6 +77,7 @@ impl Agent {
         let opts = loader::LoadOptions {
             enabled: config.collectors.clone(),
             http_interface: config.http.interface.clone(),
+            http_cgroup: config.http.cgroup.clone(),
             http_ports: config.http.ports.clone(),
             ring_bytes: BTreeMap::new(),
         };
@@ -279,6 +280,13 @@ fn boot_offset_ns() -> i128 {
     clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME)
 }
 
+/// Wall-clock minus the monotonic clock, in ns: the HTTP programs' clock
+/// (`http_shared::CLOCK`), whose times are `bpf_ktime_get_ns()` and TCP's
+/// own departure stamps, both CLOCK_MONOTONIC.
+pub(crate) fn mono_offset_ns() -> i128 {
+    clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC)
+}
+
 /// Nanoseconds since boot, now.
 pub fn boot_now_ns() -> u64 {
     clock_ns(libc::CLOCK_BOOTTIME) as u64
@@ -402,7 +410,7 @@ async fn read_http_ring(
             red.learn(&r);
         }
         if send {
-            let offset = boot_offset_ns();
+            let offset = mono_offset_ns();
             if let Err(e) = maps.shared.set(http_shared::CLOCK, offset as u64, 0) {
                 tracing::warn!(error = %loader::chain(&e), "cannot update the HTTP filter's clock");
             }
@@ -791,10 +799,18 @@ impl Processor {
 
     async fn flush(&mut self) {
         let now = now_ms();
-        for ((minute, server, method, route), m) in std::mem::take(&mut self.http) {
-            let (namespace, pod) = self
-                .pods
-                .by_ip(IpAddr::V4(server.0))
+        for ((minute, server, cgroup, method, route), m) in std::mem::take(&mut self.http) {
+            // The server socket's cgroup names its pod (host-network pods
+            // too); else the server's address.
+            let by_cgroup = match cgroup {
+                0 => None,
+                id => match self.cgroups.pod_of(id, 0).1 {
+                    Some(p) => self.pods.by_uid(&p.pod_uid).await,
+                    None => None,
+                },
+            };
+            let (namespace, pod) = by_cgroup
+                .or_else(|| self.pods.by_ip(IpAddr::V4(server.0)))
                 .map(|p| (p.namespace.clone(), p.name.clone()))
                 .unwrap_or_default();
             self.batch.http.push(HttpRedRow {

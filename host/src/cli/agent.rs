@@ -27,7 +27,11 @@ pub struct AgentArgs {
     /// Collectors to run, comma-separated (default: all).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     collectors: Vec<String>,
-    /// The interface the HTTP collector watches (lo, cni0, ...).
+    /// The cgroup v2 folder whose sockets the HTTP collector watches
+    /// (default: the cgroup v2 root, every socket of the node) ...
+    #[arg(long, value_name = "DIR", conflicts_with = "http_interface")]
+    http_cgroup: Option<PathBuf>,
+    /// ... or a socket filter on this interface instead (lo, cni0, ...).
     #[arg(long, value_name = "IFACE")]
     http_interface: Option<String>,
     /// A server port the HTTP collector keeps; repeatable (default: all).
@@ -67,6 +71,11 @@ pub async fn agent(args: AgentArgs) -> Result<u8> {
     }
     if args.http_interface.is_some() {
         config.http.interface = args.http_interface.clone();
+        config.http.cgroup = None;
+    }
+    if args.http_cgroup.is_some() {
+        config.http.cgroup = args.http_cgroup.clone();
+        config.http.interface = None;
     }
     if !args.http_ports.is_empty() {
         config.http.ports = args.http_ports.clone();

@@ -70,15 +70,10 @@ pub fn config(data_dir: &Path, listen: SocketAddr) -> Result<DaemonConfig> {
         auth: AuthConfig::default(),
         uploads: UploadConfig::default(),
         exemptions: None,
-        // The node collectors when the demo runs as root, the HTTP one on
-        // loopback: the demo's own UI and API traffic shows up in it.
-        collectors: Some(crate::agent::AgentConfig {
-            http: crate::agent::config::HttpConfig {
-                interface: Some("lo".into()),
-                ports: Vec::new(),
-            },
-            ..Default::default()
-        }),
+        // The node collectors when the demo runs as root (the HTTP one on
+        // every socket of the machine: the demo's own UI and API traffic
+        // shows up in it).
+        collectors: Some(crate::agent::AgentConfig::default()),
         probes,
     })
 }
