@@ -567,12 +567,7 @@ fn attach_http(ebpf: &mut Ebpf, iface: &str) -> Result<OwnedFd, String> {
 /// Attached through BPF links, alongside other programs on the same cgroup
 /// (a node's own accounting or firewall programs stay in force).
 fn attach_http_cgroup(ebpf: &mut Ebpf, cgroup: &Path) -> Result<(), String> {
-    let dir = std::fs::File::open(cgroup).map_err(|e| {
-        format!(
-            "opening the cgroup {} for the HTTP collector: {e}",
-            cgroup.display()
-        )
-    })?;
+    let dir = open_cgroup_v2(cgroup)?;
     let mut attached = Vec::new();
     for (name, side) in [
         ("http_ingress", CgroupSkbAttachType::Ingress),
@@ -605,6 +600,37 @@ fn attach_http_cgroup(ebpf: &mut Ebpf, cgroup: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// `dir`, opened, when it is a folder of a cgroup v2 hierarchy (the only
+/// place cgroup programs attach); else why not, naming it.
+fn open_cgroup_v2(dir: &Path) -> Result<std::fs::File, String> {
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    let file = std::fs::File::open(dir).map_err(|e| {
+        format!(
+            "opening the cgroup {} for the HTTP collector: {e}",
+            dir.display()
+        )
+    })?;
+    // SAFETY: statfs is plain data, filled by fstatfs on a valid fd.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid fd and a statfs to write into.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) };
+    if rc != 0 {
+        return Err(format!(
+            "reading the file system of {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    if st.f_type as i64 != CGROUP2_SUPER_MAGIC {
+        return Err(format!(
+            "{} is not a folder of a cgroup v2 hierarchy (http.cgroup: the HTTP collector's \
+             programs attach to one)",
+            dir.display()
+        ));
+    }
+    Ok(file)
+}
+
 /// Records lost per drop slot, summed over CPUs.
 pub fn read_drops(
     drops: &PerCpuArray<MapData, u64>,
@@ -616,4 +642,31 @@ pub fn read_drops(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The HTTP programs' cgroup folder is checked before anything is
+    /// attached: a missing folder and one on another file system are named.
+    #[test]
+    fn only_a_cgroup_v2_folder_is_taken_for_the_http_programs() {
+        let missing = Path::new("/nonexistent/sonde-cgroup");
+        let e = open_cgroup_v2(missing).unwrap_err();
+        assert!(
+            e.starts_with("opening the cgroup /nonexistent/sonde-cgroup for the HTTP collector:"),
+            "{e}"
+        );
+        let plain = tempfile::tempdir().unwrap();
+        let e = open_cgroup_v2(plain.path()).unwrap_err();
+        assert!(
+            e.contains("is not a folder of a cgroup v2 hierarchy (http.cgroup"),
+            "{e}"
+        );
+        match Mounts::discover().v2 {
+            Some(root) => assert!(open_cgroup_v2(&root).is_ok(), "{}", root.display()),
+            None => eprintln!("(no cgroup v2 mount here: only the refusals checked)"),
+        }
+    }
 }
