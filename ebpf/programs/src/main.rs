@@ -520,7 +520,6 @@ fn cgroup_http(ctx: &SkBuffContext, egress: bool) {
     }
     let avail = len - payload;
     let saddr = u32::from_ne_bytes(unsafe { [*ip.add(12), *ip.add(13), *ip.add(14), *ip.add(15)] });
-    let daddr = u32::from_ne_bytes(unsafe { [*ip.add(16), *ip.add(17), *ip.add(18), *ip.add(19)] });
     if egress {
         let n = if avail > HTTP_STATUS_COPY {
             HTTP_STATUS_COPY
@@ -552,6 +551,8 @@ fn cgroup_http(ctx: &SkBuffContext, egress: bool) {
         if !is_method(&[line[0], line[1], line[2], line[3]]) {
             return;
         }
+        let daddr =
+            u32::from_ne_bytes(unsafe { [*ip.add(16), *ip.add(17), *ip.add(18), *ip.add(19)] });
         let conn = HttpConnKey {
             client_addr: saddr,
             server_addr: daddr,

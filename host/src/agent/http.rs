@@ -1,8 +1,8 @@
 //! HTTP/1.x RED from the kernel's HTTP programs (the cgroup pair on the
 //! servers' sockets, or the socket filter on an interface). The kernel
-//! pairs each request with the next status line on its connection (pipelined requests in order, as
-//! HTTP/1.1 answers them) and sums them per minute, route and server in
-//! the `HTTP_RED` map; it reports each route once, by hash, with the
+//! pairs each request with the next status line on its connection
+//! (pipelined requests in order, as HTTP/1.1 answers them) and sums them
+//! per minute, route, server and server cgroup in the `HTTP_RED` map; it reports each route once, by hash, with the
 //! request line it was first seen in. Here the routes get their names
 //! (method, path without its query, ids as `:id`: [`route_of`]) and the
 //! kernel's sums become per-minute figures per server, method and route:
