@@ -2,19 +2,28 @@
 //! responses and sum them per minute; the agent names routes and reads the
 //! sums) at about 10,000 requests/s: wrk (Debian's package) against a small
 //! axum server on loopback that answers each request after 1 ms, with the
-//! collector off and on, alternating, in the same run. The collector runs
-//! in each of its two modes in every round: the cgroup programs on the
-//! cgroup v2 root (the default) and the socket filter on `lo`. CPU is the
-//! whole machine's busy time from /proc/stat (the programs run in softirq
-//! and in the sockets' system calls, not in the agent's threads), per
-//! request. Needs root and wrk.
+//! collector off and on, alternating, in the same run. The server is a
+//! process of its own in a kubelet-shaped cgroup v2 folder
+//! (`<bench>/kubepods/burstable/pod<uid>/<container-id>`), as a pod's
+//! server is; wrk is outside it, as a client on another node or outside
+//! the cluster is. The collector runs in each of its modes in every round:
+//! `pods`, the cgroup programs on the bench's `kubepods` folder (what the
+//! agent attaches to by default on a node: the kubelet's pods folder), so
+//! only the server's sockets run them; `root`, the same programs on the
+//! cgroup v2 root, where wrk's sockets run them too (as a client pod on
+//! the same node would); `interface`, the socket filter on `lo`. CPU is
+//! the whole machine's busy time from /proc/stat (the programs run in
+//! softirq and in the sockets' system calls, not in the agent's threads),
+//! per request. Needs root, wrk and a cgroup v2 mount.
 //!
 //! `cargo bench -p sonde --bench http_collector` (SONDE_BENCH_SECONDS per run,
 //! default 5; SONDE_BENCH_ROUNDS rounds, default 12; SONDE_BENCH_HTTP_MODES,
-//! default `cgroup,interface`). Rounds where the hypervisor stole more than
-//! 1% of the CPUs are reported apart.
+//! default `pods,root,interface`). Rounds where the hypervisor stole more
+//! than 1% of the CPUs are reported apart.
 
-use std::process::Command;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 mod common;
@@ -105,16 +114,35 @@ fn programs(mode: &str) -> &'static [&'static str] {
     }
 }
 
-/// Run time and runs of the loaded HTTP programs of `mode` (kernel
-/// statistics, on while `enable_stats`' descriptor is open).
-fn filter_stats(mode: &str) -> (Duration, u64) {
+/// Run time and runs of each loaded HTTP program of `mode`, in the order
+/// of `programs(mode)` (kernel statistics, on while `enable_stats`'
+/// descriptor is open).
+fn filter_stats(mode: &str) -> Vec<(Duration, u64)> {
     let names = programs(mode);
-    aya::programs::loaded_programs()
-        .flatten()
-        .filter(|p| p.name_as_str().is_some_and(|n| names.contains(&n)))
-        .fold((Duration::ZERO, 0), |(t, n), p| {
-            (t + p.run_time(), n + p.run_count())
-        })
+    let mut out = vec![(Duration::ZERO, 0); names.len()];
+    for p in aya::programs::loaded_programs().flatten() {
+        if let Some(i) = p
+            .name_as_str()
+            .and_then(|n| names.iter().position(|m| *m == n))
+        {
+            out[i].0 += p.run_time();
+            out[i].1 += p.run_count();
+        }
+    }
+    out
+}
+
+/// The programs' time and runs between two [`filter_stats`]: in all, and
+/// each program's ns per run.
+fn stats_between(before: &[(Duration, u64)], after: &[(Duration, u64)]) -> (Duration, u64, String) {
+    let mut total = (Duration::ZERO, 0);
+    let mut each = Vec::new();
+    for ((t0, n0), (t1, n1)) in before.iter().zip(after) {
+        let (t, n) = (*t1 - *t0, n1 - n0);
+        total = (total.0 + t, total.1 + n);
+        each.push(format!("{:.0}", t.as_nanos() as f64 / n.max(1) as f64));
+    }
+    (total.0, total.1, each.join("/"))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -133,7 +161,142 @@ fn quartiles(mut v: Vec<f64>) -> (f64, f64) {
     (v[v.len() / 4], v[(v.len() * 3) / 4])
 }
 
+/// The cgroup v2 mount (`/sys/fs/cgroup/unified` where v1 holds the
+/// controllers, `/sys/fs/cgroup` on a v2-only machine).
+fn cgroup_v2_mount() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+    })
+}
+
+/// The bench's kubelet-shaped folder below the cgroup v2 root, removed on
+/// drop (after the server has exited).
+struct BenchPod {
+    /// `<v2>/sonde-bench-http-<pid>`.
+    root: PathBuf,
+    /// `<root>/kubepods`: where the `pods` mode attaches.
+    kubepods: PathBuf,
+    /// The container's folder, the server's cgroup.
+    container: PathBuf,
+}
+
+impl BenchPod {
+    fn new(v2: &Path) -> BenchPod {
+        let root = v2.join(format!("sonde-bench-http-{}", std::process::id()));
+        let kubepods = root.join("kubepods");
+        let container = kubepods
+            .join("burstable/pod5b0c1c7e-2a51-4f6e-9d4c-8c2f4b1e7a30")
+            .join(format!("{:064x}", std::process::id()));
+        std::fs::create_dir_all(&container)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", container.display()));
+        BenchPod {
+            root,
+            kubepods,
+            container,
+        }
+    }
+}
+
+impl Drop for BenchPod {
+    fn drop(&mut self) {
+        for dir in self.container.ancestors() {
+            for _ in 0..50 {
+                if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if dir == self.root {
+                break;
+            }
+        }
+    }
+}
+
+/// The HTTP server: this bench binary again (`SERVER_ENV` set), moved into
+/// the pod's folder before it opens its listening socket (a socket belongs
+/// to the cgroup of the process that creates it, and accepted ones to
+/// their listener's). Killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+    /// Its stdin: the server exits when it closes (this process gone).
+    _stdin: std::process::ChildStdin,
+}
+
+const SERVER_ENV: &str = "SONDE_BENCH_HTTP_SERVER";
+
+impl Server {
+    fn start(pod: &BenchPod) -> Server {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env(SERVER_ENV, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting the bench's server");
+        std::fs::write(pod.container.join("cgroup.procs"), child.id().to_string())
+            .unwrap_or_else(|e| panic!("moving the server into {}: {e}", pod.container.display()));
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "go").unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("the server's port: {line:?}"));
+        Server {
+            child,
+            port,
+            _stdin: stdin,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The server process: waits for its move into the pod's folder (a line
+/// on stdin), then listens on loopback, prints its port and answers every
+/// `/items/{id}` after 1 ms, on two worker threads, until its stdin ends.
+fn serve() {
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go).unwrap();
+    std::thread::spawn(|| {
+        // Until the bench's end of stdin, however the bench ended.
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap().port());
+        let app = axum::Router::new().route(
+            "/items/{id}",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                "ok"
+            }),
+        );
+        axum::serve(listener, app).await.unwrap();
+    });
+}
+
 fn main() {
+    if std::env::var_os(SERVER_ENV).is_some() {
+        return serve();
+    }
     if !common::is_root() {
         eprintln!("skipped: the HTTP collector benchmark loads eBPF programs and needs root");
         return;
@@ -146,32 +309,20 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    rt.spawn(async move {
-        let app = axum::Router::new().route(
-            "/items/{id}",
-            axum::routing::get(|| async {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                "ok"
-            }),
+    let Some(v2) = cgroup_v2_mount() else {
+        eprintln!(
+            "skipped: no cgroup v2 hierarchy is mounted (the server runs in a folder of one)"
         );
-        axum::serve(listener, app).await.unwrap();
-    });
+        return;
+    };
+    let pod = BenchPod::new(&v2);
+    let server = Server::start(&pod);
+    let port = server.port;
     // Connections for about 10,000 requests/s.
     let per_conn = load(port, 8, 2).rate / 8.0;
     let conns = ((10_000.0 / per_conn).round() as u32).max(1);
     println!("calibration: {per_conn:.0} requests/s per connection -> {conns} connections");
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = rt.block_on(common::agent_store(dir.path()));
     let rounds: usize = std::env::var("SONDE_BENCH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -188,19 +339,21 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = agent_rt.block_on(common::agent_store(dir.path()));
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
         .map_err(|e| eprintln!("no BPF run-time statistics: {e}"))
         .ok();
     let modes: Vec<String> = std::env::var("SONDE_BENCH_HTTP_MODES")
-        .unwrap_or_else(|_| "cgroup,interface".into())
+        .unwrap_or_else(|_| "pods,root,interface".into())
         .split(',')
         .map(|m| m.trim().to_string())
         .filter(|m| !m.is_empty())
         .collect();
     for m in &modes {
         assert!(
-            m == "cgroup" || m == "interface",
-            "SONDE_BENCH_HTTP_MODES: unknown mode {m:?} (cgroup, interface)"
+            ["pods", "root", "interface"].contains(&m.as_str()),
+            "SONDE_BENCH_HTTP_MODES: unknown mode {m:?} (pods, root, interface)"
         );
     }
     let agent_threads = ["sonde-agent", "sqlx-sqlite"];
@@ -209,6 +362,8 @@ fn main() {
     // the programs' time and runs.
     let mut on: Vec<Vec<(Sample, u64, Duration, u64)>> = vec![Vec::new(); modes.len()];
     let mut printed_size = vec![false; modes.len()];
+    // Per mode, per round: each program's ns per run (`programs(mode)` order).
+    let mut split: Vec<Vec<String>> = vec![Vec::new(); modes.len()];
     for round in 0..rounds {
         // Rotate the order (off first, then each mode), so that a drift of
         // the machine during a round does not always favour the same side.
@@ -228,7 +383,11 @@ fn main() {
                         collectors: vec!["http".into()],
                         http: sonde::agent::config::HttpConfig {
                             interface: (mode == "interface").then(|| "lo".to_string()),
-                            cgroup: None,
+                            cgroup: match mode {
+                                "pods" => Some(pod.kubepods.clone()),
+                                "root" => Some(v2.clone()),
+                                _ => None,
+                            },
                             ports: vec![port],
                         },
                         ..Default::default()
@@ -256,9 +415,9 @@ fn main() {
             }
             // Loading is not the per-request cost: count from here.
             let cpu1 = threads_cpu(&agent_threads);
-            let (t0, n0) = filter_stats(mode);
+            let before = filter_stats(mode);
             let sample = load(port, conns, secs);
-            let (t1, n1) = filter_stats(mode);
+            let (filter_t, runs, each) = stats_between(&before, &filter_stats(mode));
             std::thread::sleep(Duration::from_millis(2500));
             let cpu2 = threads_cpu(&agent_threads);
             let agent_cpu = cpu2.checked_sub(cpu1).unwrap_or_else(|| {
@@ -277,7 +436,8 @@ fn main() {
                 http.events
             );
             agent_rt.block_on(agent.shutdown());
-            on[mi].push((sample, agent_cpu, t1 - t0, n1 - n0));
+            on[mi].push((sample, agent_cpu, filter_t, runs));
+            split[mi].push(each);
         }
         let o = off[round];
         for (mi, mode) in modes.iter().enumerate() {
@@ -287,7 +447,7 @@ fn main() {
             let own_ms = (agent_j as f64 * 10.0 + filter_t.as_secs_f64() * 1000.0) / n.requests;
             println!(
                 "round {round:>2} {mode:>9}: off {:>6.0} req/s {:.4} ms CPU/req | on {:>6.0} req/s {:.4} ms CPU/req | {:+6.1}% | \
-                 collector: agent {:.4} + programs {:.4} ms/req ({:.0} ns x {:.1} runs/req) = {:+.2}% | stolen {:.0}/{:.0} jiffies/s",
+                 collector: agent {:.4} + programs {:.4} ms/req ({:.0} ns x {:.1} runs/req; {} ns per run of {}) = {:+.2}% | stolen {:.0}/{:.0} jiffies/s",
                 o.rate,
                 o.cpu_per_request * 10.0,
                 n.rate,
@@ -297,6 +457,8 @@ fn main() {
                 filter_t.as_secs_f64() * 1000.0 / n.requests,
                 filter_t.as_nanos() as f64 / runs.max(1) as f64,
                 runs as f64 / n.requests,
+                split[mi][round],
+                programs(mode).join("/"),
                 own_ms / (o.cpu_per_request * 10.0) * 100.0,
                 o.steal_per_second,
                 n.steal_per_second,

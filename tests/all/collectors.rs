@@ -542,9 +542,14 @@ async fn a_pods_own_network_namespace_is_sampled_and_its_overflows_named() {
 }
 
 /// Answers `GET /ok` (2 ms), `/missing/N` (404, 1 ms) and `/fail` (500, 10 ms), keep-alive,
-/// on `connections` connections.
+/// on `connections` connections, on 127.0.0.1.
 fn http_server(connections: usize) -> (u16, std::thread::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    http_server_on("127.0.0.1:0", connections)
+}
+
+/// [`http_server`] listening on `addr`.
+fn http_server_on(addr: &str, connections: usize) -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind(addr).unwrap();
     let port = listener.local_addr().unwrap().port();
     let handle = std::thread::spawn(move || {
         let mut conns = Vec::new();
@@ -596,7 +601,8 @@ fn http_server(connections: usize) -> (u16, std::thread::JoinHandle<()>) {
 /// Where the HTTP collector watches.
 #[derive(Clone, Copy, Debug)]
 enum HttpMode {
-    /// The cgroup programs on the cgroup v2 root (the default).
+    /// The cgroup programs where the agent puts them by default: the cgroup
+    /// v2 root on this machine, which has no kubelet pods folder.
     Cgroup,
     /// The socket filter on loopback.
     Interface,
@@ -700,6 +706,68 @@ async fn pipelined_requests(mode: HttpMode) {
     assert_eq!(of("GET", "/items/:id"), (30, 0, 30), "{rows:?}");
     assert_eq!(of("POST", "/ok"), (10, 0, 0), "{rows:?}");
     assert_eq!(rows.iter().map(|r| r.requests).sum::<i64>(), 50, "{rows:?}");
+}
+
+/// A server on an IPv6 socket is counted for IPv6 clients, and for IPv4
+/// clients of the same dual-stack socket (a server listening on `::`, as
+/// Go's, Node's and Java's do by default), whose packets are IPv4 on an
+/// IPv6 socket; each under its own server address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dual_stack_server_is_counted_for_ipv4_and_ipv6_clients() {
+    needs_root!();
+    dual_stack(HttpMode::Cgroup).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dual_stack_server_is_counted_through_the_interface_filter() {
+    needs_root!();
+    dual_stack(HttpMode::Interface).await;
+}
+
+async fn dual_stack(mode: HttpMode) {
+    let v6only = std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only").unwrap_or_default();
+    assert_eq!(
+        v6only.trim(),
+        "0",
+        "net.ipv6.bindv6only is set: a socket on [::] would not take IPv4 clients"
+    );
+    let (port, server) = http_server_on("[::]:0", 2);
+    let running = start_http_agent(port, mode).await;
+    let mut v4 = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut v6 = TcpStream::connect(("::1", port)).unwrap();
+    for s in [&v4, &v6] {
+        s.set_nodelay(true).unwrap();
+    }
+    for _ in 0..6 {
+        get(&mut v4, "/ok");
+    }
+    for _ in 0..4 {
+        get(&mut v6, "/fail");
+        get(&mut v6, "/missing/7");
+    }
+    drop((v4, v6));
+    server.join().unwrap();
+    let rows = http_rows(&running.store, 14).await;
+    let _ = running.stop().await;
+    let of = |server: String, route: &str| -> (i64, i64, i64) {
+        rows.iter()
+            .filter(|r| r.server == server && r.route == route)
+            .fold((0, 0, 0), |a, r| {
+                (a.0 + r.requests, a.1 + r.errors, a.2 + r.client_errors)
+            })
+    };
+    assert_eq!(
+        of(format!("127.0.0.1:{port}"), "/ok"),
+        (6, 0, 0),
+        "{rows:?}"
+    );
+    assert_eq!(of(format!("[::1]:{port}"), "/fail"), (4, 4, 0), "{rows:?}");
+    assert_eq!(
+        of(format!("[::1]:{port}"), "/missing/:id"),
+        (4, 0, 4),
+        "{rows:?}"
+    );
+    assert_eq!(rows.iter().map(|r| r.requests).sum::<i64>(), 14, "{rows:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

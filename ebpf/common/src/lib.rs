@@ -189,6 +189,19 @@ pub struct ListenSample {
     pub ino: u64,
 }
 
+/// An address as the HTTP programs keep it: IPv6, or IPv4 mapped into
+/// IPv6 (`::ffff:a.b.c.d`), in network order. One form for both families:
+/// an IPv6 socket (a server listening on `::`) also carries IPv4.
+pub type IpBytes = [u8; 16];
+
+/// The IPv4 address `a` (network order) as [`IpBytes`].
+#[inline(always)]
+pub const fn ipv4_mapped(a: [u8; 4]) -> IpBytes {
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
+    ]
+}
+
 /// A route the socket filter has not reported before: its hash (the key
 /// of its figures in `HTTP_RED`) and the request line it was first seen
 /// in, for userspace to name the route. One record per route, not per
@@ -200,9 +213,9 @@ pub struct HttpRecord {
     pub mono_ns: u64,
     /// [`HttpRedKey::route`] of the request line.
     pub route: u64,
-    /// IPv4 addresses (network order) and ports (host order) as in the packet.
-    pub saddr: u32,
-    pub daddr: u32,
+    /// Addresses ([`IpBytes`]) and ports (host order) as in the packet.
+    pub saddr: IpBytes,
+    pub daddr: IpBytes,
     pub sport: u16,
     pub dport: u16,
     pub payload_len: u32,
@@ -221,9 +234,9 @@ pub const HTTP_BOUNDS_LEN: usize = 170;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct HttpConnKey {
-    /// IPv4 addresses in network order, ports in host order.
-    pub client_addr: u32,
-    pub server_addr: u32,
+    /// Addresses ([`IpBytes`]), ports in host order.
+    pub client_addr: IpBytes,
+    pub server_addr: IpBytes,
     pub client_port: u16,
     pub server_port: u16,
 }
@@ -299,10 +312,10 @@ pub struct HttpRedKey {
     /// Minutes since the Unix epoch.
     pub minute: u64,
     pub route: u64,
-    /// IPv4 address in network order, port in host order.
-    pub server_addr: u32,
+    /// Address ([`IpBytes`]), port in host order.
+    pub server_addr: IpBytes,
     pub server_port: u16,
-    pub _pad: u16,
+    pub _pad: [u8; 6],
     /// The cgroup (v2 id) of the server's socket, read in the kernel by the
     /// cgroup programs; 0 from the interface filter, which sees packets,
     /// not sockets (its servers are named by address).

@@ -22,7 +22,7 @@ use aya_ebpf::bindings::{
 };
 use aya_ebpf::btf_maps::SkStorage;
 use aya_ebpf::helpers::generated::{
-    bpf_seq_write, bpf_sk_fullsock, bpf_sk_storage_get, bpf_skb_cgroup_id, bpf_skb_load_bytes,
+    bpf_seq_write, bpf_sk_storage_get, bpf_skb_cgroup_id, bpf_skb_load_bytes,
 };
 use aya_ebpf::helpers::{
     bpf_get_current_task, bpf_ktime_get_boot_ns, bpf_ktime_get_ns, bpf_probe_read_kernel,
@@ -34,8 +34,8 @@ use aya_ebpf::programs::{RawTracePointContext, SkBuffContext, TracePointContext}
 use sonde_ebpf_common::{
     COMM_LEN, CgroupIdentity, ExecRecord, HTTP_BOUNDS_LEN, HTTP_PAYLOAD_LEN, HTTP_PIPELINE,
     HttpConnKey, HttpFilterConfig, HttpOpen, HttpPending, HttpRecord, HttpRedKey, HttpRedValue,
-    KernelOffsets, ListenSample, OomRecord, RecordKind, SEQ_REQUEST, SEQ_RESPONSE, TP_RECORD_LEN,
-    TaskIdentity, TcpRecord, drop_slot, http_shared, seq_is_new,
+    IpBytes, KernelOffsets, ListenSample, OomRecord, RecordKind, SEQ_REQUEST, SEQ_RESPONSE,
+    TP_RECORD_LEN, TaskIdentity, TcpRecord, drop_slot, http_shared, ipv4_mapped, seq_is_new,
 };
 
 #[unsafe(no_mangle)]
@@ -446,8 +446,8 @@ static HTTP_ZERO: PerCpuArray<HttpRedValue> = PerCpuArray::with_max_entries(1, 0
 static HTTP_LINE: PerCpuArray<[u8; HTTP_PAYLOAD_LEN]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Pairs HTTP/1.x requests with their status lines per connection and sums
-/// them per minute, route and server in `HTTP_RED` (IPv4, Ethernet framing
-/// as on a packet socket); a route seen for the first time is reported to
+/// them per minute, route and server in `HTTP_RED` (IPv4 and IPv6,
+/// Ethernet framing as on a packet socket); a route seen for the first time is reported to
 /// `HTTP_EVENTS` with its request line. Always returns 0: the packet
 /// socket itself receives nothing.
 #[socket_filter]
@@ -473,30 +473,37 @@ pub fn http_egress(ctx: SkBuffContext) -> i32 {
     1
 }
 
-/// One packet at a socket of the cgroup's tree (IPv4 from the network
-/// header on, as cgroup programs see it). Requests count where they are
-/// received and answers where they are sent, so only the server's socket
-/// pairs them: the client's side of the same exchange (a request sent, an
-/// answer received) is passed over after its first bytes, and a
-/// connection between two watched pods counts once.
+/// One packet at a socket of the cgroup's tree (from the network header
+/// on, as cgroup programs see it; IPv4 or IPv6 by the packet's own version,
+/// not the socket's family: a dual-stack IPv6 socket, a server listening
+/// on `::`, sends and receives IPv4 packets for IPv4 peers). Requests count
+/// where they are received and answers where they are sent, so only the
+/// server's socket pairs them: the client's side of the same exchange (a
+/// request sent, an answer received) is passed over after its first bytes,
+/// and a connection between two watched pods counts once.
 #[inline(always)]
 fn cgroup_http(ctx: &SkBuffContext, egress: bool) {
-    const AF_INET: u32 = 2;
     let skb = ctx.skb.skb;
-    if unsafe { (*skb).family } != AF_INET {
-        return;
-    }
-    // The IPv4 and TCP headers are in the packet's linear part: read in place.
+    // The IP and TCP headers are in the packet's linear part: read in place.
     let (data, end) = unsafe { ((*skb).data as usize, (*skb).data_end as usize) };
-    if data + 20 > end {
+    if data + 40 > end {
         return;
     }
     let ip = data as *const u8;
     let ver_ihl = unsafe { *ip };
-    if ver_ihl >> 4 != 4 || unsafe { *ip.add(9) } != 6 {
-        return;
-    }
-    let ihl = ((ver_ihl & 0x0f) as usize) * 4;
+    let v6 = ver_ihl >> 4 == 6;
+    // The IP header's length (IPv6: no extension header before TCP).
+    let ihl = if v6 {
+        if unsafe { *ip.add(6) } != 6 {
+            return;
+        }
+        40
+    } else {
+        if ver_ihl >> 4 != 4 || unsafe { *ip.add(9) } != 6 {
+            return;
+        }
+        ((ver_ihl & 0x0f) as usize) * 4
+    };
     if ihl < 20 {
         return;
     }
@@ -519,7 +526,6 @@ fn cgroup_http(ctx: &SkBuffContext, egress: bool) {
         return;
     }
     let avail = len - payload;
-    let saddr = u32::from_ne_bytes(unsafe { [*ip.add(12), *ip.add(13), *ip.add(14), *ip.add(15)] });
     if egress {
         let n = if avail > HTTP_STATUS_COPY {
             HTTP_STATUS_COPY
@@ -542,7 +548,8 @@ fn cgroup_http(ctx: &SkBuffContext, egress: bool) {
         // TCP's departure time of the segment (CLOCK_MONOTONIC, set before
         // the packet reached this hook): TCP read the clock already.
         let stamp = unsafe { (*skb).tstamp };
-        answer(pending, saddr, sport, code, stamp, tcp_seq(th));
+        let server = packet_addrs(ip, v6).0;
+        answer(pending, &server, sport, code, stamp, tcp_seq(th));
     } else {
         // The request line is read once, where a request is looked for.
         let Some((line, n)) = read_line(ctx, payload, avail) else {
@@ -551,11 +558,10 @@ fn cgroup_http(ctx: &SkBuffContext, egress: bool) {
         if !is_method(&[line[0], line[1], line[2], line[3]]) {
             return;
         }
-        let daddr =
-            u32::from_ne_bytes(unsafe { [*ip.add(16), *ip.add(17), *ip.add(18), *ip.add(19)] });
+        let (client_addr, server_addr) = packet_addrs(ip, v6);
         let conn = HttpConnKey {
-            client_addr: saddr,
-            server_addr: daddr,
+            client_addr,
+            server_addr,
             client_port: sport,
             server_port: dport,
         };
@@ -572,6 +578,27 @@ fn cgroup_http(ctx: &SkBuffContext, egress: bool) {
     }
 }
 
+/// The source and destination addresses of the IP header at `ip` (IPv6
+/// when `v6`, else IPv4, mapped; 40 bytes readable).
+#[inline(always)]
+fn packet_addrs(ip: *const u8, v6: bool) -> (IpBytes, IpBytes) {
+    let at = |o: usize| unsafe { *ip.add(o) };
+    if v6 {
+        let mut s = [0u8; 16];
+        let mut d = [0u8; 16];
+        for i in 0..16 {
+            s[i] = at(8 + i);
+            d[i] = at(24 + i);
+        }
+        (s, d)
+    } else {
+        (
+            ipv4_mapped([at(12), at(13), at(14), at(15)]),
+            ipv4_mapped([at(16), at(17), at(18), at(19)]),
+        )
+    }
+}
+
 /// The sequence number of the TCP header at `th` (20 bytes readable).
 #[inline(always)]
 fn tcp_seq(th: *const u8) -> u32 {
@@ -585,10 +612,9 @@ fn socket_pending(ctx: &SkBuffContext, create: bool) -> Option<*mut HttpPending>
     if sk.is_null() {
         return None;
     }
-    let sk = unsafe { bpf_sk_fullsock(sk) };
-    if sk.is_null() {
-        return None;
-    }
+    // No `bpf_sk_fullsock` first: the storage helper takes the packet's
+    // socket as it is and answers NULL for one that is not a full socket
+    // (a request socket, a time-wait one), one helper call fewer.
     let flags = if create {
         BPF_SK_STORAGE_GET_F_CREATE as u64
     } else {
@@ -668,6 +694,36 @@ const ST_HAS_DIGIT: u64 = 8;
 const ST_LEN_SHIFT: u64 = 8;
 const ST_SEGMENT_START: u64 = ST_DIGITS | ST_HEXISH;
 
+/// A target byte's class, for the route hash: the bits a byte keeps of
+/// `ST_DIGITS | ST_HEXISH` and adds of `ST_HAS_DIGIT` (a digit keeps both
+/// and adds the last; a hex letter or `-` keeps `ST_HEXISH`), or that it
+/// ends a segment (`/`) or the path (space, `?`, `#`, CR, LF, NUL). One
+/// table read per byte instead of a chain of comparisons.
+const CLASS_SLASH: u8 = 16;
+const CLASS_END: u8 = 32;
+static ROUTE_CLASS: [u8; 256] = route_classes();
+
+const fn route_classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_digit() {
+            (ST_DIGITS | ST_HEXISH | ST_HAS_DIGIT) as u8
+        } else if c.is_ascii_hexdigit() || c == b'-' {
+            ST_HEXISH as u8
+        } else if c == b'/' {
+            CLASS_SLASH
+        } else if matches!(c, b' ' | b'?' | b'#' | b'\r' | b'\n' | 0) {
+            CLASS_END
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+}
+
 /// Where the route hash keeps its state between bytes. In memory, not a
 /// register, on purpose: the verifier does not track map memory, so each
 /// byte's step starts from an unknown state and is checked once per byte
@@ -682,44 +738,41 @@ static HTTP_HASH_STATE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 #[inline(always)]
 fn route_hash(line: &[u8; HTTP_PAYLOAD_LEN]) -> Option<u64> {
     let stp = HTTP_HASH_STATE.get_ptr_mut(0)?;
-    unsafe { core::ptr::write_volatile(stp, ST_SEGMENT_START) };
     let mut h = FNV_START;
+    // The method, up to its space (`is_method` checked the first four
+    // bytes: at most 8 before the space, OPTIONS being the longest).
+    let mut at = HTTP_PAYLOAD_LEN;
+    for (i, &b) in line.iter().enumerate().take(8) {
+        h = fnv(h, b);
+        if b == b' ' {
+            at = i + 1;
+            break;
+        }
+    }
+    if at == HTTP_PAYLOAD_LEN {
+        return None;
+    }
+    unsafe { core::ptr::write_volatile(stp, ST_IN_TARGET | ST_SEGMENT_START) };
     let mut seg = FNV_START;
     // The loop does not look at the line's length (the verifier would then
-    // follow every length apart): the bytes past it are zeros.
-    for &b in line.iter() {
-        if b == 0 {
-            break;
-        }
+    // follow every length apart): the bytes past it are zeros, which end it.
+    for &b in line.iter().skip(at) {
         let st = unsafe { core::ptr::read_volatile(stp) };
-        if st & ST_IN_TARGET == 0 {
-            h = fnv(h, b);
-            if b == b' ' {
-                unsafe { core::ptr::write_volatile(stp, st | ST_IN_TARGET) };
-            }
-            continue;
-        }
-        if b == b' ' || b == b'?' || b == b'#' || b == b'\r' || b == b'\n' {
+        let class = unsafe { core::ptr::read_volatile(&ROUTE_CLASS[b as usize]) };
+        if class & CLASS_END != 0 {
             break;
         }
-        if b == b'/' {
+        if class & CLASS_SLASH != 0 {
             h = fnv(end_segment(h, seg, st), b'/');
             seg = FNV_START;
             unsafe { core::ptr::write_volatile(stp, ST_IN_TARGET | ST_SEGMENT_START) };
             continue;
         }
         seg = fnv(seg, b);
-        let mut next = st;
+        let class = class as u64;
+        let mut next = (st & (class | !(ST_DIGITS | ST_HEXISH))) | (class & ST_HAS_DIGIT);
         if (st >> ST_LEN_SHIFT) < 16 {
             next += 1 << ST_LEN_SHIFT;
-        }
-        if b.is_ascii_digit() {
-            next |= ST_HAS_DIGIT;
-        } else {
-            next &= !ST_DIGITS;
-            if !(b.is_ascii_hexdigit() || b == b'-') {
-                next &= !ST_HEXISH;
-            }
         }
         unsafe { core::ptr::write_volatile(stp, next) };
     }
@@ -786,9 +839,10 @@ fn try_http(ctx: &SkBuffContext) -> Result<(), i64> {
     if cfg.drop_outgoing != 0 && unsafe { (*ctx.skb.skb).pkt_type } == PACKET_OUTGOING {
         return Ok(());
     }
-    // One copy of the packet's first bytes: the Ethernet, IPv4 and TCP
+    // One copy of the packet's first bytes: the Ethernet, IP and TCP
     // headers and, usually, the start of the payload (a status line's code
     // is then read without a second helper call). This runs for every packet.
+    // (The smallest: IPv4's.)
     const HDRS: usize = ETH_HLEN + 20 + 20;
     let len = ctx.len() as usize;
     if len < HDRS + 4 {
@@ -806,19 +860,34 @@ fn try_http(ctx: &SkBuffContext) -> Result<(), i64> {
     if !load_bytes(ctx, 0, h.as_mut_ptr(), copied, HTTP_HEAD_COPY) {
         return Ok(());
     }
-    if h[12] != 0x08 || h[13] != 0x00 {
-        return Ok(());
-    }
-    let ihl = ((h[ETH_HLEN] & 0x0f) as usize) * 4;
-    if ihl < 20 || h[ETH_HLEN + 9] != 6 {
-        return Ok(());
-    }
-    let tot_len = u16::from_be_bytes([h[ETH_HLEN + 2], h[ETH_HLEN + 3]]) as usize;
-    let saddr = u32::from_ne_bytes([h[26], h[27], h[28], h[29]]);
-    let daddr = u32::from_ne_bytes([h[30], h[31], h[32], h[33]]);
+    // IPv4 or IPv6 (no extension header before TCP).
+    let v6 = match (h[12], h[13]) {
+        (0x08, 0x00) => false,
+        (0x86, 0xdd) => true,
+        _ => return Ok(()),
+    };
+    let (ihl, ip_payload_end) = if v6 {
+        // The IPv6 and TCP headers and a little payload, all in `h`.
+        if len < ETH_HLEN + 40 + 20 + 4 || h[ETH_HLEN + 6] != 6 {
+            return Ok(());
+        }
+        let plen = u16::from_be_bytes([h[ETH_HLEN + 4], h[ETH_HLEN + 5]]) as usize;
+        (40, ETH_HLEN + 40 + plen)
+    } else {
+        let ihl = ((h[ETH_HLEN] & 0x0f) as usize) * 4;
+        if ihl < 20 || h[ETH_HLEN + 9] != 6 {
+            return Ok(());
+        }
+        let tot_len = u16::from_be_bytes([h[ETH_HLEN + 2], h[ETH_HLEN + 3]]) as usize;
+        (ihl, ETH_HLEN + tot_len)
+    };
     let tcp = ETH_HLEN + ihl;
     // With IPv4 options the TCP header is further on: read it there.
-    let th: [u8; 14] = if ihl == 20 {
+    let th: [u8; 14] = if v6 {
+        let mut t = [0u8; 14];
+        t.copy_from_slice(&h[ETH_HLEN + 40..ETH_HLEN + 54]);
+        t
+    } else if ihl == 20 {
         let mut t = [0u8; 14];
         t.copy_from_slice(&h[ETH_HLEN + 20..ETH_HLEN + 34]);
         t
@@ -832,7 +901,6 @@ fn try_http(ctx: &SkBuffContext) -> Result<(), i64> {
     }
     let thl = ((th[12] >> 4) as usize) * 4;
     let payload = tcp + thl;
-    let ip_payload_end = ETH_HLEN + tot_len;
     if ip_payload_end <= payload + 4 {
         return Ok(());
     }
@@ -853,6 +921,18 @@ fn try_http(ctx: &SkBuffContext) -> Result<(), i64> {
         }
     }
     let head = [status[0], status[1], status[2], status[3]];
+    let (saddr, daddr) = if v6 {
+        let mut s = [0u8; 16];
+        let mut d = [0u8; 16];
+        s.copy_from_slice(&h[ETH_HLEN + 8..ETH_HLEN + 24]);
+        d.copy_from_slice(&h[ETH_HLEN + 24..ETH_HLEN + 40]);
+        (s, d)
+    } else {
+        (
+            ipv4_mapped([h[26], h[27], h[28], h[29]]),
+            ipv4_mapped([h[30], h[31], h[32], h[33]]),
+        )
+    };
     if &head == b"HTTP" {
         if let Some(code) = status_code(&status, n) {
             let conn = HttpConnKey {
@@ -862,7 +942,7 @@ fn try_http(ctx: &SkBuffContext) -> Result<(), i64> {
                 server_port: sport,
             };
             if let Some(pending) = HTTP_OPEN.get_ptr_mut(conn) {
-                answer(pending, saddr, sport, code, 0, tcp_seq(th.as_ptr()));
+                answer(pending, &saddr, sport, code, 0, tcp_seq(th.as_ptr()));
             }
         }
     } else if is_method(&head) {
@@ -1042,7 +1122,7 @@ fn request_line(
 #[inline(always)]
 fn answer(
     pending: *mut HttpPending,
-    server_addr: u32,
+    server_addr: &IpBytes,
     server_port: u16,
     code: u64,
     stamp: u64,
@@ -1083,9 +1163,9 @@ fn answer(
     let key = HttpRedKey {
         minute: now.wrapping_add(*clock) / 60_000_000_000,
         route: open.route,
-        server_addr,
+        server_addr: *server_addr,
         server_port,
-        _pad: 0,
+        _pad: [0; 6],
         cgroup,
     };
     let value = match HTTP_RED.get_ptr_mut(key) {

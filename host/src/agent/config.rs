@@ -61,14 +61,18 @@ impl Default for AgentConfig {
     }
 }
 
-/// The HTTP collector: by default a pair of programs on the cgroup v2 root
-/// (every socket of the node, each pod's in its own network namespace
-/// too); or a socket filter on one interface.
+/// The HTTP collector: by default a pair of programs on the kubelet's pods
+/// cgroup (every pod's sockets, each in its own network namespace, and
+/// host-network pods'; the cgroup v2 root on a machine without a kubelet);
+/// or a socket filter on one interface.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Watch only the sockets of this cgroup v2 folder and those below it
-    /// (say `/sys/fs/cgroup/kubepods.slice`). Default: the cgroup v2 root.
+    /// (say `/sys/fs/cgroup` for every socket of the node). Default: the
+    /// kubelet's pods folder below the cgroup v2 root (`kubepods.slice`,
+    /// `kubepods`, or kind's `kubelet.slice/kubelet-kubepods.slice` and
+    /// `kubelet/kubepods`), else the root.
     #[serde(default)]
     pub cgroup: Option<PathBuf>,
     /// Instead of the cgroup programs, a socket filter on this interface

@@ -15,7 +15,7 @@
 //! and its path), and their sums are added.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
 use sonde_ebpf_common::{HttpRecord, HttpRedKey, HttpRedValue};
@@ -23,7 +23,13 @@ use sonde_ebpf_common::{HttpRecord, HttpRedKey, HttpRedValue};
 use crate::collectors::duration_buckets_us;
 
 /// One side of a connection.
-pub type Endpoint = (Ipv4Addr, u16);
+pub type Endpoint = (IpAddr, u16);
+
+/// An address as the kernel's HTTP programs keep it (IPv6, IPv4 mapped into
+/// it) as the address it is: `::ffff:10.0.0.1` is `10.0.0.1`.
+pub fn ip_of(bytes: sonde_ebpf_common::IpBytes) -> IpAddr {
+    Ipv6Addr::from(bytes).to_canonical()
+}
 
 /// What a payload starts with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,7 +305,7 @@ impl Red {
         if let Some(mk) = self.assigned.get(k) {
             return mk.clone();
         }
-        let server = (Ipv4Addr::from(u32::from_be(k.server_addr)), k.server_port);
+        let server = (ip_of(k.server_addr), k.server_port);
         let mk = match self.routes.get(&k.route) {
             Some(Some((m, r))) => Some((m.clone(), r.clone())),
             // Not an HTTP request line after all: not counted.
@@ -318,7 +324,7 @@ impl Red {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sonde_ebpf_common::{HTTP_PAYLOAD_LEN, HttpConnKey, HttpPending};
+    use sonde_ebpf_common::{HTTP_PAYLOAD_LEN, HttpConnKey, HttpPending, ipv4_mapped};
 
     #[test]
     fn request_and_status_lines() {
@@ -343,6 +349,22 @@ mod tests {
             parse_line(b"POST /upload/aaaa"),
             Some(Line::Request { .. })
         ));
+    }
+
+    /// The kernel's one address form reads back as the address it is.
+    #[test]
+    fn kernel_addresses_read_back_as_ipv4_or_ipv6() {
+        use std::net::Ipv4Addr;
+        assert_eq!(
+            ip_of(ipv4_mapped([10, 1, 2, 3])),
+            IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))
+        );
+        let v6: Ipv6Addr = "fd00::1:2".parse().unwrap();
+        assert_eq!(ip_of(v6.octets()), IpAddr::V6(v6));
+        assert_eq!(
+            ip_of(Ipv6Addr::LOCALHOST.octets()),
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        );
     }
 
     #[test]
@@ -371,8 +393,8 @@ mod tests {
         HttpRecord {
             mono_ns: 0,
             route,
-            saddr: u32::from(Ipv4Addr::LOCALHOST).to_be(),
-            daddr: u32::from(Ipv4Addr::LOCALHOST).to_be(),
+            saddr: ipv4_mapped([127, 0, 0, 1]),
+            daddr: ipv4_mapped([127, 0, 0, 1]),
             sport: 50000,
             dport: 8080,
             payload_len: line.len() as u32,
@@ -384,9 +406,9 @@ mod tests {
         HttpRedKey {
             minute,
             route,
-            server_addr: u32::from(Ipv4Addr::LOCALHOST).to_be(),
+            server_addr: ipv4_mapped([127, 0, 0, 1]),
             server_port: 8080,
-            _pad: 0,
+            _pad: [0; 6],
             cgroup: 0,
         }
     }
@@ -538,32 +560,28 @@ mod tests {
         _pad: u32,
     }
 
-    /// An IPv4/TCP segment from 127.0.0.1:`client_port` to port 8080 with
-    /// `payload`, as the filter sees it on a packet socket. BPF_PROG_TEST_RUN
-    /// strips one Ethernet header before a socket filter runs, so the frame
-    /// has two.
-    fn segment(client_port: u16, payload: &[u8]) -> Vec<u8> {
+    /// A TCP segment from `client_port` to port 8080 with `payload`, as the
+    /// filter sees it on a packet socket: IPv4 from 127.0.0.1 to itself, or
+    /// IPv6 from ::1 to itself (`v6`). BPF_PROG_TEST_RUN strips one Ethernet
+    /// header before a socket filter runs, so the frame has two.
+    fn segment(client_port: u16, payload: &[u8], v6: bool) -> Vec<u8> {
         let mut p = Vec::new();
         for _ in 0..2 {
             p.extend_from_slice(&[0; 12]);
-            p.extend_from_slice(&[0x08, 0x00]);
+            p.extend_from_slice(if v6 { &[0x86, 0xdd] } else { &[0x08, 0x00] });
         }
-        let total = 40 + payload.len();
-        p.extend_from_slice(&[
-            0x45,
-            0,
-            (total >> 8) as u8,
-            total as u8,
-            0,
-            0,
-            0x40,
-            0,
-            64,
-            6,
-            0,
-            0,
-        ]);
-        p.extend_from_slice(&[127, 0, 0, 1, 127, 0, 0, 1]);
+        let tcp_len = 20 + payload.len();
+        if v6 {
+            let plen = (tcp_len as u16).to_be_bytes();
+            p.extend_from_slice(&[0x60, 0, 0, 0, plen[0], plen[1], 6, 64]);
+            for _ in 0..2 {
+                p.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+            }
+        } else {
+            let total = ((20 + tcp_len) as u16).to_be_bytes();
+            p.extend_from_slice(&[0x45, 0, total[0], total[1], 0, 0, 0x40, 0, 64, 6, 0, 0]);
+            p.extend_from_slice(&[127, 0, 0, 1, 127, 0, 0, 1]);
+        }
         p.extend_from_slice(&client_port.to_be_bytes());
         p.extend_from_slice(&8080u16.to_be_bytes());
         p.extend_from_slice(&[0; 8]);
@@ -643,12 +661,9 @@ mod tests {
             .cloned()
             .chain(absolute.iter().map(|t| ("GET", t.to_string())))
             .collect();
-        for (i, (method, target)) in all.iter().enumerate() {
-            let port = 40_000 + i as u16;
-            let data = segment(
-                port,
-                format!("{method} {target} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes(),
-            );
+        // Each target over IPv4 and over IPv6: the same hash either way.
+        let mut run = |port: u16, line: &str, v6: bool| -> u64 {
+            let data = segment(port, line.as_bytes(), v6);
             let mut out = vec![0u8; 512];
             let mut attr = TestRun {
                 prog_fd: fd as u32,
@@ -669,17 +684,28 @@ mod tests {
                 )
             };
             assert_eq!(rc, 0, "test run: {}", std::io::Error::last_os_error());
+            let localhost = match v6 {
+                true => std::net::Ipv6Addr::LOCALHOST.octets(),
+                false => ipv4_mapped([127, 0, 0, 1]),
+            };
             let key = HttpConnKey {
-                client_addr: u32::from_ne_bytes([127, 0, 0, 1]),
-                server_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+                client_addr: localhost,
+                server_addr: localhost,
                 client_port: port,
                 server_port: 8080,
             };
             let pending = open
                 .get(&key, 0)
-                .expect("the request is open on its connection");
+                .unwrap_or_else(|_| panic!("the request is open on its connection: {line:?}"));
             assert_eq!((pending.head, pending.tail), (0, 1));
-            hashes.push(pending.open[0].route);
+            pending.open[0].route
+        };
+        for (i, (method, target)) in all.iter().enumerate() {
+            let port = 40_000 + i as u16;
+            let line = format!("{method} {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+            let v4 = run(port, &line, false);
+            assert_eq!(run(port, &line, true), v4, "{line:?} over IPv6");
+            hashes.push(v4);
         }
         let name = |(method, target): &(&str, String)| (method.to_string(), route_of(target));
         for (a, ha) in all.iter().zip(&hashes) {

@@ -36,7 +36,8 @@ pub struct LoadOptions {
     /// programs instead.
     pub http_interface: Option<String>,
     /// The cgroup v2 folder the HTTP cgroup programs attach to (every
-    /// socket in it and below); none: the cgroup v2 root.
+    /// socket in it and below); none: the kubelet's pods folder when the
+    /// node has one, else the cgroup v2 root (`http_cgroup_default`).
     pub http_cgroup: Option<PathBuf>,
     /// TCP ports the HTTP programs keep (empty: all).
     pub http_ports: Vec<u16>,
@@ -260,8 +261,14 @@ pub fn load(object: &[u8], missing: Option<&str>, opts: &LoadOptions) -> Loaded 
     if let Some(Ok(())) = status.get("http") {
         let attached = set_http_clock(&mut ebpf).and_then(|()| match &opts.http_interface {
             Some(iface) => attach_http(&mut ebpf, iface).map(|fd| http_socket = Some(fd)),
-            None => match opts.http_cgroup.as_ref().or(mounts.v2.as_ref()) {
-                Some(cgroup) => attach_http_cgroup(&mut ebpf, cgroup),
+            None => match opts
+                .http_cgroup
+                .clone()
+                .or_else(|| mounts.v2.as_deref().map(http_cgroup_default))
+            {
+                Some(cgroup) => attach_http_cgroup(&mut ebpf, &cgroup).inspect(|()| {
+                    tracing::info!(cgroup = %cgroup.display(), "http: programs on the sockets of this cgroup and below");
+                }),
                 None => Err(
                     "no cgroup v2 hierarchy is mounted for the HTTP collector's \
                      cgroup programs (mount one, or set http.interface)"
@@ -562,6 +569,28 @@ fn attach_http(ebpf: &mut Ebpf, iface: &str) -> Result<OwnedFd, String> {
     Ok(fd)
 }
 
+/// Where the kubelet keeps its pods below the cgroup v2 root, per cgroup
+/// driver and `--cgroup-root`: systemd and cgroupfs with the default root,
+/// then both with the root `/kubelet` (kind's nodes).
+const KUBELET_PODS_CGROUPS: [&str; 4] = [
+    "kubepods.slice",
+    "kubepods",
+    "kubelet.slice/kubelet-kubepods.slice",
+    "kubelet/kubepods",
+];
+
+/// The HTTP programs' cgroup when none is configured: the kubelet's pods
+/// folder below the cgroup v2 root `v2` when there is one (every pod's
+/// sockets, host-network pods' too, and none of the node's own daemons,
+/// which no pod owns), else the root itself (every socket).
+pub fn http_cgroup_default(v2: &Path) -> PathBuf {
+    KUBELET_PODS_CGROUPS
+        .iter()
+        .map(|folder| v2.join(folder))
+        .find(|dir| dir.is_dir())
+        .unwrap_or_else(|| v2.to_path_buf())
+}
+
 /// The HTTP cgroup programs, on `cgroup` and everything below it: requests
 /// are read where sockets receive them, status lines where they send them.
 /// Attached through BPF links, alongside other programs on the same cgroup
@@ -647,6 +676,26 @@ pub fn read_drops(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With no cgroup configured the HTTP programs go where the kubelet
+    /// keeps its pods, per cgroup driver, and to the root on a machine
+    /// without a kubelet.
+    #[test]
+    fn the_http_programs_default_to_the_kubelets_pods_folder() {
+        let root = tempfile::tempdir().unwrap();
+        let v2 = root.path();
+        assert_eq!(http_cgroup_default(v2), v2, "no kubelet: the root");
+        // A file of that name is not a cgroup folder.
+        std::fs::write(v2.join("kubepods"), "").unwrap();
+        assert_eq!(http_cgroup_default(v2), v2);
+        std::fs::remove_file(v2.join("kubepods")).unwrap();
+        std::fs::create_dir_all(v2.join("kubelet/kubepods/burstable")).unwrap();
+        assert_eq!(http_cgroup_default(v2), v2.join("kubelet/kubepods"));
+        std::fs::create_dir_all(v2.join("kubepods/besteffort")).unwrap();
+        assert_eq!(http_cgroup_default(v2), v2.join("kubepods"));
+        std::fs::create_dir(v2.join("kubepods.slice")).unwrap();
+        assert_eq!(http_cgroup_default(v2), v2.join("kubepods.slice"));
+    }
 
     /// The HTTP programs' cgroup folder is checked before anything is
     /// attached: a missing folder and one on another file system are named.

@@ -20,7 +20,6 @@ pub mod records;
 pub mod tracefs;
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -810,7 +809,7 @@ impl Processor {
                 },
             };
             let (namespace, pod) = by_cgroup
-                .or_else(|| self.pods.by_ip(IpAddr::V4(server.0)))
+                .or_else(|| self.pods.by_ip(server.0))
                 .map(|p| (p.namespace.clone(), p.name.clone()))
                 .unwrap_or_default();
             self.batch.http.push(HttpRedRow {
@@ -818,7 +817,7 @@ impl Processor {
                 node: self.node.clone(),
                 namespace,
                 pod,
-                server: format!("{}:{}", server.0, server.1),
+                server: std::net::SocketAddr::from(server).to_string(),
                 method: method.to_string(),
                 route: route.to_string(),
                 requests: m.requests,

@@ -28,7 +28,8 @@ pub struct AgentArgs {
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     collectors: Vec<String>,
     /// The cgroup v2 folder whose sockets the HTTP collector watches
-    /// (default: the cgroup v2 root, every socket of the node) ...
+    /// (default: the kubelet's pods folder, kubepods.slice or kubepods;
+    /// the cgroup v2 root, every socket, where there is none) ...
     #[arg(long, value_name = "DIR", conflicts_with = "http_interface")]
     http_cgroup: Option<PathBuf>,
     /// ... or a socket filter on this interface instead (lo, cni0, ...).
