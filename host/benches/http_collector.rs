@@ -305,10 +305,7 @@ fn main() {
         eprintln!("skipped: wrk is not installed (apt install wrk; scripts/setup.sh --for-bench)");
         return;
     }
-    let secs: u64 = std::env::var("SONDE_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let secs = common::env_or("SONDE_BENCH_SECONDS", 5) as u64;
     let Some(v2) = cgroup_v2_mount() else {
         eprintln!(
             "skipped: no cgroup v2 hierarchy is mounted (the server runs in a folder of one)"
@@ -323,10 +320,7 @@ fn main() {
     let conns = ((10_000.0 / per_conn).round() as u32).max(1);
     println!("calibration: {per_conn:.0} requests/s per connection -> {conns} connections");
 
-    let rounds: usize = std::env::var("SONDE_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(12);
+    let rounds = common::env_or("SONDE_BENCH_ROUNDS", 12);
     // The agent on a runtime of its own, so that its threads' CPU time is
     // its cost (with the store's SQLite thread); the filter's own time from
     // the kernel's BPF statistics.

@@ -662,7 +662,7 @@ mod tests {
             .chain(absolute.iter().map(|t| ("GET", t.to_string())))
             .collect();
         // Each target over IPv4 and over IPv6: the same hash either way.
-        let mut run = |port: u16, line: &str, v6: bool| -> u64 {
+        let run = |port: u16, line: &str, v6: bool| -> u64 {
             let data = segment(port, line.as_bytes(), v6);
             let mut out = vec![0u8; 512];
             let mut attr = TestRun {
