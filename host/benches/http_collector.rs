@@ -20,6 +20,16 @@
 //! default 5; SONDE_BENCH_ROUNDS rounds, default 12; SONDE_BENCH_HTTP_MODES,
 //! default `pods,root,interface`). Rounds where the hypervisor stole more
 //! than 1% of the CPUs are reported apart.
+//!
+//! The kernel side's time comes from the kernel's BPF statistics, which
+//! time each program run with two clock reads of their own (counted in the
+//! figure, absent in production) and leave out the hook's own work around
+//! the programs. `SONDE_BENCH_PERF=1` measures it by sampling instead,
+//! with the statistics off: `perf record -a -g` (Debian's `linux-perf`)
+//! during each run with the collector on, and the CPU time of the samples
+//! below the hook (everything below the cgroup hook,
+//! `__cgroup_bpf_run_filter_skb`, or below the tap's `packet_rcv`: the
+//! programs, their helpers and the hook's own work) per request.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -143,6 +153,86 @@ fn stats_between(before: &[(Duration, u64)], after: &[(Duration, u64)]) -> (Dura
         each.push(format!("{:.0}", t.as_nanos() as f64 / n.max(1) as f64));
     }
     (total.0, total.1, each.join("/"))
+}
+
+/// The kernel function every program run of `mode` happens below (the
+/// programs, their helpers and the hook's own work around them).
+fn hook_symbol(mode: &str) -> &'static str {
+    match mode {
+        "interface" => "packet_rcv",
+        _ => "__cgroup_bpf_run_filter_skb",
+    }
+}
+
+/// Samples the whole machine with perf for `secs - 1` seconds from half a
+/// second on (within wrk's run) and returns the CPU time spent below
+/// `symbol` (children included) per second of the window: its share of the
+/// samples times the CPU time they stand for (cpu-clock counts
+/// nanoseconds: the report's event count).
+fn perf_cpu_below(
+    symbol: &'static str,
+    secs: u64,
+    dir: &Path,
+) -> std::thread::JoinHandle<Result<f64, String>> {
+    let data = dir.join("perf.data");
+    let window = secs.saturating_sub(1).max(1);
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        let rec = Command::new("perf")
+            .args([
+                "record",
+                "-a",
+                "-g",
+                "-e",
+                "cpu-clock",
+                "-F",
+                "1999",
+                "-q",
+                "-o",
+            ])
+            .arg(&data)
+            .args(["--", "sleep", &window.to_string()])
+            .output()
+            .map_err(|e| format!("perf record: {e} (apt install linux-perf)"))?;
+        if !rec.status.success() {
+            return Err(format!(
+                "perf record: {}",
+                String::from_utf8_lossy(&rec.stderr)
+            ));
+        }
+        let rep = Command::new("perf")
+            .args([
+                "report",
+                "--stdio",
+                "--children",
+                "--sort",
+                "sym",
+                "-g",
+                "none",
+                "-i",
+            ])
+            .arg(&data)
+            .output()
+            .map_err(|e| format!("perf report: {e}"))?;
+        let text = String::from_utf8_lossy(&rep.stdout);
+        // `# Event count (approx.): N`, then lines `children% self% [k] symbol`.
+        let mut ns = None;
+        let mut below = None;
+        for line in text.lines() {
+            if let Some(n) = line.strip_prefix("# Event count (approx.): ") {
+                ns = n.trim().parse::<f64>().ok();
+            }
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if let [children, _, _, sym, ..] = f[..]
+                && sym == symbol
+            {
+                below = children.trim_end_matches('%').parse::<f64>().ok();
+            }
+        }
+        let ns = ns.ok_or("perf report: no event count")?;
+        let below = below.ok_or_else(|| format!("perf: no sample below {symbol}"))?;
+        Ok(below / 100.0 * ns / 1e9 / window as f64)
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -335,9 +425,17 @@ fn main() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = agent_rt.block_on(common::agent_store(dir.path()));
-    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
-        .map_err(|e| eprintln!("no BPF run-time statistics: {e}"))
-        .ok();
+    let perf = std::env::var("SONDE_BENCH_PERF").is_ok_and(|v| v == "1");
+    let _stats = (!perf)
+        .then(|| {
+            aya::sys::enable_stats(aya::sys::Stats::RunTime)
+                .map_err(|e| eprintln!("no BPF run-time statistics: {e}"))
+                .ok()
+        })
+        .flatten();
+    if perf {
+        println!("kernel side measured by perf sampling, BPF statistics off");
+    }
     let modes: Vec<String> = std::env::var("SONDE_BENCH_HTTP_MODES")
         .unwrap_or_else(|_| "pods,root,interface".into())
         .split(',')
@@ -410,8 +508,17 @@ fn main() {
             // Loading is not the per-request cost: count from here.
             let cpu1 = threads_cpu(&agent_threads);
             let before = filter_stats(mode);
+            let sampler = perf.then(|| perf_cpu_below(hook_symbol(mode), secs, dir.path()));
             let sample = load(port, conns, secs);
-            let (filter_t, runs, each) = stats_between(&before, &filter_stats(mode));
+            let (mut filter_t, mut runs, mut each) = stats_between(&before, &filter_stats(mode));
+            each = format!("{each} ns per run of {}", programs(mode).join("/"));
+            if let Some(sampler) = sampler {
+                let per_s = sampler.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
+                // The kernel side's CPU over the whole run, at the sampled rate.
+                filter_t = Duration::from_secs_f64(per_s * secs as f64);
+                runs = 0;
+                each = format!("perf: {:.1} ms of CPU per second", per_s * 1000.0);
+            }
             std::thread::sleep(Duration::from_millis(2500));
             let cpu2 = threads_cpu(&agent_threads);
             let agent_cpu = cpu2.checked_sub(cpu1).unwrap_or_else(|| {
@@ -441,7 +548,7 @@ fn main() {
             let own_ms = (agent_j as f64 * 10.0 + filter_t.as_secs_f64() * 1000.0) / n.requests;
             println!(
                 "round {round:>2} {mode:>9}: off {:>6.0} req/s {:.4} ms CPU/req | on {:>6.0} req/s {:.4} ms CPU/req | {:+6.1}% | \
-                 collector: agent {:.4} + programs {:.4} ms/req ({:.0} ns x {:.1} runs/req; {} ns per run of {}) = {:+.2}% | stolen {:.0}/{:.0} jiffies/s",
+                 collector: agent {:.4} + programs {:.4} ms/req ({:.0} ns x {:.1} runs/req; {}) = {:+.2}% | stolen {:.0}/{:.0} jiffies/s",
                 o.rate,
                 o.cpu_per_request * 10.0,
                 n.rate,
@@ -452,7 +559,6 @@ fn main() {
                 filter_t.as_nanos() as f64 / runs.max(1) as f64,
                 runs as f64 / n.requests,
                 split[mi][round],
-                programs(mode).join("/"),
                 own_ms / (o.cpu_per_request * 10.0) * 100.0,
                 o.steal_per_second,
                 n.steal_per_second,
@@ -474,18 +580,23 @@ fn main() {
                 (agent_j as f64 * 10.0 + filter_t.as_secs_f64() * 1000.0) / n.requests * 1000.0
             })
             .collect();
-        let per_run_ns: Vec<f64> = rows
-            .iter()
-            .map(|(_, _, t, runs)| t.as_nanos() as f64 / (*runs).max(1) as f64)
-            .collect();
+        let kernel = match perf {
+            true => "CPU sampled below the hook".to_string(),
+            false => {
+                let per_run_ns: Vec<f64> = rows
+                    .iter()
+                    .map(|(_, _, t, runs)| t.as_nanos() as f64 / (*runs).max(1) as f64)
+                    .collect();
+                format!("programs' run time, {:.0} ns per run", median(per_run_ns))
+            }
+        };
         let (q1, q3) = quartiles(own.clone());
         println!(
-            "{mode}: collector's own CPU (agent threads + programs' run time) per request, against the machine's CPU per request with it off: median {:+.2}% (quartiles {:+.2}% .. {:+.2}%); {:.2} us per request; {:.0} ns per program run",
+            "{mode}: collector's own CPU (agent threads + {kernel}) per request, against the machine's CPU per request with it off: median {:+.2}% (quartiles {:+.2}% .. {:+.2}%); {:.2} us per request",
             median(own),
             q1,
             q3,
             median(per_request_us),
-            median(per_run_ns),
         );
         // A round where the hypervisor took more than 1% of the two CPUs
         // measured its neighbours as much as this machine: left out.
