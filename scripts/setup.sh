@@ -4,7 +4,7 @@
 # Debian's LLVM 22 and bpf-linker (the eBPF collectors, DEVELOPERS.md); for
 # the tests, dnsmasq (a real DNS server the DNS tests start on loopback),
 # Chromium, Node.js and the browser test's one npm package (tests/e2e,
-# playwright-core); for the benchmarks, wrk.
+# playwright-core); for the benchmarks, wrk and perf.
 # Usage: scripts/setup.sh [--for-tests | --for-bench]
 set -euo pipefail
 
@@ -84,6 +84,7 @@ if [[ $need_tests -eq 1 ]]; then
 fi
 
 if [[ $need_bench -eq 1 ]]; then
-    # The HTTP collector's benchmark drives its load with wrk.
-    apt_install wrk
+    # The HTTP collector's benchmark drives its load with wrk, and samples
+    # the kernel side with perf when asked to (SONDE_BENCH_PERF=1).
+    apt_install wrk linux-perf
 fi
