@@ -579,7 +579,9 @@ fn cgroup_http(ctx: &SkBuffContext, egress: bool) {
 }
 
 /// The source and destination addresses of the IP header at `ip` (IPv6
-/// when `v6`, else IPv4, mapped; 40 bytes readable).
+/// when `v6`, else IPv4, mapped; 40 bytes readable): in the packet for the
+/// cgroup pair, in the filter's copy of its first bytes for the socket
+/// filter.
 #[inline(always)]
 fn packet_addrs(ip: *const u8, v6: bool) -> (IpBytes, IpBytes) {
     let at = |o: usize| unsafe { *ip.add(o) };
@@ -921,20 +923,12 @@ fn try_http(ctx: &SkBuffContext) -> Result<(), i64> {
         }
     }
     let head = [status[0], status[1], status[2], status[3]];
-    let (saddr, daddr) = if v6 {
-        let mut s = [0u8; 16];
-        let mut d = [0u8; 16];
-        s.copy_from_slice(&h[ETH_HLEN + 8..ETH_HLEN + 24]);
-        d.copy_from_slice(&h[ETH_HLEN + 24..ETH_HLEN + 40]);
-        (s, d)
-    } else {
-        (
-            ipv4_mapped([h[26], h[27], h[28], h[29]]),
-            ipv4_mapped([h[30], h[31], h[32], h[33]]),
-        )
-    };
+    // The IP header, in the copy: its addresses are read only for a status
+    // line or a request, not for every packet.
+    let ip = unsafe { h.as_ptr().add(ETH_HLEN) };
     if &head == b"HTTP" {
         if let Some(code) = status_code(&status, n) {
+            let (saddr, daddr) = packet_addrs(ip, v6);
             let conn = HttpConnKey {
                 client_addr: daddr,
                 server_addr: saddr,
@@ -946,6 +940,7 @@ fn try_http(ctx: &SkBuffContext) -> Result<(), i64> {
             }
         }
     } else if is_method(&head) {
+        let (saddr, daddr) = packet_addrs(ip, v6);
         let conn = HttpConnKey {
             client_addr: saddr,
             server_addr: daddr,
