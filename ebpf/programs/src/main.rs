@@ -35,7 +35,7 @@ use sonde_ebpf_common::{
     COMM_LEN, CgroupIdentity, ExecRecord, HTTP_BOUNDS_LEN, HTTP_PAYLOAD_LEN, HTTP_PIPELINE,
     HttpConnKey, HttpFilterConfig, HttpOpen, HttpPending, HttpRecord, HttpRedKey, HttpRedValue,
     IpBytes, KernelOffsets, ListenSample, OomRecord, RecordKind, SEQ_REQUEST, SEQ_RESPONSE,
-    TP_RECORD_LEN, TaskIdentity, TcpRecord, drop_slot, http_shared, ipv4_mapped, seq_is_new,
+    TP_RECORD_LEN, TaskIdentity, TcpRecord, drop_slot, http_shared, seq_is_new,
 };
 
 #[unsafe(no_mangle)]
@@ -521,8 +521,7 @@ fn cgroup_http(ctx: &SkBuffContext, egress: bool) {
     let sport = u16::from_be_bytes(unsafe { [*th, *th.add(1)] });
     let dport = u16::from_be_bytes(unsafe { [*th.add(2), *th.add(3)] });
     let local_port = if egress { sport } else { dport };
-    let cfg = unsafe { core::ptr::read_volatile(&HTTP_CONFIG) };
-    if cfg.port_count != 0 && !port_listed(&cfg, local_port) {
+    if !port_wanted(local_port, local_port) {
         return;
     }
     let avail = len - payload;
@@ -532,14 +531,16 @@ fn cgroup_http(ctx: &SkBuffContext, egress: bool) {
         } else {
             avail
         };
-        let mut first = [0u8; HTTP_STATUS_COPY];
+        let mut first = core::mem::MaybeUninit::uninit();
+        let first = StatusCopy::zero(&mut first);
         if !load_bytes(ctx, payload, first.as_mut_ptr(), n, HTTP_STATUS_COPY) {
             return;
         }
+        let first = first.bytes();
         if &[first[0], first[1], first[2], first[3]] != b"HTTP" {
             return;
         }
-        let Some(code) = status_code(&first, n) else {
+        let Some(code) = status_code(first, n) else {
             return;
         };
         let Some(pending) = socket_pending(ctx, false) else {
@@ -548,8 +549,7 @@ fn cgroup_http(ctx: &SkBuffContext, egress: bool) {
         // TCP's departure time of the segment (CLOCK_MONOTONIC, set before
         // the packet reached this hook): TCP read the clock already.
         let stamp = unsafe { (*skb).tstamp };
-        let server = packet_addrs(ip, v6).0;
-        answer(pending, &server, sport, code, stamp, tcp_seq(th));
+        answer(pending, ip, v6, sport, code, stamp, tcp_seq(th));
     } else {
         // The request line is read once, where a request is looked for.
         let Some((line, n)) = read_line(ctx, payload, avail) else {
@@ -558,14 +558,15 @@ fn cgroup_http(ctx: &SkBuffContext, egress: bool) {
         if !is_method(&[line[0], line[1], line[2], line[3]]) {
             return;
         }
-        let (client_addr, server_addr) = packet_addrs(ip, v6);
-        let conn = HttpConnKey {
-            client_addr,
-            server_addr,
+        let packet = Request {
+            ip,
+            v6,
             client_port: sport,
             server_port: dport,
+            payload,
+            seq: tcp_seq(th),
         };
-        request_line(ctx, &conn, line, payload, n, tcp_seq(th), || {
+        request_line(ctx, &packet, line, n, || {
             let p = socket_pending(ctx, true)?;
             // The server socket's cgroup, once: it is fixed at its creation.
             unsafe {
@@ -578,26 +579,74 @@ fn cgroup_http(ctx: &SkBuffContext, egress: bool) {
     }
 }
 
-/// The source and destination addresses of the IP header at `ip` (IPv6
-/// when `v6`, else IPv4, mapped; 40 bytes readable): in the packet for the
-/// cgroup pair, in the filter's copy of its first bytes for the socket
-/// filter.
+/// Writes the source (`src`) or destination address of the IP header at
+/// `ip` (IPv6 when `v6`, else IPv4, mapped as `ipv4_mapped` does; 40 bytes
+/// readable) into `dst`: in the packet for the cgroup pair, in the filter's
+/// copy of its first bytes for the socket filter. Byte by byte from the
+/// header into its place (a key, a record): no copy of the address waits on
+/// the stack across the helper calls, and the stores are volatile so that
+/// they are not merged into a `memset`/`memcpy` call (the BPF target calls
+/// its byte loops for unaligned ones).
 #[inline(always)]
-fn packet_addrs(ip: *const u8, v6: bool) -> (IpBytes, IpBytes) {
-    let at = |o: usize| unsafe { *ip.add(o) };
+fn put_addr(dst: *mut IpBytes, ip: *const u8, v6: bool, src: bool) {
+    let d = dst as *mut u8;
+    let put = |i: usize, b: u8| unsafe { core::ptr::write_volatile(d.add(i), b) };
     if v6 {
-        let mut s = [0u8; 16];
-        let mut d = [0u8; 16];
+        let o = if src { 8 } else { 24 };
         for i in 0..16 {
-            s[i] = at(8 + i);
-            d[i] = at(24 + i);
+            put(i, unsafe { *ip.add(o + i) });
         }
-        (s, d)
     } else {
-        (
-            ipv4_mapped([at(12), at(13), at(14), at(15)]),
-            ipv4_mapped([at(16), at(17), at(18), at(19)]),
-        )
+        let o = if src { 12 } else { 16 };
+        for i in 0..10 {
+            put(i, 0);
+        }
+        put(10, 0xff);
+        put(11, 0xff);
+        for i in 0..4 {
+            put(12 + i, unsafe { *ip.add(o + i) });
+        }
+    }
+}
+
+/// A request segment, as `request_line` needs it: its IP header (`ip`,
+/// IPv6 when `v6`: the addresses are read from it only for a route's
+/// first record), ports, where its payload starts and its TCP sequence
+/// number.
+struct Request {
+    ip: *const u8,
+    v6: bool,
+    client_port: u16,
+    server_port: u16,
+    payload: usize,
+    seq: u32,
+}
+
+/// A status line's first bytes, zeroed by two (volatile) 8-byte stores:
+/// the BPF target zeroes a stack array, even an aligned one, by a call to
+/// its byte-by-byte `memset` loop.
+#[repr(C)]
+struct StatusCopy([u64; HTTP_STATUS_COPY / 8]);
+
+impl StatusCopy {
+    /// Zeroes `place` where it is (returned by value, the copy would be
+    /// zeroed by a `memset` call again).
+    #[inline(always)]
+    fn zero(place: &mut core::mem::MaybeUninit<StatusCopy>) -> &mut StatusCopy {
+        let w = place.as_mut_ptr() as *mut u64;
+        for i in 0..HTTP_STATUS_COPY / 8 {
+            unsafe { core::ptr::write_volatile(w.add(i), 0) };
+        }
+        unsafe { place.assume_init_mut() }
+    }
+    #[inline(always)]
+    fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.0.as_mut_ptr() as *mut u8
+    }
+    #[inline(always)]
+    fn bytes(&self) -> &[u8; HTTP_STATUS_COPY] {
+        // SAFETY: same size, and u8 has no alignment to keep.
+        unsafe { &*(self.0.as_ptr() as *const [u8; HTTP_STATUS_COPY]) }
     }
 }
 
@@ -639,13 +688,21 @@ fn socket_pending(ctx: &SkBuffContext, create: bool) -> Option<*mut HttpPending>
     Some(p)
 }
 
+/// Whether the configured ports (`HTTP_CONFIG`; none: every port) list
+/// `a` or `b`. Reads the count alone first, not the whole configuration:
+/// with no port list, that is all a packet costs.
 #[inline(always)]
-fn port_listed(cfg: &HttpFilterConfig, port: u16) -> bool {
-    for (i, p) in cfg.ports.iter().enumerate() {
-        if i as u32 >= cfg.port_count {
+fn port_wanted(a: u16, b: u16) -> bool {
+    let count = unsafe { core::ptr::read_volatile(&raw const HTTP_CONFIG.port_count) };
+    if count == 0 {
+        return true;
+    }
+    for i in 0..HTTP_CONFIG.ports.len() {
+        if i as u32 >= count {
             break;
         }
-        if *p == port {
+        let p = unsafe { core::ptr::read_volatile(&raw const HTTP_CONFIG.ports[i]) };
+        if p == a || p == b {
             return true;
         }
     }
@@ -833,12 +890,15 @@ fn load_bytes(ctx: &SkBuffContext, offset: usize, buf: *mut u8, n: usize, max: u
     ret == 0
 }
 
+// Keys are looked up by reference on purpose: by value they are copied on
+// the stack first.
+#[allow(clippy::needless_borrows_for_generic_args)]
 #[inline(always)]
 fn try_http(ctx: &SkBuffContext) -> Result<(), i64> {
     const ETH_HLEN: usize = 14;
     const PACKET_OUTGOING: u32 = 4;
-    let cfg = unsafe { core::ptr::read_volatile(&HTTP_CONFIG) };
-    if cfg.drop_outgoing != 0 && unsafe { (*ctx.skb.skb).pkt_type } == PACKET_OUTGOING {
+    let drop_outgoing = unsafe { core::ptr::read_volatile(&raw const HTTP_CONFIG.drop_outgoing) };
+    if drop_outgoing != 0 && unsafe { (*ctx.skb.skb).pkt_type } == PACKET_OUTGOING {
         return Ok(());
     }
     // One copy of the packet's first bytes: the Ethernet, IP and TCP
@@ -898,7 +958,7 @@ fn try_http(ctx: &SkBuffContext) -> Result<(), i64> {
     };
     let sport = u16::from_be_bytes([th[0], th[1]]);
     let dport = u16::from_be_bytes([th[2], th[3]]);
-    if cfg.port_count != 0 && !port_listed(&cfg, sport) && !port_listed(&cfg, dport) {
+    if !port_wanted(sport, dport) {
         return Ok(());
     }
     let thl = ((th[12] >> 4) as usize) * 4;
@@ -912,47 +972,70 @@ fn try_http(ctx: &SkBuffContext) -> Result<(), i64> {
     } else {
         avail
     };
-    let mut status = [0u8; HTTP_STATUS_COPY];
+    let mut status = core::mem::MaybeUninit::uninit();
+    let status = StatusCopy::zero(&mut status);
     // Past `copied`, the buffer holds an earlier packet's bytes.
     match h.get(payload..payload + HTTP_STATUS_COPY) {
-        Some(first) if payload + HTTP_STATUS_COPY <= copied => status.copy_from_slice(first),
+        Some(first) if payload + HTTP_STATUS_COPY <= copied => {
+            let s = status.as_mut_ptr();
+            for (i, b) in first.iter().enumerate() {
+                unsafe { core::ptr::write_volatile(s.add(i), *b) };
+            }
+        }
         _ => {
             if !load_bytes(ctx, payload, status.as_mut_ptr(), n, HTTP_STATUS_COPY) {
                 return Ok(());
             }
         }
     }
+    let status = status.bytes();
     let head = [status[0], status[1], status[2], status[3]];
     // The IP header, in the copy: its addresses are read only for a status
     // line or a request, not for every packet.
     let ip = unsafe { h.as_ptr().add(ETH_HLEN) };
     if &head == b"HTTP" {
-        if let Some(code) = status_code(&status, n) {
-            let (saddr, daddr) = packet_addrs(ip, v6);
-            let conn = HttpConnKey {
-                client_addr: daddr,
-                server_addr: saddr,
-                client_port: dport,
-                server_port: sport,
-            };
-            if let Some(pending) = HTTP_OPEN.get_ptr_mut(conn) {
-                answer(pending, &saddr, sport, code, 0, tcp_seq(th.as_ptr()));
+        if let Some(code) = status_code(status, n) {
+            // The answer's connection: the server is the sender.
+            let conn = conn_key(ip, v6, dport, sport, false);
+            if let Some(pending) = HTTP_OPEN.get_ptr_mut(&conn) {
+                answer(pending, ip, v6, sport, code, 0, tcp_seq(th.as_ptr()));
             }
         }
     } else if is_method(&head) {
-        let (saddr, daddr) = packet_addrs(ip, v6);
-        let conn = HttpConnKey {
-            client_addr: saddr,
-            server_addr: daddr,
+        let conn = conn_key(ip, v6, sport, dport, true);
+        let packet = Request {
+            ip,
+            v6,
             client_port: sport,
             server_port: dport,
+            payload,
+            seq: tcp_seq(th.as_ptr()),
         };
-        let seq = tcp_seq(th.as_ptr());
-        request(ctx, &conn, payload, avail, seq, || {
-            connection_pending(&conn)
-        });
+        request(ctx, &packet, avail, || connection_pending(&conn));
     }
     Ok(())
+}
+
+/// The connection of the segment whose IP header is at `ip`: its client
+/// is the sender when `client_sends` (a request), else the receiver.
+#[inline(always)]
+fn conn_key(
+    ip: *const u8,
+    v6: bool,
+    client_port: u16,
+    server_port: u16,
+    client_sends: bool,
+) -> HttpConnKey {
+    // Every byte written below (the key has no padding): no zeroing first.
+    let mut conn = core::mem::MaybeUninit::<HttpConnKey>::uninit();
+    let c = conn.as_mut_ptr();
+    unsafe {
+        put_addr(&raw mut (*c).client_addr, ip, v6, client_sends);
+        put_addr(&raw mut (*c).server_addr, ip, v6, !client_sends);
+        (*c).client_port = client_port;
+        (*c).server_port = server_port;
+        conn.assume_init()
+    }
 }
 
 /// The interface filter's open requests of `conn`, created if new.
@@ -979,16 +1062,14 @@ fn connection_pending(conn: &HttpConnKey) -> Option<*mut HttpPending> {
 #[inline(always)]
 fn request(
     ctx: &SkBuffContext,
-    conn: &HttpConnKey,
-    payload: usize,
+    packet: &Request,
     avail: usize,
-    seq: u32,
     pending_of: impl FnOnce() -> Option<*mut HttpPending>,
 ) {
-    let Some((line, n)) = read_line(ctx, payload, avail) else {
+    let Some((line, n)) = read_line(ctx, packet.payload, avail) else {
         return;
     };
-    request_line(ctx, conn, line, payload, n, seq, pending_of);
+    request_line(ctx, packet, line, n, pending_of);
 }
 
 /// The payload's first `HTTP_PAYLOAD_LEN` bytes (of `avail`) in the line
@@ -1017,19 +1098,17 @@ fn read_line(
     Some((line, n))
 }
 
-/// A request line read into `line` (`n` bytes of the payload at `payload`,
-/// in the segment at TCP sequence number `seq`).
+/// A request line read into `line` (the first `n` bytes of `packet`'s
+/// payload).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn request_line(
     ctx: &SkBuffContext,
-    conn: &HttpConnKey,
+    packet: &Request,
     line: &[u8; HTTP_PAYLOAD_LEN],
-    payload: usize,
     n: usize,
-    seq: u32,
     pending_of: impl FnOnce() -> Option<*mut HttpPending>,
 ) {
+    let seq = packet.seq;
     let now = unsafe { bpf_ktime_get_ns() };
     let Some(route) = route_hash(line) else {
         return;
@@ -1063,16 +1142,17 @@ fn request_line(
         unsafe {
             (*rec).mono_ns = now;
             (*rec).route = route;
-            (*rec).saddr = conn.client_addr;
-            (*rec).daddr = conn.server_addr;
-            (*rec).sport = conn.client_port;
-            (*rec).dport = conn.server_port;
+            // The request's sender is the client.
+            put_addr(&raw mut (*rec).saddr, packet.ip, packet.v6, true);
+            put_addr(&raw mut (*rec).daddr, packet.ip, packet.v6, false);
+            (*rec).sport = packet.client_port;
+            (*rec).dport = packet.server_port;
             (*rec).payload_len = n as u32;
         }
         // Read from the packet again (this happens once per route).
         if !load_bytes(
             ctx,
-            payload,
+            packet.payload,
             unsafe { (*rec).payload.as_mut_ptr() },
             n,
             HTTP_PAYLOAD_LEN,
@@ -1106,18 +1186,21 @@ fn request_line(
     }
 }
 
-/// A status line sent by `server` (address, port): it answers the
+/// A status line sent by the server (the sender of the segment whose IP
+/// header is at `ip`, IPv6 when `v6`, from `server_port`): it answers the
 /// connection's oldest open request, whose duration and code are summed
 /// into the minute (with the server socket's cgroup, 0 if not known). The
 /// answer's time is `stamp` (ns, CLOCK_MONOTONIC: TCP's departure time of
 /// the segment) when it is one, else the clock's.
-// The zero value is passed by reference on purpose: by value it would be
-// copied to the stack, which it does not fit.
+// The key and the zero value are passed by reference on purpose: by value
+// they would be copied on the stack first (the zero value does not fit).
 #[allow(clippy::needless_borrows_for_generic_args)]
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn answer(
     pending: *mut HttpPending,
-    server_addr: &IpBytes,
+    ip: *const u8,
+    v6: bool,
     server_port: u16,
     code: u64,
     stamp: u64,
@@ -1155,13 +1238,21 @@ fn answer(
     let Some(clock) = HTTP_SHARED.get(http_shared::CLOCK) else {
         return;
     };
-    let key = HttpRedKey {
-        minute: now.wrapping_add(*clock) / 60_000_000_000,
-        route: open.route,
-        server_addr: *server_addr,
-        server_port,
-        _pad: [0; 6],
-        cgroup,
+    // Written field by field in place (the address straight from the
+    // header, the padding by two stores), not built and copied.
+    let mut key = core::mem::MaybeUninit::<HttpRedKey>::uninit();
+    let key = unsafe {
+        let k = key.as_mut_ptr();
+        (*k).minute = now.wrapping_add(*clock) / 60_000_000_000;
+        (*k).route = open.route;
+        put_addr(&raw mut (*k).server_addr, ip, v6, true);
+        (*k).server_port = server_port;
+        // `_pad`: 6 bytes at offset 34 of the 8-aligned key.
+        let pad = (&raw mut (*k)._pad) as *mut u8;
+        (pad as *mut u16).write(0);
+        (pad.add(2) as *mut u32).write(0);
+        (*k).cgroup = cgroup;
+        key.assume_init_ref()
     };
     let value = match HTTP_RED.get_ptr_mut(key) {
         Some(v) => v,
