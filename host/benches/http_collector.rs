@@ -18,7 +18,8 @@
 //!
 //! `cargo bench -p sonde --bench http_collector` (SONDE_BENCH_SECONDS per run,
 //! default 5; SONDE_BENCH_ROUNDS rounds, default 12; SONDE_BENCH_HTTP_MODES,
-//! default `pods,root,interface`). Rounds where the hypervisor stole more
+//! default `pods,root,interface`; SONDE_BENCH_HTTP_REPORT_MS, the agent's
+//! HTTP report interval, default the agent's own). Rounds where the hypervisor stole more
 //! than 1% of the CPUs are reported apart.
 //!
 //! The kernel side's time comes from the kernel's BPF statistics, which
@@ -94,24 +95,27 @@ fn load(port: u16, conns: u32, secs: u64) -> Sample {
     }
 }
 
-/// CPU time (user + system, jiffies) of this process's threads whose name
-/// starts with one of `prefixes`.
+/// CPU time (ns on a CPU, from each thread's `schedstat`: jiffies would
+/// count the agent's few milliseconds a run in steps of 10) of this
+/// process's threads whose name starts with one of `prefixes`.
 fn threads_cpu(prefixes: &[&str]) -> u64 {
     let mut total = 0;
     for entry in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+        let Ok(name) = std::fs::read_to_string(entry.path().join("comm")) else {
             continue;
         };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = &stat[open + 1..close];
-        if !prefixes.iter().any(|p| name.starts_with(p)) {
+        if !prefixes.iter().any(|p| name.trim_end().starts_with(p)) {
             continue;
         }
-        // Fields after the name: state is the 3rd field; utime, stime the 14th, 15th.
-        let rest: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        total += rest[11].parse::<u64>().unwrap_or(0) + rest[12].parse::<u64>().unwrap_or(0);
+        let Ok(sched) = std::fs::read_to_string(entry.path().join("schedstat")) else {
+            continue;
+        };
+        // The first field: time spent on a CPU, ns.
+        total += sched
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
     }
     total
 }
@@ -411,6 +415,12 @@ fn main() {
     println!("calibration: {per_conn:.0} requests/s per connection -> {conns} connections");
 
     let rounds = common::env_or("SONDE_BENCH_ROUNDS", 12);
+    // The agent's HTTP report interval: its default unless set.
+    let report_ms = common::env_or(
+        "SONDE_BENCH_HTTP_REPORT_MS",
+        sonde::agent::config::HttpConfig::default().report_interval_ms as usize,
+    ) as u64;
+    println!("the agent reports the HTTP sums every {report_ms} ms");
     // The agent on a runtime of its own, so that its threads' CPU time is
     // its cost (with the store's SQLite thread); the filter's own time from
     // the kernel's BPF statistics.
@@ -450,7 +460,7 @@ fn main() {
     }
     let agent_threads = ["sonde-agent", "sqlx-sqlite"];
     let mut off: Vec<Sample> = Vec::new();
-    // Per mode, per round: wrk's sample, the agent's thread CPU (jiffies),
+    // Per mode, per round: wrk's sample, the agent's thread CPU (ns),
     // the programs' time and runs.
     let mut on: Vec<Vec<(Sample, u64, Duration, u64)>> = vec![Vec::new(); modes.len()];
     let mut printed_size = vec![false; modes.len()];
@@ -481,6 +491,7 @@ fn main() {
                                 _ => None,
                             },
                             ports: vec![port],
+                            report_interval_ms: report_ms,
                         },
                         ..Default::default()
                     },
@@ -519,15 +530,27 @@ fn main() {
                 runs = 0;
                 each = format!("perf: {:.1} ms of CPU per second", per_s * 1000.0);
             }
-            std::thread::sleep(Duration::from_millis(2500));
+            // The agent's CPU from before the run until it has reported the
+            // run's last requests (its report interval, 10 s by default, may
+            // end after wrk's run: the report is counted, and so are the
+            // idle seconds waited for it).
+            let requests = sample.requests;
+            let deadline = std::time::Instant::now()
+                + Duration::from_millis(report_ms)
+                + Duration::from_secs(5);
+            let http = loop {
+                let st = agent.status();
+                let http = st.into_iter().find(|s| s.collector == "http").unwrap();
+                if http.events as f64 >= requests || std::time::Instant::now() > deadline {
+                    break http;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
             let cpu2 = threads_cpu(&agent_threads);
             let agent_cpu = cpu2.checked_sub(cpu1).unwrap_or_else(|| {
-                panic!("the agent's threads lost CPU time ({cpu1} -> {cpu2} jiffies): one exited")
+                panic!("the agent's threads lost CPU time ({cpu1} -> {cpu2} ns): one exited")
             });
             // Each round's agent counts from zero.
-            let st = agent.status();
-            let http = st.iter().find(|s| s.collector == "http").unwrap();
-            let requests = sample.requests;
             assert_eq!(http.dropped, 0, "{mode}: the HTTP collector lost requests");
             // Every request wrk completed was counted, and at most the ones
             // still open on each connection when wrk stopped besides.
@@ -542,19 +565,19 @@ fn main() {
         }
         let o = off[round];
         for (mi, mode) in modes.iter().enumerate() {
-            let (n, agent_j, filter_t, runs) = on[mi][round];
+            let (n, agent_ns, filter_t, runs) = on[mi][round];
             // The collector's own CPU per request, against the machine's CPU
             // per request with it off in the same round.
-            let own_ms = (agent_j as f64 * 10.0 + filter_t.as_secs_f64() * 1000.0) / n.requests;
+            let own_ms = (agent_ns as f64 / 1e6 + filter_t.as_secs_f64() * 1000.0) / n.requests;
             println!(
                 "round {round:>2} {mode:>9}: off {:>6.0} req/s {:.4} ms CPU/req | on {:>6.0} req/s {:.4} ms CPU/req | {:+6.1}% | \
-                 collector: agent {:.4} + programs {:.4} ms/req ({:.0} ns x {:.1} runs/req; {}) = {:+.2}% | stolen {:.0}/{:.0} jiffies/s",
+                 collector: agent {:.5} + programs {:.5} ms/req ({:.0} ns x {:.1} runs/req; {}) = {:+.2}% | stolen {:.0}/{:.0} jiffies/s",
                 o.rate,
                 o.cpu_per_request * 10.0,
                 n.rate,
                 n.cpu_per_request * 10.0,
                 (n.cpu_per_request / o.cpu_per_request - 1.0) * 100.0,
-                agent_j as f64 * 10.0 / n.requests,
+                agent_ns as f64 / 1e6 / n.requests,
                 filter_t.as_secs_f64() * 1000.0 / n.requests,
                 filter_t.as_nanos() as f64 / runs.max(1) as f64,
                 runs as f64 / n.requests,
@@ -569,15 +592,15 @@ fn main() {
         let rows = &on[mi];
         let own: Vec<f64> = (0..rounds)
             .map(|i| {
-                let (n, agent_j, filter_t, _) = rows[i];
-                let own_ms = (agent_j as f64 * 10.0 + filter_t.as_secs_f64() * 1000.0) / n.requests;
+                let (n, agent_ns, filter_t, _) = rows[i];
+                let own_ms = (agent_ns as f64 / 1e6 + filter_t.as_secs_f64() * 1000.0) / n.requests;
                 own_ms / (off[i].cpu_per_request * 10.0) * 100.0
             })
             .collect();
         let per_request_us: Vec<f64> = (0..rounds)
             .map(|i| {
-                let (n, agent_j, filter_t, _) = rows[i];
-                (agent_j as f64 * 10.0 + filter_t.as_secs_f64() * 1000.0) / n.requests * 1000.0
+                let (n, agent_ns, filter_t, _) = rows[i];
+                (agent_ns as f64 / 1e6 + filter_t.as_secs_f64() * 1000.0) / n.requests * 1000.0
             })
             .collect();
         let kernel = match perf {

@@ -198,6 +198,10 @@ async fn start_agent(
         collectors: collectors.iter().map(|s| s.to_string()).collect(),
         flush_interval_ms: 100,
         listen_interval_seconds: 1,
+        http: sonde::agent::config::HttpConfig {
+            report_interval_ms: 100,
+            ..Default::default()
+        },
         ..Default::default()
     };
     tweak(&mut config);

@@ -65,7 +65,7 @@ impl Default for AgentConfig {
 /// cgroup (every pod's sockets, each in its own network namespace, and
 /// host-network pods'; the cgroup v2 root on a machine without a kubelet);
 /// or a socket filter on one interface.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Watch only the sockets of this cgroup v2 folder and those below it
@@ -83,6 +83,24 @@ pub struct HttpConfig {
     /// Keep only these server ports (at most 8; empty: all).
     #[serde(default)]
     pub ports: Vec<u16>,
+    /// How often the kernel's per-minute sums are read and the minutes
+    /// they changed are written to the store. The kernel keeps summing in
+    /// between, so nothing is lost: a minute's figures reach the store at
+    /// most this long after they change (and after the minute ends). Each
+    /// report is a store write, whatever the request rate.
+    #[serde(default = "default_http_report")]
+    pub report_interval_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            cgroup: None,
+            interface: None,
+            ports: Vec::new(),
+            report_interval_ms: default_http_report(),
+        }
+    }
 }
 
 /// The TCP collector.
@@ -106,6 +124,9 @@ fn default_flush() -> u64 {
 }
 fn default_retention_days() -> u64 {
     7
+}
+fn default_http_report() -> u64 {
+    10_000
 }
 
 impl AgentConfig {
@@ -152,6 +173,7 @@ impl AgentConfig {
         for (field, v) in [
             ("listen_interval_seconds", self.listen_interval_seconds),
             ("flush_interval_ms", self.flush_interval_ms),
+            ("http.report_interval_ms", self.http.report_interval_ms),
             ("retention_days", self.retention_days),
         ] {
             if v == 0 {
@@ -208,5 +230,12 @@ mod tests {
         let c: AgentConfig =
             serde_yaml::from_str("http: {cgroup: /sys/fs/cgroup/kubepods.slice}\n").unwrap();
         assert!(c.problems("").is_empty());
+        // The HTTP sums' report interval: 10 s unless set, and never 0.
+        assert_eq!(c.http.report_interval_ms, 10_000);
+        let c: AgentConfig = serde_yaml::from_str("http: {report_interval_ms: 0}\n").unwrap();
+        assert_eq!(
+            c.problems("agent."),
+            ["agent.http.report_interval_ms must be at least 1"]
+        );
     }
 }

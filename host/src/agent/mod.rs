@@ -167,7 +167,7 @@ impl Agent {
                 ring,
                 maps,
                 tx.clone(),
-                Duration::from_millis(config.flush_interval_ms.max(1)),
+                Duration::from_millis(config.http.report_interval_ms.max(1)),
                 shutdown_rx.clone(),
             ));
         }
@@ -214,6 +214,7 @@ impl Agent {
             status: status.clone(),
             keep_states: config.tcp.states,
             undecodable: 0,
+            status_written: None,
         };
         let flush = Duration::from_millis(config.flush_interval_ms.max(1));
         tasks.spawn(processor.run(rx, flush, shutdown_rx.clone()));
@@ -670,7 +671,16 @@ struct Processor {
     status: Arc<Mutex<Vec<CollectorStatusRow>>>,
     keep_states: bool,
     undecodable: u64,
+    /// When the collectors' status was last written, and the counts
+    /// (events, dropped) it said: an unchanged status is written again
+    /// only as a heartbeat (`STATUS_HEARTBEAT_MS`), not at every flush.
+    status_written: Option<(i64, Vec<(i64, i64)>)>,
 }
+
+/// How often an agent with nothing new still writes its collectors'
+/// status (their `updated_at`): an idle node's agent writes to the store
+/// this often, not at every flush.
+const STATUS_HEARTBEAT_MS: i64 = 30_000;
 
 impl Processor {
     async fn run(
@@ -847,11 +857,23 @@ impl Processor {
                 }
                 s.updated_at_ms = now;
             }
+            let counts: Vec<(i64, i64)> = status.iter().map(|s| (s.events, s.dropped)).collect();
+            let write_status = match &self.status_written {
+                Some((at, written)) => *written != counts || now - at >= STATUS_HEARTBEAT_MS,
+                None => true,
+            };
+            if !write_status && self.batch.events.is_empty() && self.batch.http.is_empty() {
+                // Nothing new: no store write.
+                return;
+            }
+            self.status_written = Some((now, counts));
             self.batch.status = status.clone();
         }
         let batch = std::mem::take(&mut self.batch);
         if let Err(e) = self.store.write_collector_batch(&batch).await {
             tracing::error!(error = %e, events = batch.events.len(), "writing collector data failed; kept for the next flush");
+            // The status too: written again at the next flush.
+            self.status_written = None;
             // Keep the events (bounded) for the next attempt.
             if batch.events.len() < 100_000 {
                 self.batch = batch;
