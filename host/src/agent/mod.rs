@@ -682,6 +682,17 @@ struct Processor {
 /// this often, not at every flush.
 const STATUS_HEARTBEAT_MS: i64 = 30_000;
 
+/// Whether the collectors' status, now with `counts` (events, dropped per
+/// collector), is to be written at `now` (ms), given when and with what
+/// counts it was `written` last: when never written, when the counts
+/// changed, or as the heartbeat.
+fn status_due(written: Option<&(i64, Vec<(i64, i64)>)>, counts: &[(i64, i64)], now: i64) -> bool {
+    match written {
+        Some((at, was)) => was.as_slice() != counts || now - at >= STATUS_HEARTBEAT_MS,
+        None => true,
+    }
+}
+
 impl Processor {
     async fn run(
         mut self,
@@ -855,16 +866,15 @@ impl Processor {
                         _ => 0,
                     } as i64;
                 }
-                s.updated_at_ms = now;
             }
             let counts: Vec<(i64, i64)> = status.iter().map(|s| (s.events, s.dropped)).collect();
-            let write_status = match &self.status_written {
-                Some((at, written)) => *written != counts || now - at >= STATUS_HEARTBEAT_MS,
-                None => true,
-            };
+            let write_status = status_due(self.status_written.as_ref(), &counts, now);
             if !write_status && self.batch.events.is_empty() && self.batch.http.is_empty() {
                 // Nothing new: no store write.
                 return;
+            }
+            for s in status.iter_mut() {
+                s.updated_at_ms = now;
             }
             self.status_written = Some((now, counts));
             self.batch.status = status.clone();
@@ -886,6 +896,29 @@ impl Processor {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn the_status_is_written_when_it_changes_or_as_a_heartbeat() {
+        let counts = vec![(5, 0), (0, 0)];
+        // Never written: now.
+        assert!(status_due(None, &counts, 1_000));
+        let written = (1_000, counts.clone());
+        // The same counts: not before the heartbeat is due.
+        assert!(!status_due(Some(&written), &counts, 2_000));
+        assert!(!status_due(
+            Some(&written),
+            &counts,
+            1_000 + STATUS_HEARTBEAT_MS - 1
+        ));
+        assert!(status_due(
+            Some(&written),
+            &counts,
+            1_000 + STATUS_HEARTBEAT_MS
+        ));
+        // A count that moved (events or drops): at once.
+        assert!(status_due(Some(&written), &[(6, 0), (0, 0)], 1_001));
+        assert!(status_due(Some(&written), &[(5, 0), (0, 1)], 1_001));
+    }
 
     #[test]
     fn listen_counters_report_growth_per_namespace_from_the_first_pass_on() {
