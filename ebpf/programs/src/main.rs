@@ -35,7 +35,7 @@ use sonde_ebpf_common::{
     COMM_LEN, CgroupIdentity, ExecRecord, HTTP_BOUNDS_LEN, HTTP_PAYLOAD_LEN, HTTP_PIPELINE,
     HttpConnKey, HttpFilterConfig, HttpOpen, HttpPending, HttpRecord, HttpRedKey, HttpRedValue,
     IpBytes, KernelOffsets, ListenSample, OomRecord, RecordKind, SEQ_REQUEST, SEQ_RESPONSE,
-    TP_RECORD_LEN, TaskIdentity, TcpRecord, drop_slot, http_shared, seq_is_new,
+    TP_RECORD_LEN, TaskIdentity, TcpRecord, drop_slot, http_shared, ipv4_mapped, seq_is_new,
 };
 
 #[unsafe(no_mangle)]
@@ -580,7 +580,7 @@ fn cgroup_http(ctx: &SkBuffContext, egress: bool) {
 }
 
 /// Writes the source (`src`) or destination address of the IP header at
-/// `ip` (IPv6 when `v6`, else IPv4, mapped as `ipv4_mapped` does; 40 bytes
+/// `ip` (IPv6 when `v6`, else IPv4, mapped by `ipv4_mapped`; 40 bytes
 /// readable) into `dst`: in the packet for the cgroup pair, in the filter's
 /// copy of its first bytes for the socket filter. Byte by byte from the
 /// header into its place (a key, a record): no copy of the address waits on
@@ -597,12 +597,13 @@ fn put_addr(dst: *mut IpBytes, ip: *const u8, v6: bool, src: bool) {
             put(i, unsafe { *ip.add(o + i) });
         }
     } else {
+        // The mapped form's first 12 bytes, from its one definition
+        // (constants: each store writes an immediate).
+        const MAPPED: IpBytes = ipv4_mapped([0; 4]);
         let o = if src { 12 } else { 16 };
-        for i in 0..10 {
-            put(i, 0);
+        for (i, b) in MAPPED.iter().take(12).enumerate() {
+            put(i, *b);
         }
-        put(10, 0xff);
-        put(11, 0xff);
         for i in 0..4 {
             put(12 + i, unsafe { *ip.add(o + i) });
         }
