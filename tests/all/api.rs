@@ -12,6 +12,7 @@ use crate::serve::Served;
 
 const VIEWER: &str = "viewer-token-0123456789";
 const ADMIN: &str = "admin-token-0123456789";
+const AGENT: &str = "agent-token-0123456789";
 
 fn config(upload_max: usize) -> String {
     format!(
@@ -23,6 +24,7 @@ auth:
   tokens:
     - {{name: dash, role: viewer, token: "{VIEWER}"}}
     - {{name: ops, role: admin, token: "{ADMIN}"}}
+    - {{name: node-agents, role: agent, token: "{AGENT}"}}
 uploads: {{max_bytes: {upload_max}}}
 probes:
   - {{name: workload-audit, schedule: "0 0 * * * *"}}
@@ -628,6 +630,7 @@ fn the_event_stream_follows_a_run_and_the_openapi_document_covers_every_route() 
         "/api/v1/trends.svg",
         "/api/v1/report",
         "/api/v1/collectors",
+        "/api/v1/collectors/batches",
         "/api/v1/probes",
         "/api/v1/probes/{name}",
         "/api/v1/probes/{name}/run",
@@ -646,4 +649,262 @@ fn the_event_stream_follows_a_run_and_the_openapi_document_covers_every_route() 
     assert!(paths["/api/v1/probes"].get("post").is_some(), "upload");
     assert!(doc["components"]["schemas"]["FindingView"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+/// A batch as `sonde agent --daemon` sends it: one exec event, one minute
+/// of HTTP sums, the exec collector's state, all from `node`.
+fn agent_batch(node: &str) -> Value {
+    let buckets = vec![0u64; sonde::collectors::duration_buckets_us().len() + 1];
+    serde_json::json!({
+        "events": [{
+            "ts_ms": 1_700_000_000_123i64, "node": node, "collector": "exec", "kind": "exec",
+            "namespace": "shop", "pod": "web-0", "container": "app", "pod_uid": "uid-1",
+            "container_id": "c0ffee", "cgroup": "/kubepods/pod-uid-1/c0ffee", "pid": 42,
+            "comm": "sh", "fields": {"filename": "/bin/sh", "ppid": 1}
+        }],
+        "http": [{
+            "minute_ms": 1_700_000_040_000i64, "node": node, "namespace": "shop", "pod": "web-0",
+            "server": "10.0.0.7:8080", "method": "GET", "route": "/items/:id", "requests": 5,
+            "errors": 1, "client_errors": 1, "duration_sum_us": 5000, "duration_max_us": 2000,
+            "buckets": buckets
+        }],
+        "status": [{
+            "node": node, "collector": "exec", "available": true, "reason": null,
+            "events": 1, "dropped": 0, "started_at_ms": 1_700_000_000_000i64,
+            "updated_at_ms": 1_700_000_000_500i64
+        }]
+    })
+}
+
+fn send(s: &Served, token: &str, content_type: &str, body: &[u8]) -> crate::serve::Reply {
+    s.request(
+        "POST",
+        "/api/v1/collectors/batches",
+        Some(token),
+        Some((content_type, body)),
+    )
+}
+
+#[test]
+fn agents_send_collector_batches_and_read_nothing() {
+    let s = started();
+    let batch = serde_json::to_vec(&agent_batch("node-7")).unwrap();
+    // An agent token sends; the daemon says what it stored.
+    let r = send(&s, AGENT, "application/json", &batch);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"events": 1, "http": 1, "status": 1})
+    );
+    // The node's state is what the API shows of the collectors.
+    let collectors = ok_json(&s, "/api/v1/collectors");
+    let exec = collectors
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "exec")
+        .unwrap();
+    assert_eq!(exec["available"], true);
+    assert_eq!(exec["nodes"][0]["node"], "node-7");
+    assert_eq!(exec["nodes"][0]["events"], 1);
+    // The agent token reads nothing, not even who it is.
+    for path in [
+        "/api/v1/findings",
+        "/api/v1/collectors",
+        "/api/v1/whoami",
+        "/metrics",
+    ] {
+        assert!(
+            get(&s, path, AGENT)
+                .error(403)
+                .contains("agent token may only send collector data"),
+            "{path}"
+        );
+    }
+    assert!(
+        post(&s, "/api/v1/reload", AGENT)
+            .error(403)
+            .contains("agent token")
+    );
+    // A viewer may not send; no token is a 401.
+    assert!(
+        send(&s, VIEWER, "application/json", &batch)
+            .error(403)
+            .contains("agent or admin token")
+    );
+    assert_eq!(
+        s.request(
+            "POST",
+            "/api/v1/collectors/batches",
+            None,
+            Some(("application/json", &batch))
+        )
+        .status,
+        401
+    );
+    // Not JSON, not a batch, a bad row, too big: refused, naming what.
+    assert!(
+        send(&s, AGENT, "text/plain", &batch)
+            .error(415)
+            .contains("application/json")
+    );
+    let e = send(&s, AGENT, "application/json", b"{\"events\": [}").error(400);
+    assert!(
+        e.contains("not a collector batch") && e.contains("line 1 column"),
+        "{e}"
+    );
+    let mut bad = agent_batch("node-7");
+    bad["events"][0]["collector"] = "keylogger".into();
+    let e = send(
+        &s,
+        AGENT,
+        "application/json",
+        &serde_json::to_vec(&bad).unwrap(),
+    )
+    .error(400);
+    assert!(
+        e.contains("events[0].collector: \"keylogger\" is not a collector"),
+        "{e}"
+    );
+    let mut bad = agent_batch("node-7");
+    bad["http"][0]["buckets"] = serde_json::json!([1, 2]);
+    let e = send(
+        &s,
+        AGENT,
+        "application/json",
+        &serde_json::to_vec(&bad).unwrap(),
+    )
+    .error(400);
+    assert!(e.contains("http[0].buckets: 2 counts"), "{e}");
+    let huge = vec![b' '; (16 << 20) + 1];
+    assert!(
+        send(&s, AGENT, "application/json", &huge)
+            .error(413)
+            .contains("the batch is larger than the 16777216 bytes allowed")
+    );
+    // In the daemon's store: the first batch's rows as sent, and nothing
+    // of the refused ones.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = sonde::store::Store::open_with(
+            s.dir.join("sonde.db"),
+            sonde::store::OpenOptions {
+                owner: false,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let events = store
+            .collector_events("exec", 0, i64::MAX, 100)
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1, "{events:?}");
+        let e = &events[0];
+        assert_eq!(
+            (
+                e.node.as_str(),
+                e.pod.as_deref(),
+                e.pid,
+                e.fields["filename"].as_str()
+            ),
+            ("node-7", Some("web-0"), Some(42), Some("/bin/sh"))
+        );
+        let red = store.http_red(0, i64::MAX, 100).await.unwrap();
+        assert_eq!(red.len(), 1, "{red:?}");
+        assert_eq!(
+            (red[0].route.as_str(), red[0].requests, red[0].errors),
+            ("/items/:id", 5, 1)
+        );
+        store.close().await;
+    });
+}
+
+#[test]
+fn the_agent_sink_keeps_what_the_daemon_did_not_take_and_splits_big_batches() {
+    use sonde::agent::{DaemonSink, Sink, SinkError};
+    use sonde::store::CollectorBatch;
+    let s = started();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let batch: CollectorBatch = serde_json::from_value(agent_batch("node-9")).unwrap();
+        // A wrong token: refused, and every row kept for the next attempt.
+        let wrong = Sink::Daemon(DaemonSink::new(&s.url, Some("not-a-token".into())).unwrap());
+        let mut pending = batch.clone();
+        match wrong.write(&mut pending).await {
+            Err(SinkError::Refused {
+                status: 401,
+                message,
+                dropped: 0,
+                ..
+            }) => {
+                assert!(message.contains("not valid"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(pending, batch);
+        // A daemon that is not there: kept too.
+        let gone = Sink::Daemon(DaemonSink::new("http://127.0.0.1:9", Some(AGENT.into())).unwrap());
+        assert!(matches!(
+            gone.write(&mut pending).await,
+            Err(SinkError::Send { .. })
+        ));
+        assert_eq!(pending, batch);
+        // The right token: stored, nothing left. 3,000 events of 2 KiB go
+        // in more than one request (4 MiB each), in order.
+        let sink = Sink::Daemon(DaemonSink::new(&s.url, Some(AGENT.into())).unwrap());
+        let one = pending.events[0].clone();
+        pending.events = (0..3000)
+            .map(|i| {
+                let mut e = one.clone();
+                e.ts_ms += i;
+                e.fields.insert(
+                    "filename".into(),
+                    format!("/bin/{i:04}{}", "x".repeat(2048)).into(),
+                );
+                e
+            })
+            .collect();
+        sink.write(&mut pending).await.unwrap();
+        assert!(pending.is_empty(), "{pending:?}");
+        // A row the daemon will never take is dropped, and counted.
+        let mut bad = batch.clone();
+        bad.events[0].kind = String::new();
+        match sink.write(&mut bad).await {
+            Err(SinkError::Refused {
+                status: 400,
+                message,
+                dropped: 3,
+                ..
+            }) => {
+                assert!(message.contains("events[0].kind"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(bad.is_empty());
+        let store = sonde::store::Store::open_with(
+            s.dir.join("sonde.db"),
+            sonde::store::OpenOptions {
+                owner: false,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let events = store
+            .collector_events("exec", 0, i64::MAX, 10_000)
+            .await
+            .unwrap();
+        let mine: Vec<i64> = events
+            .iter()
+            .filter(|e| e.node == "node-9")
+            .map(|e| e.ts_ms)
+            .collect();
+        assert_eq!(mine.len(), 3000);
+        let mut sorted = mine.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 3000, "each event once");
+        store.close().await;
+    });
 }

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sonde::agent::{Agent, AgentConfig};
+use sonde::agent::{Agent, AgentConfig, DaemonSink, Sink};
 use sonde::caps::HostServices;
 use sonde::kube::SnapshotBackend;
 use sonde::store::{CollectorEventRow, OpenOptions, Store};
@@ -205,7 +205,9 @@ async fn start_agent(
         ..Default::default()
     };
     tweak(&mut config);
-    let agent = Agent::start(config, store.clone(), kube).await.unwrap();
+    let agent = Agent::start(config, Sink::Store(store.clone()), kube)
+        .await
+        .unwrap();
     for s in agent.status() {
         if collectors.contains(&s.collector.as_str()) {
             assert!(s.available, "{} unavailable: {:?}", s.collector, s.reason);
@@ -352,6 +354,76 @@ async fn an_exec_carries_its_filename_and_pod() {
     assert!(e.fields["ppid"].as_i64().unwrap() > 0);
     assert!(e.cgroup.as_deref().unwrap().ends_with(&cg.container_id));
     running.stop().await;
+}
+
+/// A node's agent that sends to the daemon's API (no shared file): the
+/// exec it saw, attributed to its pod, is in the daemon's store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_sends_what_it_sees_to_the_daemon_api() {
+    needs_root!();
+    const TOKEN: &str = "node-agent-token-0123456789";
+    let daemon = crate::serve::Served::start(&format!(
+        r#"
+listen: 127.0.0.1:0
+cluster: {{snapshot: "{{cluster}}"}}
+store: {{path: "{{dir}}/sonde.db"}}
+auth:
+  tokens:
+    - {{name: node-agents, role: agent, token: "{TOKEN}"}}
+probes: []
+"#
+    ));
+    let cg = PodCgroup::new(None);
+    let snap_dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        snap_dir.path().join("pods.yaml"),
+        cg.pod_yaml("tools", "remote-0", "shell"),
+    )
+    .unwrap();
+    let kube: Arc<dyn sonde::kube::KubeBackend> =
+        Arc::new(SnapshotBackend::load(snap_dir.path()).unwrap());
+    let config = AgentConfig {
+        node: Some("remote-node".into()),
+        collectors: vec!["exec".into()],
+        flush_interval_ms: 100,
+        ..Default::default()
+    };
+    let sink = Sink::Daemon(DaemonSink::new(&daemon.url, Some(TOKEN.into())).unwrap());
+    let agent = Agent::start(config, sink, Some(kube)).await.unwrap();
+    assert!(
+        cg.command("exec /bin/true sonde-remote-test")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let store = Store::open_with(
+        daemon.dir.join("sonde.db"),
+        OpenOptions {
+            owner: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let rows = wait_for(&store, "exec", |r| {
+        r.pod_uid.as_deref() == Some(cg.uid.as_str()) && r.fields["filename"] == "/bin/true"
+    })
+    .await;
+    assert_eq!(rows.len(), 1, "{rows:?}\n{}", daemon.log());
+    assert_eq!(rows[0].node, "remote-node");
+    assert_eq!(rows[0].pod.as_deref(), Some("remote-0"));
+    assert_eq!(rows[0].container.as_deref(), Some("shell"));
+    agent.shutdown().await;
+    // The agent's state reached the daemon too.
+    let status = store.collector_statuses().await.unwrap();
+    assert!(
+        status.iter().any(|s| s.node == "remote-node"
+            && s.collector == "exec"
+            && s.available
+            && s.events >= 1),
+        "{status:?}"
+    );
+    store.close().await;
 }
 
 /// A loopback port nothing listens on.

@@ -2,12 +2,12 @@
 //! (`loader`), reads their ring buffers and the listen iterator, decodes the
 //! records (`records`, `http`), attributes each event to its pod from the
 //! cgroup identity the kernel captured at event time (`cgroups`, `pods`),
-//! and writes batches into the store with each collector's state.
+//! and writes batches with each collector's state to its `sink`.
 //!
 //! The boundary with the daemon is the store's [`CollectorBatch`]: in the
 //! single-process demo the agent runs inside `sonde serve` and writes to its
-//! store; on a cluster, one agent per node (a DaemonSet) writes the same
-//! batches, to a shared store now and through the daemon's API later.
+//! store; on a cluster, one agent per node (a DaemonSet) sends the same
+//! batches to the daemon's API (`sink`).
 
 pub mod btf;
 pub mod cgroups;
@@ -17,6 +17,7 @@ pub mod loader;
 pub mod pods;
 pub mod procfs;
 pub mod records;
+pub mod sink;
 pub mod tracefs;
 
 use std::collections::BTreeMap;
@@ -31,9 +32,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 pub use config::{AgentConfig, Mode};
+pub use sink::{DaemonSink, Sink, SinkError};
 
 use crate::kube::KubeBackend;
-use crate::store::{CollectorBatch, CollectorEventRow, CollectorStatusRow, HttpRedRow, Store};
+use crate::store::{CollectorBatch, CollectorEventRow, CollectorStatusRow, HttpRedRow};
 use records::{RawEvent, Source};
 
 /// How often a reader drains its ring buffer when the programs did not
@@ -64,14 +66,15 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Loads the collectors and starts reading them into `store`. A
-    /// collector that cannot run is recorded unavailable; this only fails
-    /// when the first status cannot be written.
+    /// Loads the collectors and starts reading them into `sink`. A
+    /// collector that cannot run is recorded unavailable. This fails only
+    /// when the first status cannot be written to a store; a daemon that
+    /// does not answer yet gets it at the first flush.
     pub async fn start(
         config: AgentConfig,
-        store: Store,
+        sink: Sink,
         kube: Option<Arc<dyn KubeBackend>>,
-    ) -> Result<Agent, crate::store::StoreError> {
+    ) -> Result<Agent, SinkError> {
         let node = config.node_name();
         let opts = loader::LoadOptions {
             enabled: config.collectors.clone(),
@@ -117,12 +120,18 @@ impl Agent {
                 }
             })
             .collect();
-        store
-            .write_collector_batch(&CollectorBatch {
-                status: status.clone(),
-                ..Default::default()
-            })
-            .await?;
+        let mut first = CollectorBatch {
+            status: status.clone(),
+            ..Default::default()
+        };
+        // (The first flush writes the state again in any case.)
+        match (sink.write(&mut first).await, &sink) {
+            (Ok(()), _) => {}
+            (Err(e), Sink::Daemon(_)) => {
+                tracing::warn!(error = %e, "the daemon did not take the collectors' state yet");
+            }
+            (Err(e), Sink::Store(_)) => return Err(e),
+        }
         let status = Arc::new(Mutex::new(status));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (tx, rx) = mpsc::channel::<Vec<Item>>(READER_BATCHES);
@@ -204,7 +213,7 @@ impl Agent {
         drop(tx);
         let processor = Processor {
             node: node.clone(),
-            store: store.clone(),
+            sink: sink.clone(),
             cgroups: cgroups::CgroupIndex::new(cgroups::Mounts::discover()),
             pods: pods::PodDirectory::new(kube),
             http: BTreeMap::new(),
@@ -219,7 +228,8 @@ impl Agent {
         let flush = Duration::from_millis(config.flush_interval_ms.max(1));
         tasks.spawn(processor.run(rx, flush, shutdown_rx.clone()));
         let retention = Duration::from_secs(config.retention_days.max(1) * 86_400);
-        {
+        // A daemon keeps its own retention of what agents send.
+        if let Some(store) = sink.store().cloned() {
             let mut rx_shutdown = shutdown_rx;
             tasks.spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(3600));
@@ -659,7 +669,7 @@ fn listen_event(s: &ListenSample, boot_ns: u64) -> RawEvent {
 /// Attributes, batches and writes.
 struct Processor {
     node: String,
-    store: Store,
+    sink: Sink,
     cgroups: cgroups::CgroupIndex,
     pods: pods::PodDirectory,
     /// HTTP minutes changed since the last flush (the newest totals).
@@ -879,9 +889,9 @@ impl Processor {
             self.status_written = Some((now, counts));
             self.batch.status = status.clone();
         }
-        let batch = std::mem::take(&mut self.batch);
-        if let Err(e) = self.store.write_collector_batch(&batch).await {
-            tracing::error!(error = %e, events = batch.events.len(), "writing collector data failed; kept for the next flush");
+        let mut batch = std::mem::take(&mut self.batch);
+        if let Err(e) = self.sink.write(&mut batch).await {
+            tracing::error!(error = %e, events = batch.events.len(), "writing collector data failed; what was not written is kept for the next flush");
             // The status too: written again at the next flush.
             self.status_written = None;
             // Keep the events (bounded) for the next attempt.

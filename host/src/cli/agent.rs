@@ -1,5 +1,6 @@
-//! `sonde agent`: the node collectors, writing into a store. `--check`
-//! loads them, prints which run and why the others cannot, and exits.
+//! `sonde agent`: the node collectors, writing into a store or sending to a
+//! daemon's API. `--check` loads them, prints which run and why the others
+//! cannot, and exits.
 
 use std::path::PathBuf;
 
@@ -8,16 +9,25 @@ use clap::Args;
 use comfy_table::{Table, presets};
 
 use super::{LogFormat, exit};
-use crate::agent::{Agent, AgentConfig, loader};
+use crate::agent::{Agent, AgentConfig, DaemonSink, Sink, loader};
 use crate::cluster::{self, ClusterSpec};
 use crate::report::table::terminal_safe;
 use crate::store::{OpenOptions, Store};
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// The store to write into (the daemon's SQLite file, or one of its own).
-    #[arg(long, value_name = "FILE")]
-    store: PathBuf,
+    /// The store to write into (the daemon's SQLite file, or one of its own) ...
+    #[arg(long, value_name = "FILE", required_unless_present = "daemon")]
+    store: Option<PathBuf>,
+    /// ... or the daemon to send to (`http://HOST:PORT`, its listen address
+    /// or service): one agent per node, one daemon.
+    #[arg(long, value_name = "URL", conflicts_with = "store")]
+    daemon: Option<String>,
+    /// The environment variable holding the agent token for `--daemon`
+    /// (a token of role `agent` in the daemon's config; default
+    /// SONDE_AGENT_TOKEN, none when it is unset).
+    #[arg(long, value_name = "NAME", requires = "daemon")]
+    token_env: Option<String>,
     /// The agent's settings (YAML): node, collectors, http, tcp, intervals, retention.
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
@@ -95,15 +105,21 @@ pub async fn agent(args: AgentArgs) -> Result<u8> {
         watch_cache: false,
     };
     let connected = cluster::connect(&spec, false).await?;
-    let store = Store::open_with(
-        &args.store,
-        OpenOptions {
-            owner: false,
-            ..OpenOptions::default()
-        },
-    )
-    .await?;
-    let agent = Agent::start(config, store.clone(), connected.services.kube.clone()).await?;
+    let sink = match (&args.store, &args.daemon) {
+        (Some(path), _) => Sink::Store(
+            Store::open_with(
+                path,
+                OpenOptions {
+                    owner: false,
+                    ..OpenOptions::default()
+                },
+            )
+            .await?,
+        ),
+        (None, Some(url)) => Sink::Daemon(DaemonSink::new(url, agent_token(&args)?)?),
+        (None, None) => anyhow::bail!("--store or --daemon says where the agent writes"),
+    };
+    let agent = Agent::start(config, sink.clone(), connected.services.kube.clone()).await?;
     let status = agent.status();
     if args.check {
         let mut table = Table::new();
@@ -126,7 +142,7 @@ pub async fn agent(args: AgentArgs) -> Result<u8> {
         }
         println!("{table}");
         agent.shutdown().await;
-        store.close().await;
+        close(&sink).await;
         return Ok(if all { exit::OK } else { exit::INCOMPLETE });
     }
     let running: Vec<&str> = status
@@ -138,11 +154,35 @@ pub async fn agent(args: AgentArgs) -> Result<u8> {
         "sonde agent: {} running ({}), writing to {}",
         running.len(),
         running.join(", "),
-        args.store.display()
+        sink.describe()
     );
     super::serve::shutdown_signal().await;
     tracing::info!("agent shutting down");
     agent.shutdown().await;
-    store.close().await;
+    close(&sink).await;
     Ok(exit::OK)
+}
+
+/// The agent token for `--daemon`: from `--token-env`'s variable, which
+/// must then be set; else from SONDE_AGENT_TOKEN when it is set.
+fn agent_token(args: &AgentArgs) -> Result<Option<String>> {
+    match &args.token_env {
+        Some(name) => match std::env::var(name) {
+            Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_string())),
+            _ => anyhow::bail!("--token-env {name}: the variable is not set"),
+        },
+        None => Ok(std::env::var(DEFAULT_TOKEN_ENV)
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())),
+    }
+}
+
+/// Where `--daemon` reads the agent token by default.
+const DEFAULT_TOKEN_ENV: &str = "SONDE_AGENT_TOKEN";
+
+async fn close(sink: &Sink) {
+    if let Some(store) = sink.store() {
+        store.close().await;
+    }
 }

@@ -194,6 +194,10 @@ pub enum Role {
     Viewer,
     /// Reads and writes (run now, suspend, upload, reload).
     Admin,
+    /// A node agent: sends its collectors' data
+    /// (`POST /api/v1/collectors/batches`) and nothing else, so that the
+    /// token every node holds reads nothing.
+    Agent,
 }
 
 /// Component uploads through the API.

@@ -192,7 +192,12 @@ async fn start_agent(
     if !run {
         return Ok(None);
     }
-    let agent = crate::agent::Agent::start(config, store.clone(), services.kube.clone()).await?;
+    let agent = crate::agent::Agent::start(
+        config,
+        crate::agent::Sink::Store(store.clone()),
+        services.kube.clone(),
+    )
+    .await?;
     Ok(Some(agent))
 }
 

@@ -136,6 +136,99 @@ impl CollectorBatch {
     pub fn is_empty(&self) -> bool {
         self.events.is_empty() && self.http.is_empty() && self.status.is_empty()
     }
+
+    /// The first row that no agent writes, named by where it is
+    /// (`events[3].collector: ...`): a batch from outside the process (an
+    /// agent on another node, through the API) is checked before it is
+    /// stored.
+    pub fn problem(&self) -> Option<String> {
+        fn node(n: &str) -> Result<(), String> {
+            if n.is_empty() || n.len() > 253 {
+                return Err(format!("node: {n:?} is not a node name (1 to 253 bytes)"));
+            }
+            Ok(())
+        }
+        fn collector(c: &str) -> Result<(), String> {
+            if crate::collectors::spec(c).is_none() {
+                let known: Vec<&str> = crate::collectors::COLLECTORS
+                    .iter()
+                    .map(|c| c.name)
+                    .collect();
+                return Err(format!(
+                    "collector: {c:?} is not a collector (known: {})",
+                    known.join(", ")
+                ));
+            }
+            Ok(())
+        }
+        fn not_negative(what: &str, v: i64) -> Result<(), String> {
+            if v < 0 {
+                return Err(format!("{what}: {v} is negative"));
+            }
+            Ok(())
+        }
+        let event = |e: &CollectorEventRow| -> Result<(), String> {
+            node(&e.node)?;
+            collector(&e.collector)?;
+            not_negative("ts_ms", e.ts_ms)?;
+            if e.kind.is_empty() || e.kind.len() > 64 {
+                return Err(format!(
+                    "kind: {:?} is not an event kind (1 to 64 bytes)",
+                    e.kind
+                ));
+            }
+            Ok(())
+        };
+        let buckets = crate::collectors::duration_buckets_us().len() + 1;
+        let http = |r: &HttpRedRow| -> Result<(), String> {
+            node(&r.node)?;
+            if r.minute_ms < 0 || r.minute_ms % 60_000 != 0 {
+                return Err(format!(
+                    "minute_ms: {} is not the start of a minute",
+                    r.minute_ms
+                ));
+            }
+            for (what, v) in [
+                ("requests", r.requests),
+                ("errors", r.errors),
+                ("client_errors", r.client_errors),
+                ("duration_sum_us", r.duration_sum_us),
+                ("duration_max_us", r.duration_max_us),
+            ] {
+                not_negative(what, v)?;
+            }
+            if r.errors.saturating_add(r.client_errors) > r.requests {
+                return Err(format!(
+                    "errors: {} errors and {} client errors in {} requests",
+                    r.errors, r.client_errors, r.requests
+                ));
+            }
+            if r.buckets.len() != buckets {
+                return Err(format!(
+                    "buckets: {} counts, not {buckets} (one per duration bucket)",
+                    r.buckets.len()
+                ));
+            }
+            Ok(())
+        };
+        let status = |s: &CollectorStatusRow| -> Result<(), String> {
+            node(&s.node)?;
+            collector(&s.collector)?;
+            not_negative("events", s.events)?;
+            not_negative("dropped", s.dropped)
+        };
+        let rows = (self.events.iter().map(event).enumerate())
+            .map(|(i, r)| r.map_err(|e| format!("events[{i}].{e}")))
+            .chain(
+                (self.http.iter().map(http).enumerate())
+                    .map(|(i, r)| r.map_err(|e| format!("http[{i}].{e}"))),
+            )
+            .chain(
+                (self.status.iter().map(status).enumerate())
+                    .map(|(i, r)| r.map_err(|e| format!("status[{i}].{e}"))),
+            );
+        rows.filter_map(Result::err).next()
+    }
 }
 
 /// `INSERT ... VALUES (...), ...` for `rows` events, built once per size:
@@ -527,6 +620,65 @@ mod tests {
             duration_max_us: 300,
             buckets: vec![1, 2, 3],
         }
+    }
+
+    #[test]
+    fn a_batch_from_outside_is_checked_row_by_row_and_the_bad_one_named() {
+        let buckets = crate::collectors::duration_buckets_us().len() + 1;
+        let good_red = || {
+            let mut r = red(600_000, 10);
+            r.buckets = vec![0; buckets];
+            r
+        };
+        let good = CollectorBatch {
+            events: vec![event(1, "oom_kill"), event(2, "oom_kill")],
+            http: vec![good_red()],
+            status: vec![CollectorStatusRow {
+                node: "node-a".into(),
+                collector: "http".into(),
+                available: true,
+                reason: None,
+                events: 10,
+                dropped: 0,
+                started_at_ms: 1,
+                updated_at_ms: 2,
+            }],
+        };
+        assert_eq!(good.problem(), None);
+        let bad = |f: &dyn Fn(&mut CollectorBatch)| {
+            let mut b = good.clone();
+            f(&mut b);
+            b.problem().expect("refused")
+        };
+        let p = bad(&|b| b.events[1].collector = "keylogger".into());
+        assert!(
+            p.starts_with(
+                "events[1].collector: \"keylogger\" is not a collector (known: oom, exec"
+            ),
+            "{p}"
+        );
+        assert!(bad(&|b| b.events[0].node.clear()).starts_with("events[0].node: "));
+        assert!(bad(&|b| b.events[0].kind = "x".repeat(65)).starts_with("events[0].kind: "));
+        assert!(bad(&|b| b.http[0].minute_ms += 1).starts_with("http[0].minute_ms: 600001 "));
+        assert!(
+            bad(&|b| b.http[0].errors = 9)
+                .starts_with("http[0].errors: 9 errors and 2 client errors in 10 requests")
+        );
+        assert!(
+            bad(&|b| b.http[0].duration_sum_us = -1)
+                .starts_with("http[0].duration_sum_us: -1 is negative")
+        );
+        let p = bad(&|b| b.http[0].buckets.pop().map(drop).unwrap_or_default());
+        assert_eq!(
+            p,
+            format!(
+                "http[0].buckets: {} counts, not {buckets} (one per duration bucket)",
+                buckets - 1
+            )
+        );
+        assert!(
+            bad(&|b| b.status[0].dropped = -3).starts_with("status[0].dropped: -3 is negative")
+        );
     }
 
     /// Events of pods `a` and `b` and of no pod, two kinds, spread over

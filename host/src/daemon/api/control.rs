@@ -229,7 +229,7 @@ pub async fn upload(
     let limit = app.daemon.loaded().checked.config.uploads.max_bytes;
     // The body is read before anything is refused, so that the client gets
     // the answer instead of a connection closed under its upload.
-    let body = read_capped(body, limit).await;
+    let body = read_capped(body, limit, "the component", "uploads.max_bytes").await;
     if caller.0 != super::Role::Admin {
         return Err(super::forbidden());
     }
@@ -263,8 +263,14 @@ pub async fn upload(
 
 /// Reads a request body of at most `limit` bytes. A longer one is read on
 /// (up to 64 MiB more, so the client sees the answer rather than a reset
-/// connection) and refused with 413.
-async fn read_capped(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+/// connection) and refused with 413, naming `what` it is and the `setting`
+/// that caps it.
+pub(super) async fn read_capped(
+    body: axum::body::Body,
+    limit: usize,
+    what: &str,
+    setting: &str,
+) -> Result<Bytes, ApiError> {
     let mut body = body.into_data_stream();
     let mut buf = Vec::new();
     let mut seen = 0usize;
@@ -281,7 +287,7 @@ async fn read_capped(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiE
     if seen > limit {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the component is larger than the {limit} bytes allowed (uploads.max_bytes)"),
+            format!("{what} is larger than the {limit} bytes allowed ({setting})"),
         ));
     }
     Ok(Bytes::from(buf))

@@ -1,13 +1,16 @@
 //! The HTTP side of the daemon (axum): the JSON API under `/api/v1`, its
 //! OpenAPI document (generated from the handlers' annotations), `/metrics`,
 //! `/healthz`, `/readyz`, and the web UI. Bearer tokens from the config
-//! carry a role (viewer reads, admin also writes); errors are JSON with a
-//! fitting status, and a malformed request is a 400 naming what was wrong.
+//! carry a role (viewer reads, admin also writes, agent only sends its
+//! node's collector data); errors are JSON with a fitting status, and a
+//! malformed request is a 400 naming what was wrong.
 //!
 //! - `views`: the JSON shapes.
 //! - `reads`: findings, rules, trends, the summary, report exports.
 //! - `control`: probes, runs, run now, suspend, upload, reload, the event stream.
+//! - `agents`: what node agents send (their collectors' batches).
 
+mod agents;
 mod control;
 mod reads;
 pub mod views;
@@ -152,6 +155,16 @@ pub(crate) fn forbidden() -> ApiError {
     )
 }
 
+/// Where an agent token may go: sending its node's collector data.
+const AGENT_ROUTE: (&str, &str) = ("POST", "/api/v1/collectors/batches");
+
+/// Whether a caller with `role` may make this request at all (the handlers
+/// check admin routes themselves): an agent token is for sending collector
+/// data only. Every node holds one, so it reads nothing.
+fn role_may(role: Role, method: &axum::http::Method, path: &str) -> bool {
+    role != Role::Agent || (method.as_str(), path) == AGENT_ROUTE
+}
+
 /// Compares SHA-256 digests so the time taken says nothing of the token.
 fn same_secret(given: &str, secret: &str) -> bool {
     let (a, b) = (
@@ -199,6 +212,14 @@ async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next)
         }
     };
     match role {
+        Some(role) if !role_may(role, req.method(), req.uri().path()) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "an agent token may only send collector data ({} {})",
+                AGENT_ROUTE.0, AGENT_ROUTE.1
+            ),
+        )
+        .into_response(),
         Some(role) => {
             req.extensions_mut().insert(Caller(role));
             next.run(req).await
@@ -243,7 +264,7 @@ async fn api_fallback() -> ApiError {
     info(title = "Sonde", description = "Sonde's daemon: probes, runs, findings, trends and reports."),
     paths(
         reads::whoami, reads::summary, reads::findings, reads::finding, reads::rules, reads::rule,
-        reads::trends, reads::trends_svg, reads::report, reads::collectors,
+        reads::trends, reads::trends_svg, reads::report, reads::collectors, agents::post_batch,
         control::probes, control::probe, control::run_now, control::suspend, control::resume,
         control::upload, control::runs, control::run, control::events, control::reload,
     ),
@@ -294,6 +315,10 @@ pub fn router(daemon: Daemon) -> Router {
         .route("/report", get(reads::report))
         .route("/collectors", get(reads::collectors))
         .route(
+            "/collectors/batches",
+            post(agents::post_batch).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(
             "/probes",
             get(control::probes)
                 .post(control::upload)
@@ -324,6 +349,27 @@ pub fn router(daemon: Daemon) -> Router {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_agent_token_reaches_the_batches_route_only() {
+        use super::{Role, role_may};
+        use axum::http::Method;
+        let batches = "/api/v1/collectors/batches";
+        assert!(role_may(Role::Agent, &Method::POST, batches));
+        assert!(!role_may(Role::Agent, &Method::GET, batches));
+        for path in [
+            "/api/v1/findings",
+            "/api/v1/collectors",
+            "/metrics",
+            "/api/v1/whoami",
+        ] {
+            assert!(!role_may(Role::Agent, &Method::GET, path), "{path}");
+        }
+        assert!(!role_may(Role::Agent, &Method::POST, "/api/v1/reload"));
+        // The other roles are checked by the handlers.
+        assert!(role_may(Role::Viewer, &Method::GET, "/api/v1/findings"));
+        assert!(role_may(Role::Admin, &Method::POST, batches));
+    }
+
     #[test]
     fn secrets_compare_equal_only_when_equal() {
         assert!(super::same_secret("abc", "abc"));

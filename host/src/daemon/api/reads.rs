@@ -29,6 +29,7 @@ pub async fn whoami(
         role: match caller.0 {
             super::Role::Admin => "admin",
             super::Role::Viewer => "viewer",
+            super::Role::Agent => "agent",
         }
         .into(),
         auth: !app.daemon.loaded().tokens().is_empty(),

@@ -416,3 +416,11 @@ impl CollectorNodeView {
         }
     }
 }
+
+/// What the daemon stored of an agent's batch: its rows of each kind.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BatchAccepted {
+    pub events: usize,
+    pub http: usize,
+    pub status: usize,
+}

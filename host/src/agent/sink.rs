@@ -1,0 +1,400 @@
+//! Where an agent's batches go: into a store (the daemon's own when the
+//! agent runs inside `sonde serve`, or a file of its own), or to a daemon's
+//! API, `POST /api/v1/collectors/batches` with an agent token: one agent
+//! per node of a cluster, one daemon, no shared file.
+//!
+//! A write takes the batch by `&mut`: what was stored is taken out of it,
+//! and on an error it keeps what was not, for the agent to send again. To a
+//! daemon, a batch goes in requests of at most [`REQUEST_BYTES`] of JSON
+//! (the events in order; the HTTP sums and the collectors' state with the
+//! last request, after the events they count), each stored by the daemon in
+//! one transaction. A request the daemon refuses for its content (400, 413,
+//! 415) would be refused again: its rows are dropped and the error says how
+//! many. A lost answer to a request the daemon did store means it is sent
+//! again: events are delivered at least once; the HTTP sums and the state
+//! replace what they update.
+
+use std::time::Duration;
+
+use crate::store::{CollectorBatch, Store, StoreError};
+
+/// The most JSON one request to the daemon carries (the daemon takes up to
+/// 16 MiB).
+pub const REQUEST_BYTES: usize = 4 << 20;
+
+/// How long one request to the daemon may take, connection included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The daemon's route for batches.
+const BATCHES_PATH: &str = "/api/v1/collectors/batches";
+
+/// Why a batch (or part of it) was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{url} is not a daemon address: {why}")]
+    BadUrl { url: String, why: &'static str },
+    #[error("cannot encode collector data as JSON")]
+    Encode(#[source] serde_json::Error),
+    #[error("cannot send collector data to {endpoint}")]
+    Send {
+        endpoint: String,
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    #[error("{endpoint} answered {status}: {message}")]
+    Refused {
+        endpoint: String,
+        status: u16,
+        message: String,
+        /// Rows dropped because the daemon will not take them.
+        dropped: usize,
+    },
+}
+
+/// A daemon's batch route, and the token to send with each request.
+#[derive(Clone)]
+pub struct DaemonSink {
+    http: ureq::Agent,
+    endpoint: String,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for DaemonSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("DaemonSink")
+            .field("endpoint", &self.endpoint)
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+impl DaemonSink {
+    /// The daemon at `url` (`http://host:port`, its listen address or
+    /// service), sending `token` (an agent token) when there is one.
+    pub fn new(url: &str, token: Option<String>) -> Result<DaemonSink, SinkError> {
+        let bad = |why| SinkError::BadUrl {
+            url: url.to_string(),
+            why,
+        };
+        let rest = url.strip_prefix("http://").ok_or_else(|| {
+            bad(if url.starts_with("https://") {
+                "the agent speaks plain HTTP to the daemon (as the daemon serves it); \
+                 use http://, and a mesh or a tunnel for TLS"
+            } else {
+                "it must start with http://"
+            })
+        })?;
+        let host = rest.split('/').next().unwrap_or_default();
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        if rest.contains(['?', '#']) {
+            return Err(bad("no query or fragment"));
+        }
+        let http: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(REQUEST_TIMEOUT))
+            .build()
+            .into();
+        Ok(DaemonSink {
+            http,
+            endpoint: format!("{}{BATCHES_PATH}", url.trim_end_matches('/')),
+            token: token.filter(|t| !t.is_empty()),
+        })
+    }
+
+    /// Where batches go.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Sends `batch` request by request; see the module's doc.
+    async fn send(&self, batch: &mut CollectorBatch) -> Result<(), SinkError> {
+        loop {
+            let (body, events) = request_body(batch, REQUEST_BYTES)?;
+            let last = events == batch.events.len();
+            let rows = events
+                + if last {
+                    batch.http.len() + batch.status.len()
+                } else {
+                    0
+                };
+            let sent = self.post(body).await;
+            let permanent = matches!(
+                sent,
+                Err(SinkError::Refused {
+                    status: 400 | 413 | 415,
+                    ..
+                })
+            );
+            if sent.is_ok() || permanent {
+                batch.events.drain(..events);
+                if last {
+                    batch.http.clear();
+                    batch.status.clear();
+                }
+            }
+            match sent {
+                Err(SinkError::Refused {
+                    endpoint,
+                    status,
+                    message,
+                    ..
+                }) if permanent => {
+                    return Err(SinkError::Refused {
+                        endpoint,
+                        status,
+                        message,
+                        dropped: rows,
+                    });
+                }
+                Err(e) => return Err(e),
+                Ok(()) if last => return Ok(()),
+                Ok(()) => {}
+            }
+        }
+    }
+
+    /// One request; an answer other than 2xx is `Refused` with the
+    /// daemon's message.
+    async fn post(&self, body: Vec<u8>) -> Result<(), SinkError> {
+        let this = self.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut req = this
+                .http
+                .post(&this.endpoint)
+                .header("Content-Type", "application/json");
+            if let Some(t) = &this.token {
+                req = req.header("Authorization", &format!("Bearer {t}"));
+            }
+            let mut resp = req.send(&body[..])?;
+            let status = resp.status().as_u16();
+            let text = if (200..300).contains(&status) {
+                String::new()
+            } else {
+                resp.body_mut()
+                    .with_config()
+                    .limit(64 << 10)
+                    .read_to_string()
+                    .unwrap_or_default()
+            };
+            Ok::<_, ureq::Error>((status, text))
+        })
+        .await
+        .unwrap_or_else(|e| Err(ureq::Error::Io(std::io::Error::other(e))));
+        let (status, text) = answer.map_err(|e| SinkError::Send {
+            endpoint: self.endpoint.clone(),
+            source: Box::new(e),
+        })?;
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        Err(SinkError::Refused {
+            endpoint: self.endpoint.clone(),
+            status,
+            message: error_message(&text),
+            dropped: 0,
+        })
+    }
+}
+
+/// The daemon's error message (`{"error": {"message": ...}}`), else the
+/// start of what it said.
+fn error_message(text: &str) -> String {
+    let message = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| text.trim().to_string());
+    let mut m: String = message.chars().take(300).collect();
+    if m.len() < message.len() {
+        m.push('…');
+    }
+    m
+}
+
+/// The JSON of the next request for `batch`: its first events, as many as
+/// fit in `limit` bytes (at least one), and, when every event fits, its
+/// HTTP sums and state too; with how many events it holds.
+fn request_body(batch: &CollectorBatch, limit: usize) -> Result<(Vec<u8>, usize), SinkError> {
+    let mut out = Vec::with_capacity(limit.min(1 << 20));
+    out.extend_from_slice(b"{\"events\":[");
+    let mut row = Vec::new();
+    let mut events = 0;
+    for e in &batch.events {
+        row.clear();
+        serde_json::to_writer(&mut row, e).map_err(SinkError::Encode)?;
+        if events > 0 && out.len() + row.len() + 2 > limit {
+            break;
+        }
+        if events > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&row);
+        events += 1;
+    }
+    if events < batch.events.len() {
+        out.extend_from_slice(b"],\"http\":[],\"status\":[]}");
+        return Ok((out, events));
+    }
+    out.extend_from_slice(b"],\"http\":");
+    serde_json::to_writer(&mut out, &batch.http).map_err(SinkError::Encode)?;
+    out.extend_from_slice(b",\"status\":");
+    serde_json::to_writer(&mut out, &batch.status).map_err(SinkError::Encode)?;
+    out.push(b'}');
+    Ok((out, events))
+}
+
+/// Where an agent writes.
+#[derive(Clone, Debug)]
+pub enum Sink {
+    /// A store it opened (or the daemon's, in-process).
+    Store(Store),
+    /// A daemon's API.
+    Daemon(DaemonSink),
+}
+
+impl Sink {
+    /// Stores `batch`, taking out of it what was stored (all of it, or
+    /// nothing for a store); what is left is for the next attempt.
+    pub async fn write(&self, batch: &mut CollectorBatch) -> Result<(), SinkError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Sink::Store(store) => {
+                store.write_collector_batch(batch).await?;
+                *batch = CollectorBatch::default();
+                Ok(())
+            }
+            Sink::Daemon(daemon) => daemon.send(batch).await,
+        }
+    }
+
+    /// Where the data goes, for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Sink::Store(store) => store.path().display().to_string(),
+            Sink::Daemon(daemon) => daemon.endpoint().to_string(),
+        }
+    }
+
+    /// The store the agent keeps its own retention in (none when it sends
+    /// to a daemon, whose retention applies).
+    pub fn store(&self) -> Option<&Store> {
+        match self {
+            Sink::Store(store) => Some(store),
+            Sink::Daemon(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{CollectorEventRow, CollectorStatusRow};
+
+    fn event(i: usize, filename_len: usize) -> CollectorEventRow {
+        let mut fields = serde_json::Map::new();
+        fields.insert("filename".into(), "x".repeat(filename_len).into());
+        CollectorEventRow {
+            ts_ms: i as i64,
+            node: "node-a".into(),
+            collector: "exec".into(),
+            kind: "exec".into(),
+            namespace: None,
+            pod: None,
+            container: None,
+            pod_uid: None,
+            container_id: None,
+            cgroup: None,
+            pid: Some(i as i64),
+            comm: None,
+            fields,
+        }
+    }
+
+    fn status() -> CollectorStatusRow {
+        CollectorStatusRow {
+            node: "node-a".into(),
+            collector: "exec".into(),
+            available: true,
+            reason: None,
+            events: 3,
+            dropped: 0,
+            started_at_ms: 1,
+            updated_at_ms: 2,
+        }
+    }
+
+    #[test]
+    fn requests_split_the_events_in_order_and_the_state_comes_last() {
+        let batch = CollectorBatch {
+            events: (0..10).map(|i| event(i, 300)).collect(),
+            http: Vec::new(),
+            status: vec![status()],
+        };
+        let one = serde_json::to_vec(&batch.events[0]).unwrap().len();
+        // Room for three events a request.
+        let limit = 40 + 3 * (one + 1);
+        let mut rest = batch.clone();
+        let mut got = Vec::new();
+        let mut requests = 0;
+        while !rest.is_empty() {
+            let (body, n) = request_body(&rest, limit).unwrap();
+            assert!(body.len() <= limit + 200, "{} > {limit}", body.len());
+            let part: CollectorBatch = serde_json::from_slice(&body).unwrap();
+            assert_eq!(part.events.len(), n);
+            let last = n == rest.events.len();
+            assert_eq!(part.status.len(), if last { 1 } else { 0 });
+            got.extend(part.events);
+            rest.events.drain(..n);
+            if last {
+                rest.status.clear();
+            }
+            requests += 1;
+        }
+        assert_eq!(requests, 4);
+        assert_eq!(got, batch.events);
+        // An event larger than a request still goes, alone.
+        let big = CollectorBatch {
+            events: vec![event(0, 1000), event(1, 10)],
+            ..Default::default()
+        };
+        assert_eq!(request_body(&big, 100).unwrap().1, 1);
+    }
+
+    #[test]
+    fn only_plain_http_daemon_addresses_are_taken() {
+        let ok = DaemonSink::new("http://sonde.sonde.svc:8080/", Some(String::new())).unwrap();
+        assert_eq!(
+            ok.endpoint(),
+            "http://sonde.sonde.svc:8080/api/v1/collectors/batches"
+        );
+        assert!(ok.token.is_none(), "an empty token is none");
+        let https = DaemonSink::new("https://sonde:8080", None)
+            .unwrap_err()
+            .to_string();
+        assert!(https.contains("plain HTTP"), "{https}");
+        for bad in ["sonde:8080", "http://", "http://h/?x=1"] {
+            let e = DaemonSink::new(bad, None).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("{bad} is not a daemon address")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_daemons_message_is_read_and_capped() {
+        assert_eq!(
+            error_message(r#"{"error":{"status":403,"message":"no"}}"#),
+            "no"
+        );
+        assert_eq!(error_message(" plain text \n"), "plain text");
+        let long = error_message(&"y".repeat(1000));
+        assert_eq!(long.chars().count(), 301);
+    }
+}
