@@ -95,7 +95,9 @@ fn main() {
             flush_interval_ms: 200,
             ..Default::default()
         };
-        let agent = Agent::start(config, store.clone(), None).await.unwrap();
+        let agent = Agent::start(config, sonde::agent::Sink::Store(store.clone()), None)
+            .await
+            .unwrap();
         (agent, store)
     });
     assert!(

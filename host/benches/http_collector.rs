@@ -495,7 +495,7 @@ fn main() {
                         },
                         ..Default::default()
                     },
-                    store.clone(),
+                    sonde::agent::Sink::Store(store.clone()),
                     None,
                 ))
                 .unwrap();
