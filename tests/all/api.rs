@@ -694,7 +694,43 @@ fn agents_send_collector_batches_and_read_nothing() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         r.json(),
-        serde_json::json!({"events": 1, "http": 1, "status": 1})
+        serde_json::json!({"events": 1, "http": 1, "status": 1, "duplicate": false})
+    );
+    // A numbered request: stored once, however often it comes.
+    let numbered = |sequence: &str| {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut resp = agent
+            .post(&format!("{}/api/v1/collectors/batches", s.url))
+            .header("Authorization", &format!("Bearer {AGENT}"))
+            .header("Content-Type", "application/json")
+            .header("Sonde-Agent-Instance", "0123abcd")
+            .header("Sonde-Agent-Sequence", sequence)
+            .send(&batch[..])
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.body_mut().read_to_string().unwrap())
+    };
+    let duplicate = |reply: (u16, String)| {
+        assert_eq!(reply.0, 200, "{}", reply.1);
+        serde_json::from_str::<Value>(&reply.1).unwrap()["duplicate"]
+            .as_bool()
+            .unwrap()
+    };
+    assert!(!duplicate(numbered("1")));
+    assert!(duplicate(numbered("1")));
+    assert!(!duplicate(numbered("2")));
+    assert!(
+        duplicate(numbered("1")),
+        "an older number was stored before too"
+    );
+    let (status, body) = numbered("0");
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("sonde-agent-sequence: \\\"0\\\" is not a request number"),
+        "{body}"
     );
     // The node's state is what the API shows of the collectors.
     let collectors = ok_json(&s, "/api/v1/collectors");
@@ -799,7 +835,8 @@ fn agents_send_collector_batches_and_read_nothing() {
             .collector_events("exec", 0, i64::MAX, 100)
             .await
             .unwrap();
-        assert_eq!(events.len(), 1, "{events:?}");
+        // The first batch, then numbers 1 and 2 once each.
+        assert_eq!(events.len(), 3, "{events:?}");
         let e = &events[0];
         assert_eq!(
             (
@@ -820,18 +857,91 @@ fn agents_send_collector_batches_and_read_nothing() {
     });
 }
 
+/// One HTTP/1.1 message (head, then a body of its Content-Length) from `r`.
+fn read_message(r: &mut impl std::io::Read) -> Vec<u8> {
+    let mut msg = Vec::new();
+    let mut byte = [0u8; 1];
+    while !msg.ends_with(b"\r\n\r\n") {
+        if r.read(&mut byte).unwrap() == 0 {
+            return msg;
+        }
+        msg.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&msg).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).unwrap();
+    msg.extend(body);
+    msg
+}
+
+/// A loopback proxy to `daemon` that hands each request on and loses the
+/// first `lose` answers (the connection closes without one), as a network
+/// that fails after the daemon stored a request does.
+fn lossy_proxy(daemon: &str, lose: usize) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let upstream = daemon.strip_prefix("http://").unwrap().to_string();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut client) = conn else { return };
+            let request = read_message(&mut client);
+            let mut up = std::net::TcpStream::connect(&upstream).unwrap();
+            std::io::Write::write_all(&mut up, &request).unwrap();
+            let answer = read_message(&mut up);
+            if n < lose {
+                continue;
+            }
+            // One request per connection: the client must not keep it.
+            let text =
+                String::from_utf8_lossy(&answer).replacen("\r\n", "\r\nconnection: close\r\n", 1);
+            let _ = std::io::Write::write_all(&mut client, text.as_bytes());
+        }
+    });
+    format!("http://{addr}")
+}
+
 #[test]
-fn the_agent_sink_keeps_what_the_daemon_did_not_take_and_splits_big_batches() {
+fn the_agent_sink_sends_each_event_once_and_keeps_what_the_daemon_did_not_take() {
     use sonde::agent::{DaemonSink, Sink, SinkError};
     use sonde::store::CollectorBatch;
     let s = started();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
+        let store = sonde::store::Store::open_with(
+            s.dir.join("sonde.db"),
+            sonde::store::OpenOptions {
+                owner: false,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let stored = |node: &'static str| {
+            let store = store.clone();
+            async move {
+                let events = store
+                    .collector_events("exec", 0, i64::MAX, 100_000)
+                    .await
+                    .unwrap();
+                events
+                    .into_iter()
+                    .filter(|e| e.node == node)
+                    .map(|e| e.ts_ms)
+                    .collect::<Vec<_>>()
+            }
+        };
         let batch: CollectorBatch = serde_json::from_value(agent_batch("node-9")).unwrap();
-        // A wrong token: refused, and every row kept for the next attempt.
-        let wrong = Sink::Daemon(DaemonSink::new(&s.url, Some("not-a-token".into())).unwrap());
+
+        // A wrong token: refused; the event is held for sending again, the
+        // state stays in the batch.
+        let wrong = DaemonSink::new(&s.url, Some("not-a-token".into())).unwrap();
         let mut pending = batch.clone();
-        match wrong.write(&mut pending).await {
+        match Sink::Daemon(wrong.clone()).write(&mut pending).await {
             Err(SinkError::Refused {
                 status: 401,
                 message,
@@ -842,31 +952,64 @@ fn the_agent_sink_keeps_what_the_daemon_did_not_take_and_splits_big_batches() {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(pending, batch);
-        // A daemon that is not there: kept too.
-        let gone = Sink::Daemon(DaemonSink::new("http://127.0.0.1:9", Some(AGENT.into())).unwrap());
+        assert_eq!(wrong.unanswered_events(), 1);
+        assert!(pending.events.is_empty());
+        assert_eq!((pending.http.len(), pending.status.len()), (1, 1));
+        // A daemon that is not there: the same.
+        let gone = DaemonSink::new("http://127.0.0.1:9", Some(AGENT.into())).unwrap();
+        let mut pending = batch.clone();
         assert!(matches!(
-            gone.write(&mut pending).await,
+            Sink::Daemon(gone.clone()).write(&mut pending).await,
             Err(SinkError::Send { .. })
         ));
-        assert_eq!(pending, batch);
-        // The right token: stored, nothing left. 3,000 events of 2 KiB go
-        // in more than one request (4 MiB each), in order.
-        let sink = Sink::Daemon(DaemonSink::new(&s.url, Some(AGENT.into())).unwrap());
-        let one = pending.events[0].clone();
-        pending.events = (0..3000)
-            .map(|i| {
-                let mut e = one.clone();
-                e.ts_ms += i;
-                e.fields.insert(
-                    "filename".into(),
-                    format!("/bin/{i:04}{}", "x".repeat(2048)).into(),
-                );
-                e
-            })
-            .collect();
+        assert_eq!(gone.unanswered_events(), 1);
+        assert!(stored("node-9").await.is_empty());
+
+        // The daemon stores a request but its answer is lost: sent again
+        // with its number, the daemon knows it; the event is stored once.
+        let lossy = DaemonSink::new(&lossy_proxy(&s.url, 1), Some(AGENT.into())).unwrap();
+        let sink = Sink::Daemon(lossy.clone());
+        let mut pending = batch.clone();
+        assert!(matches!(
+            sink.write(&mut pending).await,
+            Err(SinkError::Send { .. })
+        ));
+        assert_eq!(
+            stored("node-9").await.len(),
+            1,
+            "stored before the answer was lost"
+        );
+        assert_eq!(lossy.unanswered_events(), 1);
         sink.write(&mut pending).await.unwrap();
-        assert!(pending.is_empty(), "{pending:?}");
+        assert!(pending.is_empty() && lossy.unanswered_events() == 0);
+        assert_eq!(stored("node-9").await, vec![1_700_000_000_123]);
+
+        // 3,000 events of 2 KiB: more than one request (4 MiB each), in
+        // order, each event once.
+        let sink = Sink::Daemon(DaemonSink::new(&s.url, Some(AGENT.into())).unwrap());
+        let one = batch.events[0].clone();
+        let mut big = CollectorBatch {
+            events: (1..=3000)
+                .map(|i| {
+                    let mut e = one.clone();
+                    e.node = "node-10".into();
+                    e.ts_ms += i;
+                    e.fields.insert(
+                        "filename".into(),
+                        format!("/bin/{i:04}{}", "x".repeat(2048)).into(),
+                    );
+                    e
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let sent = big.events.iter().map(|e| e.ts_ms).collect::<Vec<_>>();
+        sink.write(&mut big).await.unwrap();
+        assert!(big.is_empty());
+        let mut got = stored("node-10").await;
+        got.sort();
+        assert_eq!(got, sent);
+
         // A row the daemon will never take is dropped, and counted.
         let mut bad = batch.clone();
         bad.events[0].kind = String::new();
@@ -874,37 +1017,16 @@ fn the_agent_sink_keeps_what_the_daemon_did_not_take_and_splits_big_batches() {
             Err(SinkError::Refused {
                 status: 400,
                 message,
-                dropped: 3,
+                dropped: 1,
                 ..
             }) => {
                 assert!(message.contains("events[0].kind"), "{message}")
             }
             other => panic!("{other:?}"),
         }
+        // ... and the rest of the batch still goes.
+        sink.write(&mut bad).await.unwrap();
         assert!(bad.is_empty());
-        let store = sonde::store::Store::open_with(
-            s.dir.join("sonde.db"),
-            sonde::store::OpenOptions {
-                owner: false,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-        let events = store
-            .collector_events("exec", 0, i64::MAX, 10_000)
-            .await
-            .unwrap();
-        let mine: Vec<i64> = events
-            .iter()
-            .filter(|e| e.node == "node-9")
-            .map(|e| e.ts_ms)
-            .collect();
-        assert_eq!(mine.len(), 3000);
-        let mut sorted = mine.clone();
-        sorted.sort();
-        sorted.dedup();
-        assert_eq!(sorted.len(), 3000, "each event once");
         store.close().await;
     });
 }

@@ -3,16 +3,19 @@
 //! API, `POST /api/v1/collectors/batches` with an agent token: one agent
 //! per node of a cluster, one daemon, no shared file.
 //!
-//! A write takes the batch by `&mut`: what was stored is taken out of it,
-//! and on an error it keeps what was not, for the agent to send again. To a
-//! daemon, a batch goes in requests of at most [`REQUEST_BYTES`] of JSON
-//! (the events in order; the HTTP sums and the collectors' state with the
-//! last request, after the events they count), each stored by the daemon in
-//! one transaction. A request the daemon refuses for its content (400, 413,
-//! 415) would be refused again: its rows are dropped and the error says how
-//! many. A lost answer to a request the daemon did store means it is sent
-//! again: events are delivered at least once; the HTTP sums and the state
-//! replace what they update.
+//! A write takes the batch by `&mut` and takes out of it what it stored or
+//! holds for sending; on an error the rest stays in it for the next write.
+//! To a daemon, the events go first, in requests of at most
+//! [`REQUEST_BYTES`] of JSON, in order, each numbered (`Sonde-Agent-Instance`,
+//! a random name of this process, and `Sonde-Agent-Sequence`, 1, 2, ...).
+//! A request is sent until the daemon answers it, the same body under the
+//! same number, before any later one: when an answer is lost after the
+//! daemon stored the request, the daemon knows the number and does not store
+//! it twice (migration 0007), so events are stored exactly once. Then the
+//! HTTP sums and the collectors' state, in one request without a number:
+//! they replace what they update. A request the daemon refuses for its
+//! content (400, 413, 415) would be refused again: its rows are dropped and
+//! the error says how many.
 
 use std::time::Duration;
 
@@ -53,12 +56,31 @@ pub enum SinkError {
     },
 }
 
-/// A daemon's batch route, and the token to send with each request.
+/// A daemon's batch route, the token to send with each request, and this
+/// process's numbering of its event requests.
 #[derive(Clone)]
 pub struct DaemonSink {
     http: ureq::Agent,
     endpoint: String,
     token: Option<String>,
+    /// This process's name to the daemon (random).
+    instance: String,
+    numbering: std::sync::Arc<std::sync::Mutex<Numbering>>,
+}
+
+/// The event requests: the next number, and the request sent but not
+/// answered yet (sent again, unchanged, before anything else).
+#[derive(Default)]
+struct Numbering {
+    next: i64,
+    unanswered: Option<EventRequest>,
+}
+
+/// One numbered request of events, as it was first sent.
+struct EventRequest {
+    sequence: i64,
+    body: Vec<u8>,
+    events: usize,
 }
 
 impl std::fmt::Debug for DaemonSink {
@@ -66,6 +88,7 @@ impl std::fmt::Debug for DaemonSink {
         // Never the token.
         f.debug_struct("DaemonSink")
             .field("endpoint", &self.endpoint)
+            .field("instance", &self.instance)
             .field("token", &self.token.as_ref().map(|_| "…"))
             .finish()
     }
@@ -103,6 +126,11 @@ impl DaemonSink {
             http,
             endpoint: format!("{}{BATCHES_PATH}", url.trim_end_matches('/')),
             token: token.filter(|t| !t.is_empty()),
+            instance: format!("{:032x}", fastrand::u128(..)),
+            numbering: std::sync::Arc::new(std::sync::Mutex::new(Numbering {
+                next: 1,
+                unanswered: None,
+            })),
         })
     }
 
@@ -111,57 +139,75 @@ impl DaemonSink {
         &self.endpoint
     }
 
-    /// Sends `batch` request by request; see the module's doc.
-    async fn send(&self, batch: &mut CollectorBatch) -> Result<(), SinkError> {
-        loop {
-            let (body, events) = request_body(batch, REQUEST_BYTES)?;
-            let last = events == batch.events.len();
-            let rows = events
-                + if last {
-                    batch.http.len() + batch.status.len()
-                } else {
-                    0
-                };
-            let sent = self.post(body).await;
-            let permanent = matches!(
-                sent,
-                Err(SinkError::Refused {
-                    status: 400 | 413 | 415,
-                    ..
-                })
-            );
-            if sent.is_ok() || permanent {
-                batch.events.drain(..events);
-                if last {
-                    batch.http.clear();
-                    batch.status.clear();
-                }
-            }
-            match sent {
-                Err(SinkError::Refused {
-                    endpoint,
-                    status,
-                    message,
-                    ..
-                }) if permanent => {
-                    return Err(SinkError::Refused {
-                        endpoint,
-                        status,
-                        message,
-                        dropped: rows,
-                    });
-                }
-                Err(e) => return Err(e),
-                Ok(()) if last => return Ok(()),
-                Ok(()) => {}
-            }
-        }
+    /// Events not yet answered by the daemon, held for sending again.
+    pub fn unanswered_events(&self) -> usize {
+        self.numbering().unanswered.as_ref().map_or(0, |r| r.events)
     }
 
-    /// One request; an answer other than 2xx is `Refused` with the
-    /// daemon's message.
-    async fn post(&self, body: Vec<u8>) -> Result<(), SinkError> {
+    fn numbering(&self) -> std::sync::MutexGuard<'_, Numbering> {
+        self.numbering
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sends `batch`; see the module's doc.
+    async fn send(&self, batch: &mut CollectorBatch) -> Result<(), SinkError> {
+        loop {
+            let request = {
+                let mut n = self.numbering();
+                match n.unanswered.take() {
+                    Some(r) => r,
+                    None if !batch.events.is_empty() => {
+                        let (body, events) = events_body(batch, REQUEST_BYTES)?;
+                        batch.events.drain(..events);
+                        let sequence = n.next;
+                        n.next += 1;
+                        EventRequest {
+                            sequence,
+                            body,
+                            events,
+                        }
+                    }
+                    None => break,
+                }
+            };
+            match self.post(&request.body, Some(request.sequence)).await {
+                Ok(()) => {}
+                Err(e) => {
+                    if let Some(dropped) = permanent(e.status()) {
+                        return Err(dropped(e, request.events));
+                    }
+                    self.numbering().unanswered = Some(request);
+                    return Err(e);
+                }
+            }
+        }
+        if batch.http.is_empty() && batch.status.is_empty() {
+            return Ok(());
+        }
+        let body = tail_body(batch)?;
+        match self.post(&body, None).await {
+            Ok(()) => {}
+            Err(e) => {
+                let Some(dropped) = permanent(e.status()) else {
+                    return Err(e);
+                };
+                let rows = batch.http.len() + batch.status.len();
+                batch.http.clear();
+                batch.status.clear();
+                return Err(dropped(e, rows));
+            }
+        }
+        batch.http.clear();
+        batch.status.clear();
+        Ok(())
+    }
+
+    /// One request (numbered when `sequence` is given); an answer other
+    /// than 2xx is `Refused` with the daemon's message.
+    async fn post(&self, body: &[u8], sequence: Option<i64>) -> Result<(), SinkError> {
         let this = self.clone();
+        let body = body.to_vec();
         let answer = tokio::task::spawn_blocking(move || {
             let mut req = this
                 .http
@@ -169,6 +215,11 @@ impl DaemonSink {
                 .header("Content-Type", "application/json");
             if let Some(t) = &this.token {
                 req = req.header("Authorization", &format!("Bearer {t}"));
+            }
+            if let Some(n) = sequence {
+                req = req
+                    .header("Sonde-Agent-Instance", &this.instance)
+                    .header("Sonde-Agent-Sequence", &n.to_string());
             }
             let mut resp = req.send(&body[..])?;
             let status = resp.status().as_u16();
@@ -201,6 +252,38 @@ impl DaemonSink {
     }
 }
 
+impl SinkError {
+    /// The daemon's answer, when it gave one.
+    fn status(&self) -> Option<u16> {
+        match self {
+            SinkError::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// For an answer that refuses the request's content (it would be refused
+/// again), how to say that its rows were dropped.
+fn permanent(status: Option<u16>) -> Option<fn(SinkError, usize) -> SinkError> {
+    fn dropped(e: SinkError, rows: usize) -> SinkError {
+        match e {
+            SinkError::Refused {
+                endpoint,
+                status,
+                message,
+                ..
+            } => SinkError::Refused {
+                endpoint,
+                status,
+                message,
+                dropped: rows,
+            },
+            other => other,
+        }
+    }
+    matches!(status, Some(400 | 413 | 415)).then_some(dropped as fn(SinkError, usize) -> SinkError)
+}
+
 /// The daemon's error message (`{"error": {"message": ...}}`), else the
 /// start of what it said.
 fn error_message(text: &str) -> String {
@@ -215,10 +298,9 @@ fn error_message(text: &str) -> String {
     m
 }
 
-/// The JSON of the next request for `batch`: its first events, as many as
-/// fit in `limit` bytes (at least one), and, when every event fits, its
-/// HTTP sums and state too; with how many events it holds.
-fn request_body(batch: &CollectorBatch, limit: usize) -> Result<(Vec<u8>, usize), SinkError> {
+/// The JSON of the next event request for `batch`: its first events, as
+/// many as fit in `limit` bytes (at least one); with how many it holds.
+fn events_body(batch: &CollectorBatch, limit: usize) -> Result<(Vec<u8>, usize), SinkError> {
     let mut out = Vec::with_capacity(limit.min(1 << 20));
     out.extend_from_slice(b"{\"events\":[");
     let mut row = Vec::new();
@@ -235,16 +317,18 @@ fn request_body(batch: &CollectorBatch, limit: usize) -> Result<(Vec<u8>, usize)
         out.extend_from_slice(&row);
         events += 1;
     }
-    if events < batch.events.len() {
-        out.extend_from_slice(b"],\"http\":[],\"status\":[]}");
-        return Ok((out, events));
-    }
-    out.extend_from_slice(b"],\"http\":");
-    serde_json::to_writer(&mut out, &batch.http).map_err(SinkError::Encode)?;
-    out.extend_from_slice(b",\"status\":");
-    serde_json::to_writer(&mut out, &batch.status).map_err(SinkError::Encode)?;
-    out.push(b'}');
+    out.extend_from_slice(b"],\"http\":[],\"status\":[]}");
     Ok((out, events))
+}
+
+/// The JSON of the request with `batch`'s HTTP sums and state.
+fn tail_body(batch: &CollectorBatch) -> Result<Vec<u8>, SinkError> {
+    let tail = CollectorBatch {
+        events: Vec::new(),
+        http: batch.http.clone(),
+        status: batch.status.clone(),
+    };
+    serde_json::to_vec(&tail).map_err(SinkError::Encode)
 }
 
 /// Where an agent writes.
@@ -257,13 +341,13 @@ pub enum Sink {
 }
 
 impl Sink {
-    /// Stores `batch`, taking out of it what was stored (all of it, or
-    /// nothing for a store); what is left is for the next attempt.
+    /// Stores `batch`, taking out of it what was stored or is held for
+    /// sending again (all of it, or nothing, for a store); what is left is
+    /// for the next write, which also sends again what a daemon did not
+    /// answer.
     pub async fn write(&self, batch: &mut CollectorBatch) -> Result<(), SinkError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
         match self {
+            Sink::Store(_) if batch.is_empty() => Ok(()),
             Sink::Store(store) => {
                 store.write_collector_batch(batch).await?;
                 *batch = CollectorBatch::default();
@@ -330,7 +414,7 @@ mod tests {
     }
 
     #[test]
-    fn requests_split_the_events_in_order_and_the_state_comes_last() {
+    fn event_requests_split_the_events_in_order_and_the_state_goes_apart() {
         let batch = CollectorBatch {
             events: (0..10).map(|i| event(i, 300)).collect(),
             http: Vec::new(),
@@ -342,28 +426,27 @@ mod tests {
         let mut rest = batch.clone();
         let mut got = Vec::new();
         let mut requests = 0;
-        while !rest.is_empty() {
-            let (body, n) = request_body(&rest, limit).unwrap();
-            assert!(body.len() <= limit + 200, "{} > {limit}", body.len());
+        while !rest.events.is_empty() {
+            let (body, n) = events_body(&rest, limit).unwrap();
+            assert!(body.len() <= limit, "{} > {limit}", body.len());
             let part: CollectorBatch = serde_json::from_slice(&body).unwrap();
             assert_eq!(part.events.len(), n);
-            let last = n == rest.events.len();
-            assert_eq!(part.status.len(), if last { 1 } else { 0 });
+            assert!(part.status.is_empty() && part.http.is_empty());
             got.extend(part.events);
             rest.events.drain(..n);
-            if last {
-                rest.status.clear();
-            }
             requests += 1;
         }
         assert_eq!(requests, 4);
         assert_eq!(got, batch.events);
+        let tail: CollectorBatch = serde_json::from_slice(&tail_body(&rest).unwrap()).unwrap();
+        assert_eq!(tail.status, batch.status);
+        assert!(tail.events.is_empty());
         // An event larger than a request still goes, alone.
         let big = CollectorBatch {
             events: vec![event(0, 1000), event(1, 10)],
             ..Default::default()
         };
-        assert_eq!(request_body(&big, 100).unwrap().1, 1);
+        assert_eq!(events_body(&big, 100).unwrap().1, 1);
     }
 
     #[test]

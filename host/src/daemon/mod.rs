@@ -635,9 +635,10 @@ impl Daemon {
                 vacuum: Default::default(),
             };
             match self.inner.store.apply_retention(&retention).await {
-                Ok(rep) if rep.runs + rep.findings + rep.collector_events > 0 => tracing::info!(
+                Ok(rep) if rep.runs + rep.findings + rep.collector_rows > 0 => tracing::info!(
                     runs = rep.runs,
                     findings = rep.findings,
+                    collector_rows = rep.collector_rows,
                     "retention deleted old data"
                 ),
                 Ok(_) => {}

@@ -314,17 +314,64 @@ fn bind_event<'q>(
         .bind(fields)
 }
 
+/// Which request of which agent process a batch is (see migration 0007):
+/// `instance` is the process's random name, `sequence` the request's
+/// number, from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentRequest<'a> {
+    pub instance: &'a str,
+    pub sequence: i64,
+}
+
 impl Store {
     /// Writes a batch in one transaction.
     pub async fn write_collector_batch(&self, batch: &CollectorBatch) -> Result<(), StoreError> {
+        self.write_agent_batch(batch, None).await.map(drop)
+    }
+
+    /// Writes a batch in one transaction, unless it is `request` again (a
+    /// number its agent process already had stored): whether it was
+    /// written.
+    pub async fn write_agent_batch(
+        &self,
+        batch: &CollectorBatch,
+        request: Option<AgentRequest<'_>>,
+    ) -> Result<bool, StoreError> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let mut tx = self
             .writer
             .begin_with(dialect::BEGIN_WRITE)
             .await
             .ctx("begin collector batch")?;
+        if let Some(r) = request {
+            let stored: Option<i64> =
+                sqlx::query_scalar("SELECT sequence FROM collector_agents WHERE instance = $1")
+                    .bind(r.instance)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .ctx("read the agent's last request")?;
+            if stored.is_some_and(|s| s >= r.sequence) {
+                return Ok(false);
+            }
+            let node = (batch.events.first().map(|e| e.node.as_str()))
+                .or_else(|| batch.status.first().map(|s| s.node.as_str()))
+                .or_else(|| batch.http.first().map(|h| h.node.as_str()))
+                .unwrap_or_default();
+            sqlx::query(
+                "INSERT INTO collector_agents (instance, node, sequence, at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (instance) DO UPDATE SET node = excluded.node, \
+                 sequence = excluded.sequence, at = excluded.at",
+            )
+            .bind(r.instance)
+            .bind(node)
+            .bind(r.sequence)
+            .bind(self.now_ms())
+            .execute(&mut *tx)
+            .await
+            .ctx("record the agent's request")?;
+        }
         // Many rows per statement: one statement per event would cap the
         // agent at the statement rate (see BENCHMARKS.md, collector_ring).
         for chunk in batch.events.chunks(EVENTS_PER_STATEMENT) {
@@ -408,7 +455,7 @@ impl Store {
             .ctx("upsert collector status")?;
         }
         tx.commit().await.ctx("commit collector batch")?;
-        Ok(())
+        Ok(true)
     }
 
     /// Events of one collector in `[since, until)`, oldest first, at most `cap`.
@@ -552,9 +599,10 @@ impl Store {
             .collect())
     }
 
-    /// Deletes collector events and HTTP minutes older than `cutoff_ms`, and
-    /// the counts of minutes that ended by then (the agent's retention);
-    /// returns how many rows went.
+    /// Deletes collector events and HTTP minutes older than `cutoff_ms`, the
+    /// counts of minutes that ended by then, and the agent processes last
+    /// heard of before it (an agent's retention on its own store, and the
+    /// daemon's on what agents send); returns how many rows went.
     pub async fn delete_collector_data_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
         let mut n = sqlx::query("DELETE FROM collector_events WHERE ts < $1")
             .bind(cutoff_ms)
@@ -574,6 +622,12 @@ impl Store {
             .execute(&self.writer)
             .await
             .ctx("delete old collector counts")?
+            .rows_affected();
+        n += sqlx::query("DELETE FROM collector_agents WHERE at < $1")
+            .bind(cutoff_ms)
+            .execute(&self.writer)
+            .await
+            .ctx("delete old agent processes")?
             .rows_affected();
         Ok(n)
     }
@@ -679,6 +733,75 @@ mod tests {
         assert!(
             bad(&|b| b.status[0].dropped = -3).starts_with("status[0].dropped: -3 is negative")
         );
+    }
+
+    #[tokio::test]
+    async fn an_agents_request_is_stored_once_and_the_daemons_retention_takes_what_agents_sent() {
+        use super::super::test_support::open as open_with_clock;
+        let dir = tempfile::tempdir().unwrap();
+        let (store, clock) = open_with_clock(dir.path()).await;
+        let now = clock.now().as_millisecond();
+        let minute = now - now.rem_euclid(60_000);
+        let mut http = red(minute, 10);
+        http.buckets = vec![0; crate::collectors::duration_buckets_us().len() + 1];
+        let batch = CollectorBatch {
+            events: vec![event(now, "oom_kill")],
+            http: vec![http],
+            status: Vec::new(),
+        };
+        let req = |sequence| {
+            Some(AgentRequest {
+                instance: "a1",
+                sequence,
+            })
+        };
+        assert!(store.write_agent_batch(&batch, req(1)).await.unwrap());
+        assert!(
+            !store.write_agent_batch(&batch, req(1)).await.unwrap(),
+            "again"
+        );
+        assert!(store.write_agent_batch(&batch, req(2)).await.unwrap());
+        // Another process of the same node numbers from 1 again.
+        let other = Some(AgentRequest {
+            instance: "b2",
+            sequence: 1,
+        });
+        assert!(store.write_agent_batch(&batch, other).await.unwrap());
+        let events = store
+            .collector_events("oom", 0, i64::MAX, 100)
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 3);
+        let agents: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM collector_agents")
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
+        assert_eq!(agents, 2);
+
+        // Eight days on, a seven-day retention takes events, HTTP minutes,
+        // counts and agent processes alike.
+        clock.advance(std::time::Duration::from_secs(8 * 86_400));
+        let report = store
+            .apply_retention(&super::super::Retention {
+                max_age: Some(std::time::Duration::from_secs(7 * 86_400)),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        // 3 events, 1 HTTP minute, 1 count row, 2 agents.
+        assert_eq!(report.collector_rows, 7);
+        for sql in [
+            "SELECT COUNT(*) FROM collector_events",
+            "SELECT COUNT(*) FROM http_red",
+            "SELECT COUNT(*) FROM collector_counts",
+            "SELECT COUNT(*) FROM collector_agents",
+        ] {
+            let n: i64 = sqlx::query_scalar(sql)
+                .fetch_one(&store.reader)
+                .await
+                .unwrap();
+            assert_eq!(n, 0, "{sql}");
+        }
     }
 
     /// Events of pods `a` and `b` and of no pod, two kinds, spread over

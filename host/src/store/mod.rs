@@ -29,8 +29,8 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 pub use collectors::{
-    CollectorBatch, CollectorCountRow, CollectorEventRow, CollectorStatusRow, HttpRedRow,
-    count_events,
+    AgentRequest, CollectorBatch, CollectorCountRow, CollectorEventRow, CollectorStatusRow,
+    HttpRedRow, count_events,
 };
 pub use dialect::{VacuumAction, VacuumPolicy};
 pub use finding_queries::{FindingFilter, FindingPage, FindingStatus, MAX_PAGE, StoredFinding};
@@ -303,6 +303,7 @@ mod tests {
             tables,
             [
                 "_sqlx_migrations",
+                "collector_agents",
                 "collector_counts",
                 "collector_events",
                 "collector_status",

@@ -26,7 +26,8 @@ pub struct Retention {
 pub struct RetentionReport {
     pub runs: u64,
     pub findings: u64,
-    pub collector_events: u64,
+    /// Collector rows: events, HTTP minutes, per-minute counts, agent processes.
+    pub collector_rows: u64,
     pub vacuum: VacuumAction,
 }
 
@@ -40,7 +41,7 @@ impl Store {
         let mut report = RetentionReport {
             runs: 0,
             findings: 0,
-            collector_events: 0,
+            collector_rows: 0,
             vacuum: VacuumAction::None,
         };
         if let Some(age) = retention.max_age {
@@ -61,13 +62,9 @@ impl Store {
                     "delete old findings",
                 )
                 .await?;
-            report.collector_events += self
-                .delete(
-                    "DELETE FROM collector_events WHERE ts < $1",
-                    cutoff,
-                    "delete old collector events",
-                )
-                .await?;
+            // Events, HTTP minutes and counts alike (agents on other nodes
+            // send them here and keep no retention of their own).
+            report.collector_rows += self.delete_collector_data_before(cutoff).await?;
         }
         if let Some(keep) = retention.max_runs_per_probe {
             report.runs += self

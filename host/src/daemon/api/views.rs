@@ -417,10 +417,12 @@ impl CollectorNodeView {
     }
 }
 
-/// What the daemon stored of an agent's batch: its rows of each kind.
+/// What the daemon took of an agent's batch: its rows of each kind.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BatchAccepted {
     pub events: usize,
     pub http: usize,
     pub status: usize,
+    /// The request was stored before (its answer was lost): not again.
+    pub duplicate: bool,
 }
