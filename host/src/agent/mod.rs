@@ -223,6 +223,7 @@ impl Agent {
             status: status.clone(),
             keep_states: config.tcp.states,
             undecodable: 0,
+            write_failures: 0,
             status_written: None,
         };
         let flush = Duration::from_millis(config.flush_interval_ms.max(1));
@@ -681,6 +682,9 @@ struct Processor {
     status: Arc<Mutex<Vec<CollectorStatusRow>>>,
     keep_states: bool,
     undecodable: u64,
+    /// Flushes in a row whose write failed (logged at the 1st, 2nd, 4th,
+    /// ...: a daemon down for an hour is not 3,600 lines).
+    write_failures: u64,
     /// When the collectors' status was last written, and the counts
     /// (events, dropped) it said: an unchanged status is written again
     /// only as a heartbeat (`STATUS_HEARTBEAT_MS`), not at every flush.
@@ -890,13 +894,29 @@ impl Processor {
             self.batch.status = status.clone();
         }
         let mut batch = std::mem::take(&mut self.batch);
-        if let Err(e) = self.sink.write(&mut batch).await {
-            tracing::error!(error = %e, events = batch.events.len(), "writing collector data failed; what was not written is kept for the next flush");
+        let written = self.sink.write(&mut batch).await;
+        if written.is_ok() && self.write_failures > 0 {
+            tracing::info!(
+                failures = self.write_failures,
+                "writing collector data works again"
+            );
+            self.write_failures = 0;
+        }
+        if let Err(e) = written {
+            self.write_failures += 1;
+            if self.write_failures.is_power_of_two() {
+                tracing::error!(error = %e, events = batch.events.len(), failures = self.write_failures, "writing collector data failed; what was not written is kept for the next flush");
+            }
             // The status too: written again at the next flush.
             self.status_written = None;
             // Keep the events (bounded) for the next attempt.
             if batch.events.len() < 100_000 {
                 self.batch = batch;
+            } else {
+                tracing::error!(
+                    events = batch.events.len(),
+                    "collector data dropped: too much kept through failed writes"
+                );
             }
         }
     }
