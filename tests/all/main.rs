@@ -7,6 +7,7 @@ mod collectors;
 mod components;
 mod control_plane_rules;
 mod daemon;
+mod deploy;
 mod dns;
 mod event_rules;
 mod fixture_audit;
