@@ -18,7 +18,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::env_or;
+use common::{env_or, median};
 use sonde::agent::{DaemonSink, Sink};
 use sonde::daemon::config::DaemonConfig;
 use sonde::daemon::{ConfigSource, Daemon};
@@ -77,11 +77,6 @@ async fn run(sinks: Vec<Sink>, per_agent: usize, batch: usize) -> f64 {
         r.expect("agent task");
     }
     (agents * per_agent) as f64 / started.elapsed().as_secs_f64()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

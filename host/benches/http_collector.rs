@@ -39,6 +39,8 @@ use std::time::Duration;
 
 mod common;
 
+use common::median;
+
 use sonde::agent::{Agent, AgentConfig};
 
 /// Busy jiffies of all CPUs (user, nice, system, irq, softirq) and the
@@ -237,14 +239,6 @@ fn perf_cpu_below(
         let below = below.ok_or_else(|| format!("perf: no sample below {symbol}"))?;
         Ok(below / 100.0 * ns / 1e9 / window as f64)
     })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v[v.len() / 2]
 }
 
 fn quartiles(mut v: Vec<f64>) -> (f64, f64) {

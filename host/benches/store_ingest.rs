@@ -16,8 +16,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::env_or;
 use common::generate::finding;
+use common::{env_or, median};
 
 use sonde::bindings::Finding;
 use sonde::runtime::{RunOutcome, RunStatus};
@@ -79,11 +79,6 @@ async fn one_database(path: Path, n: usize) -> (f64, Vec<f64>) {
     }
     store.close().await;
     (first, persisting)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -822,15 +822,7 @@ fn agents_send_collector_batches_and_read_nothing() {
     // of the refused ones.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let store = sonde::store::Store::open_with(
-            s.dir.join("sonde.db"),
-            sonde::store::OpenOptions {
-                owner: false,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        let store = s.open_store().await;
         let events = store
             .collector_events("exec", 0, i64::MAX, 100)
             .await
@@ -912,15 +904,7 @@ fn the_agent_sink_sends_each_event_once_and_keeps_what_the_daemon_did_not_take()
     let s = started();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let store = sonde::store::Store::open_with(
-            s.dir.join("sonde.db"),
-            sonde::store::OpenOptions {
-                owner: false,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        let store = s.open_store().await;
         let stored = |node: &'static str| {
             let store = store.clone();
             async move {

@@ -396,15 +396,7 @@ probes: []
             .unwrap()
             .success()
     );
-    let store = Store::open_with(
-        daemon.dir.join("sonde.db"),
-        OpenOptions {
-            owner: false,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let store = daemon.open_store().await;
     let rows = wait_for(&store, "exec", |r| {
         r.pod_uid.as_deref() == Some(cg.uid.as_str()) && r.fields["filename"] == "/bin/true"
     })

@@ -201,6 +201,20 @@ impl Served {
         }
     }
 
+    /// The daemon's SQLite file, opened beside it as an agent opens one
+    /// (not the owner: nothing of the daemon's is marked interrupted).
+    pub async fn open_store(&self) -> sonde::store::Store {
+        sonde::store::Store::open_with(
+            self.dir.join("sonde.db"),
+            sonde::store::OpenOptions {
+                owner: false,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+    }
+
     pub fn get(&self, path: &str) -> Reply {
         self.request("GET", path, None, None)
     }

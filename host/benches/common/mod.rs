@@ -37,6 +37,15 @@ pub async fn agent_store(dir: &std::path::Path) -> sonde::store::Store {
     .expect("store")
 }
 
+/// The median of `v` (the upper one of an even count; NaN when empty).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[v.len() / 2]
+}
+
 /// A numeric environment variable, or `default`.
 pub fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)

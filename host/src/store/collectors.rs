@@ -604,31 +604,38 @@ impl Store {
     /// heard of before it (an agent's retention on its own store, and the
     /// daemon's on what agents send); returns how many rows went.
     pub async fn delete_collector_data_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
-        let mut n = sqlx::query("DELETE FROM collector_events WHERE ts < $1")
-            .bind(cutoff_ms)
-            .execute(&self.writer)
-            .await
-            .ctx("delete old collector events")?
-            .rows_affected();
-        n += sqlx::query("DELETE FROM http_red WHERE minute < $1")
-            .bind(cutoff_ms)
-            .execute(&self.writer)
-            .await
-            .ctx("delete old http minutes")?
-            .rows_affected();
-        // A minute's count goes once the whole minute is past the cutoff.
-        n += sqlx::query("DELETE FROM collector_counts WHERE minute <= $1")
-            .bind(cutoff_ms.saturating_sub(60_000))
-            .execute(&self.writer)
-            .await
-            .ctx("delete old collector counts")?
-            .rows_affected();
-        n += sqlx::query("DELETE FROM collector_agents WHERE at < $1")
-            .bind(cutoff_ms)
-            .execute(&self.writer)
-            .await
-            .ctx("delete old agent processes")?
-            .rows_affected();
+        let steps: [(&'static str, i64, &'static str); 4] = [
+            (
+                "DELETE FROM collector_events WHERE ts < $1",
+                cutoff_ms,
+                "delete old collector events",
+            ),
+            (
+                "DELETE FROM http_red WHERE minute < $1",
+                cutoff_ms,
+                "delete old http minutes",
+            ),
+            // A minute's count goes once the whole minute is past the cutoff.
+            (
+                "DELETE FROM collector_counts WHERE minute <= $1",
+                cutoff_ms.saturating_sub(60_000),
+                "delete old collector counts",
+            ),
+            (
+                "DELETE FROM collector_agents WHERE at < $1",
+                cutoff_ms,
+                "delete old agent processes",
+            ),
+        ];
+        let mut n = 0;
+        for (sql, cutoff, what) in steps {
+            n += sqlx::query(sql)
+                .bind(cutoff)
+                .execute(&self.writer)
+                .await
+                .ctx(what)?
+                .rows_affected();
+        }
         Ok(n)
     }
 }
