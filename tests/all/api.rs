@@ -897,6 +897,19 @@ fn lossy_proxy(daemon: &str, lose: usize) -> String {
     format!("http://{addr}")
 }
 
+/// The daemon's refusal: its status, message and the rows dropped.
+fn refused(r: Result<(), sonde::agent::SinkError>) -> (u16, String, usize) {
+    match r {
+        Err(sonde::agent::SinkError::Refused {
+            status,
+            message,
+            dropped,
+            ..
+        }) => (status, message, dropped),
+        other => panic!("not refused: {other:?}"),
+    }
+}
+
 #[test]
 fn the_agent_sink_sends_each_event_once_and_keeps_what_the_daemon_did_not_take() {
     use sonde::agent::{DaemonSink, Sink, SinkError};
@@ -925,17 +938,10 @@ fn the_agent_sink_sends_each_event_once_and_keeps_what_the_daemon_did_not_take()
         // state stays in the batch.
         let wrong = DaemonSink::new(&s.url, Some("not-a-token".into())).unwrap();
         let mut pending = batch.clone();
-        match Sink::Daemon(wrong.clone()).write(&mut pending).await {
-            Err(SinkError::Refused {
-                status: 401,
-                message,
-                dropped: 0,
-                ..
-            }) => {
-                assert!(message.contains("not valid"), "{message}")
-            }
-            other => panic!("{other:?}"),
-        }
+        let (status, message, dropped) =
+            refused(Sink::Daemon(wrong.clone()).write(&mut pending).await);
+        assert_eq!((status, dropped), (401, 0));
+        assert!(message.contains("not valid"), "{message}");
         assert_eq!(wrong.unanswered_events(), 1);
         assert!(pending.events.is_empty());
         assert_eq!((pending.http.len(), pending.status.len()), (1, 1));
@@ -997,17 +1003,9 @@ fn the_agent_sink_sends_each_event_once_and_keeps_what_the_daemon_did_not_take()
         // A row the daemon will never take is dropped, and counted.
         let mut bad = batch.clone();
         bad.events[0].kind = String::new();
-        match sink.write(&mut bad).await {
-            Err(SinkError::Refused {
-                status: 400,
-                message,
-                dropped: 1,
-                ..
-            }) => {
-                assert!(message.contains("events[0].kind"), "{message}")
-            }
-            other => panic!("{other:?}"),
-        }
+        let (status, message, dropped) = refused(sink.write(&mut bad).await);
+        assert_eq!((status, dropped), (400, 1));
+        assert!(message.contains("events[0].kind"), "{message}");
         // ... and the rest of the batch still goes.
         sink.write(&mut bad).await.unwrap();
         assert!(bad.is_empty());
