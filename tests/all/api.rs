@@ -789,28 +789,24 @@ fn agents_send_collector_batches_and_read_nothing() {
         e.contains("not a collector batch") && e.contains("line 1 column"),
         "{e}"
     );
-    let mut bad = agent_batch("node-7");
-    bad["events"][0]["collector"] = "keylogger".into();
-    let e = send(
-        &s,
-        AGENT,
-        "application/json",
-        &serde_json::to_vec(&bad).unwrap(),
-    )
-    .error(400);
+    // A batch with one field changed, refused: the daemon's message.
+    let refused_with = |field: &str, value: Value| {
+        let mut bad = agent_batch("node-7");
+        *bad.pointer_mut(field).unwrap() = value;
+        send(
+            &s,
+            AGENT,
+            "application/json",
+            &serde_json::to_vec(&bad).unwrap(),
+        )
+        .error(400)
+    };
+    let e = refused_with("/events/0/collector", "keylogger".into());
     assert!(
         e.contains("events[0].collector: \"keylogger\" is not a collector"),
         "{e}"
     );
-    let mut bad = agent_batch("node-7");
-    bad["http"][0]["buckets"] = serde_json::json!([1, 2]);
-    let e = send(
-        &s,
-        AGENT,
-        "application/json",
-        &serde_json::to_vec(&bad).unwrap(),
-    )
-    .error(400);
+    let e = refused_with("/http/0/buckets", serde_json::json!([1, 2]));
     assert!(e.contains("http[0].buckets: 2 counts"), "{e}");
     let huge = vec![b' '; (16 << 20) + 1];
     assert!(
