@@ -19,6 +19,8 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use crate::store::{CollectorBatch, Store, StoreError};
 
 /// The most JSON one request to the daemon carries (the daemon takes up to
@@ -79,7 +81,7 @@ struct Numbering {
 /// One numbered request of events, as it was first sent.
 struct EventRequest {
     sequence: i64,
-    body: Vec<u8>,
+    body: Bytes,
     events: usize,
 }
 
@@ -171,12 +173,13 @@ impl DaemonSink {
                     None => break,
                 }
             };
-            match self.post(&request.body, Some(request.sequence)).await {
+            match self
+                .post(request.body.clone(), Some(request.sequence))
+                .await
+            {
                 Ok(()) => {}
+                Err(e) if e.is_permanent() => return Err(e.dropping(request.events)),
                 Err(e) => {
-                    if let Some(dropped) = permanent(e.status()) {
-                        return Err(dropped(e, request.events));
-                    }
                     self.numbering().unanswered = Some(request);
                     return Err(e);
                 }
@@ -185,29 +188,20 @@ impl DaemonSink {
         if batch.http.is_empty() && batch.status.is_empty() {
             return Ok(());
         }
-        let body = tail_body(batch)?;
-        match self.post(&body, None).await {
-            Ok(()) => {}
-            Err(e) => {
-                let Some(dropped) = permanent(e.status()) else {
-                    return Err(e);
-                };
-                let rows = batch.http.len() + batch.status.len();
-                batch.http.clear();
-                batch.status.clear();
-                return Err(dropped(e, rows));
-            }
+        let rows = batch.http.len() + batch.status.len();
+        let sent = self.post(tail_body(batch)?, None).await;
+        if sent.as_ref().is_err_and(|e| !e.is_permanent()) {
+            return sent;
         }
         batch.http.clear();
         batch.status.clear();
-        Ok(())
+        sent.map_err(|e| e.dropping(rows))
     }
 
     /// One request (numbered when `sequence` is given); an answer other
     /// than 2xx is `Refused` with the daemon's message.
-    async fn post(&self, body: &[u8], sequence: Option<i64>) -> Result<(), SinkError> {
+    async fn post(&self, body: Bytes, sequence: Option<i64>) -> Result<(), SinkError> {
         let this = self.clone();
-        let body = body.to_vec();
         let answer = tokio::task::spawn_blocking(move || {
             let mut req = this
                 .http
@@ -253,20 +247,21 @@ impl DaemonSink {
 }
 
 impl SinkError {
-    /// The daemon's answer, when it gave one.
-    fn status(&self) -> Option<u16> {
-        match self {
-            SinkError::Refused { status, .. } => Some(*status),
-            _ => None,
-        }
+    /// Whether the daemon refused the request for its content (400, 413,
+    /// 415): sent again, it would be refused again.
+    fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            SinkError::Refused {
+                status: 400 | 413 | 415,
+                ..
+            }
+        )
     }
-}
 
-/// For an answer that refuses the request's content (it would be refused
-/// again), how to say that its rows were dropped.
-fn permanent(status: Option<u16>) -> Option<fn(SinkError, usize) -> SinkError> {
-    fn dropped(e: SinkError, rows: usize) -> SinkError {
-        match e {
+    /// This refusal, saying that `rows` were dropped for it.
+    fn dropping(self, rows: usize) -> SinkError {
+        match self {
             SinkError::Refused {
                 endpoint,
                 status,
@@ -281,7 +276,6 @@ fn permanent(status: Option<u16>) -> Option<fn(SinkError, usize) -> SinkError> {
             other => other,
         }
     }
-    matches!(status, Some(400 | 413 | 415)).then_some(dropped as fn(SinkError, usize) -> SinkError)
 }
 
 /// The daemon's error message (`{"error": {"message": ...}}`), else the
@@ -300,7 +294,7 @@ fn error_message(text: &str) -> String {
 
 /// The JSON of the next event request for `batch`: its first events, as
 /// many as fit in `limit` bytes (at least one); with how many it holds.
-fn events_body(batch: &CollectorBatch, limit: usize) -> Result<(Vec<u8>, usize), SinkError> {
+fn events_body(batch: &CollectorBatch, limit: usize) -> Result<(Bytes, usize), SinkError> {
     let mut out = Vec::with_capacity(limit.min(1 << 20));
     out.extend_from_slice(b"{\"events\":[");
     let mut row = Vec::new();
@@ -318,17 +312,19 @@ fn events_body(batch: &CollectorBatch, limit: usize) -> Result<(Vec<u8>, usize),
         events += 1;
     }
     out.extend_from_slice(b"],\"http\":[],\"status\":[]}");
-    Ok((out, events))
+    Ok((out.into(), events))
 }
 
 /// The JSON of the request with `batch`'s HTTP sums and state.
-fn tail_body(batch: &CollectorBatch) -> Result<Vec<u8>, SinkError> {
+fn tail_body(batch: &CollectorBatch) -> Result<Bytes, SinkError> {
     let tail = CollectorBatch {
         events: Vec::new(),
         http: batch.http.clone(),
         status: batch.status.clone(),
     };
-    serde_json::to_vec(&tail).map_err(SinkError::Encode)
+    serde_json::to_vec(&tail)
+        .map(Bytes::from)
+        .map_err(SinkError::Encode)
 }
 
 /// Where an agent writes.
