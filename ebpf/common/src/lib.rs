@@ -230,29 +230,6 @@ pub const HTTP_PIPELINE: usize = 8;
 /// 100 s), and checks there are this many.
 pub const HTTP_BOUNDS_LEN: usize = 170;
 
-/// The duration histogram's bucket of `us`: how many of the
-/// `HTTP_BOUNDS_LEN` ascending boundaries (`bound(i)`, microseconds) lie
-/// below it, as the agent's `bucket_of` counts them. A binary search whose
-/// steps compare by arithmetic, not by branches: one that branches on the
-/// data mispredicts about half of its 8 steps, which cost the answer's
-/// program more than the loads. Each step keeps `base + len` within the
-/// boundaries, so every index is below `HTTP_BOUNDS_LEN` (the verifier
-/// follows the constant halves).
-#[inline(always)]
-pub fn duration_bucket(us: u64, bound: impl Fn(usize) -> u64) -> usize {
-    // 1 when the boundary is below `us`: both are below 2^63 (durations
-    // in microseconds), so the difference wraps past 2^63 exactly then.
-    let below = |i: usize| (bound(i).wrapping_sub(us) >> 63) as usize;
-    let mut base = 0usize;
-    let mut len = HTTP_BOUNDS_LEN;
-    while len > 1 {
-        let half = len / 2;
-        base += below(base + half) * half;
-        len -= half;
-    }
-    base + below(base)
-}
-
 /// A connection, by its client and server ends (the request's direction).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -448,42 +425,4 @@ mod user {
     unsafe impl aya::Pod for super::HttpPending {}
     unsafe impl aya::Pod for super::HttpRedKey {}
     unsafe impl aya::Pod for super::HttpRedValue {}
-}
-
-#[cfg(test)]
-mod tests {
-    extern crate std;
-    use super::*;
-    use std::vec::Vec;
-
-    #[test]
-    fn the_bucket_search_counts_the_boundaries_below_as_partition_point_does() {
-        // The agent's boundaries: 10 us growing by 10 %.
-        let mut bounds = Vec::new();
-        let mut b = 10.0f64;
-        while bounds.len() < HTTP_BOUNDS_LEN {
-            bounds.push(b.round() as u64);
-            b *= 1.1;
-        }
-        bounds.dedup();
-        assert_eq!(bounds.len(), HTTP_BOUNDS_LEN);
-        let check = |us: u64| {
-            assert_eq!(
-                duration_bucket(us, |i| bounds[i]),
-                bounds.partition_point(|&b| b < us),
-                "{us} us"
-            );
-        };
-        for us in 0..100_000 {
-            check(us);
-        }
-        for &b in &bounds {
-            for us in [b.saturating_sub(1), b, b + 1] {
-                check(us);
-            }
-        }
-        for us in [u64::MAX >> 10, 1 << 40, 100_000_000_000] {
-            check(us);
-        }
-    }
 }

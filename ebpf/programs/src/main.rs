@@ -35,8 +35,7 @@ use sonde_ebpf_common::{
     COMM_LEN, CgroupIdentity, ExecRecord, HTTP_BOUNDS_LEN, HTTP_PAYLOAD_LEN, HTTP_PIPELINE,
     HttpConnKey, HttpFilterConfig, HttpOpen, HttpPending, HttpRecord, HttpRedKey, HttpRedValue,
     IpBytes, KernelOffsets, ListenSample, OomRecord, RecordKind, SEQ_REQUEST, SEQ_RESPONSE,
-    TP_RECORD_LEN, TaskIdentity, TcpRecord, drop_slot, duration_bucket, http_shared, ipv4_mapped,
-    seq_is_new,
+    TP_RECORD_LEN, TaskIdentity, TcpRecord, drop_slot, http_shared, ipv4_mapped, seq_is_new,
 };
 
 #[unsafe(no_mangle)]
@@ -1278,7 +1277,28 @@ fn answer(
         }
     };
     let us = now.wrapping_sub(open.start_ns) / 1_000;
-    let bucket = duration_bucket(us, |i| unsafe { core::ptr::read_volatile(&HTTP_BOUNDS[i]) });
+    // The bucket: how many boundaries lie below the duration.
+    let (mut lo, mut hi) = (0usize, HTTP_BOUNDS_LEN);
+    for _ in 0..8 {
+        if lo >= hi {
+            break;
+        }
+        let mid = (lo + hi) / 2;
+        if mid >= HTTP_BOUNDS_LEN {
+            break;
+        }
+        let bound = unsafe { core::ptr::read_volatile(&HTTP_BOUNDS[mid]) };
+        if bound < us {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let bucket = if lo > HTTP_BOUNDS_LEN {
+        HTTP_BOUNDS_LEN
+    } else {
+        lo
+    };
     // This CPU's sums: no other CPU writes them.
     unsafe {
         let v = &mut *value;
