@@ -743,6 +743,25 @@ fn agents_send_collector_batches_and_read_nothing() {
     assert_eq!(exec["available"], true);
     assert_eq!(exec["nodes"][0]["node"], "node-7");
     assert_eq!(exec["nodes"][0]["events"], 1);
+    // And what /metrics says of it: a node whose agent stops reporting shows
+    // as a growing number of seconds (this batch's state is from 2023).
+    let metrics = get(&s, "/metrics", ADMIN).body;
+    let labels = r#"{node="node-7",collector="exec"}"#;
+    assert!(
+        metrics.contains(&format!("sonde_collector_available{labels} 1")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("sonde_collector_dropped{labels} 0")),
+        "{metrics}"
+    );
+    let since: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("sonde_collector_seconds_since_report{labels} ")))
+        .expect("seconds since the report")
+        .parse()
+        .unwrap();
+    assert!(since > 86_400.0 * 365.0, "{since}");
     // The agent token reads nothing, not even who it is.
     for path in [
         "/api/v1/findings",

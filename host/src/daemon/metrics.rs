@@ -1,7 +1,10 @@
 //! The daemon's Prometheus metrics (`/metrics`): runs by probe and outcome,
-//! the run duration histogram, open findings by severity, and seconds since
-//! each probe's last success. Counters move as runs end; the gauges are read
-//! from the store when scraped, so they are right after a restart too.
+//! the run duration histogram, open findings by severity, seconds since
+//! each probe's last success, and each node collector's state per node
+//! (available, records lost, seconds since its agent last reported: an
+//! agent that stopped reporting shows as a growing number). Counters move
+//! as runs end; the gauges are read from the store when scraped, so they
+//! are right after a restart too.
 
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
@@ -29,6 +32,12 @@ struct ProbeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CollectorLabels {
+    node: String,
+    collector: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SeverityLabel {
     severity: String,
 }
@@ -47,6 +56,9 @@ pub struct Metrics {
     durations: Family<ProbeLabel, Histogram, Buckets>,
     findings: Family<SeverityLabel, Gauge>,
     since_success: Family<ProbeLabel, Gauge<f64, AtomicU64>>,
+    collector_available: Family<CollectorLabels, Gauge>,
+    collector_dropped: Family<CollectorLabels, Gauge>,
+    collector_since_report: Family<CollectorLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -84,12 +96,33 @@ impl Metrics {
             "Seconds since each probe's last successful run",
             since_success.clone(),
         );
+        let collector_available = Family::<CollectorLabels, Gauge>::default();
+        let collector_dropped = Family::<CollectorLabels, Gauge>::default();
+        let collector_since_report = Family::<CollectorLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "sonde_collector_available",
+            "Whether a node collector runs on a node (1) or not (0), as its agent last reported",
+            collector_available.clone(),
+        );
+        registry.register(
+            "sonde_collector_dropped",
+            "Records a node collector lost (full ring buffer or map) since its agent started",
+            collector_dropped.clone(),
+        );
+        registry.register(
+            "sonde_collector_seconds_since_report",
+            "Seconds since a node's agent last reported a collector's state (it does at least every 30 s)",
+            collector_since_report.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             runs,
             durations,
             findings,
             since_success,
+            collector_available,
+            collector_dropped,
+            collector_since_report,
         }
     }
 
@@ -135,6 +168,18 @@ impl Metrics {
             self.since_success
                 .get_or_create(&ProbeLabel { probe })
                 .set(secs);
+        }
+        for s in store.collector_statuses().await? {
+            let labels = CollectorLabels {
+                node: s.node,
+                collector: s.collector,
+            };
+            self.collector_available
+                .get_or_create(&labels)
+                .set(i64::from(s.available));
+            self.collector_dropped.get_or_create(&labels).set(s.dropped);
+            let secs = (now.as_millisecond() - s.updated_at_ms).max(0) as f64 / 1000.0;
+            self.collector_since_report.get_or_create(&labels).set(secs);
         }
         let mut out = String::new();
         let registry = self
