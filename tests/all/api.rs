@@ -762,6 +762,42 @@ fn agents_send_collector_batches_and_read_nothing() {
         .parse()
         .unwrap();
     assert!(since > 86_400.0 * 365.0, "{since}");
+    // `sonde agent --check --daemon` says whether the daemon takes its data.
+    let check = |token: &str| {
+        let out = crate::cli::sonde()
+            .args([
+                "agent",
+                "--check",
+                "--collectors",
+                "exec",
+                "--node",
+                "node-8",
+            ])
+            .args([
+                "--daemon",
+                s.url.as_str(),
+                "--token-env",
+                "SONDE_TEST_AGENT_TOKEN",
+            ])
+            .env("SONDE_TEST_AGENT_TOKEN", token)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (_, stdout) = check(AGENT);
+    assert!(
+        stdout.contains("/api/v1/collectors/batches takes this agent's data"),
+        "{stdout}"
+    );
+    let (code, stdout) = check("not-a-token-0123456789");
+    assert_eq!(code, Some(4), "{stdout}");
+    assert!(
+        stdout.contains("answered 401: the bearer token is not valid"),
+        "{stdout}"
+    );
     // The agent token reads nothing, not even who it is.
     for path in [
         "/api/v1/findings",

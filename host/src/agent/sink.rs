@@ -141,6 +141,17 @@ impl DaemonSink {
         &self.endpoint
     }
 
+    /// Whether the daemon takes this agent's data: an empty batch sent (it
+    /// stores nothing), answered 200 when the daemon is there and the
+    /// token is one it accepts.
+    pub async fn check(&self) -> Result<(), SinkError> {
+        self.post(
+            Bytes::from_static(b"{\"events\":[],\"http\":[],\"status\":[]}"),
+            None,
+        )
+        .await
+    }
+
     /// Events not yet answered by the daemon, held for sending again.
     pub fn unanswered_events(&self) -> usize {
         self.numbering().unanswered.as_ref().map_or(0, |r| r.events)
