@@ -128,7 +128,8 @@ impl Agent {
         match (sink.write(&mut first).await, &sink) {
             (Ok(()), _) => {}
             (Err(e), Sink::Daemon(_)) => {
-                tracing::warn!(error = %e, "the daemon did not take the collectors' state yet");
+                // The agent runs on: what it reads is kept and sent once the daemon takes it.
+                tracing::warn!(error = %loader::chain(&e), "the daemon does not take this agent's data yet");
             }
             (Err(e), Sink::Store(_)) => return Err(e),
         }
@@ -905,7 +906,7 @@ impl Processor {
         if let Err(e) = written {
             self.write_failures += 1;
             if self.write_failures.is_power_of_two() {
-                tracing::error!(error = %e, events = batch.events.len(), failures = self.write_failures, "writing collector data failed; what was not written is kept for the next flush");
+                tracing::error!(error = %loader::chain(&e), events = batch.events.len(), failures = self.write_failures, "writing collector data failed; what was not written is kept for the next flush");
             }
             // The status too: written again at the next flush.
             self.status_written = None;

@@ -148,19 +148,13 @@ pub async fn agent(args: AgentArgs) -> Result<u8> {
                 Ok(()) => println!("daemon: {} takes this agent's data", daemon.endpoint()),
                 Err(e) => {
                     all = false;
-                    println!("daemon: {}", terminal_safe(&with_causes(&e)));
+                    println!("daemon: {}", terminal_safe(&loader::chain(&e)));
                 }
             }
         }
         agent.shutdown().await;
         close(&sink).await;
         return Ok(if all { exit::OK } else { exit::INCOMPLETE });
-    }
-    if let Sink::Daemon(daemon) = &sink
-        && let Err(e) = daemon.check().await
-    {
-        // It keeps running: what it reads is kept and sent once the daemon takes it.
-        eprintln!("sonde agent: warning: {}", with_causes(&e));
     }
     let running: Vec<&str> = status
         .iter()
@@ -193,18 +187,6 @@ fn agent_token(args: &AgentArgs) -> Result<Option<String>> {
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty())),
     }
-}
-
-/// An error and its causes, on one line.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Where `--daemon` reads the agent token by default.
