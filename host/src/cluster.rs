@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::caps::HostServices;
 use crate::caps::dns::{DnsSettings, parse_nameserver};
+use crate::caps::http::{HttpClient, HttpSettings};
 use crate::kube::{KubeBackend, LiveBackend, LiveOptions, SnapshotBackend};
 
 /// Which cluster, however it was asked for (flags or config file).
@@ -23,6 +24,8 @@ pub struct ClusterSpec {
     pub dns_servers: Vec<String>,
     /// Keep a shared watch cache per kind (the daemon) instead of listing per call.
     pub watch_cache: bool,
+    /// How probes' HTTP requests are made.
+    pub http: HttpSettings,
 }
 
 /// The connected cluster.
@@ -46,6 +49,16 @@ pub async fn connect(spec: &ClusterSpec, require_cluster: bool) -> Result<Connec
         nameservers: spec.dns_servers.clone(),
         timeout_ms: None,
     };
+    let http = HttpClient::new(spec.http.clone(), dns.clone())?;
+    // What every run gets besides the cluster.
+    let services = |kube: Option<Arc<dyn KubeBackend>>| {
+        Arc::new(HostServices {
+            kube,
+            dns: dns.clone(),
+            collectors: None,
+            http: http.clone(),
+        })
+    };
     if let Some(path) = &spec.snapshot {
         let snap = SnapshotBackend::load(path)?;
         let issues: Vec<String> = snap.issues().iter().map(ToString::to_string).collect();
@@ -60,11 +73,7 @@ pub async fn connect(spec: &ClusterSpec, require_cluster: bool) -> Result<Connec
         }
         let source = snap.describe();
         return Ok(Connected {
-            services: Arc::new(HostServices {
-                kube: Some(Arc::new(snap)),
-                dns,
-                collectors: None,
-            }),
+            services: services(Some(Arc::new(snap))),
             source,
             issues,
         });
@@ -72,11 +81,7 @@ pub async fn connect(spec: &ClusterSpec, require_cluster: bool) -> Result<Connec
     let explicit = spec.kubeconfig.is_some() || spec.context.is_some();
     if !explicit && !require_cluster {
         return Ok(Connected {
-            services: Arc::new(HostServices {
-                kube: None,
-                dns,
-                collectors: None,
-            }),
+            services: services(None),
             source: "no cluster".into(),
             issues: Vec::new(),
         });
@@ -108,11 +113,7 @@ pub async fn connect(spec: &ClusterSpec, require_cluster: bool) -> Result<Connec
         .map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
     tracing::info!(%source, %version, "connected");
     Ok(Connected {
-        services: Arc::new(HostServices {
-            kube: Some(Arc::new(live)),
-            dns,
-            collectors: None,
-        }),
+        services: services(Some(Arc::new(live))),
         source,
         issues: Vec::new(),
     })

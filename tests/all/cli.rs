@@ -170,6 +170,53 @@ fn errors_name_what_is_wrong() {
     assert!(text(&unknown).1.contains(
         "unknown probe \"nope\": not a built-in probe (workload-audit, rbac-audit, node-audit, event-audit, pod-audit, control-plane-audit, kernel-audit, node-signals, rego, schema-checks)"
     ));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad_yaml = dir.path().join("bad.yaml");
+    std::fs::write(&bad_yaml, "apiserver: [unclosed\n").unwrap();
+    for (spec, expected) in [
+        (
+            "nope=x.yaml".to_string(),
+            "\"nope\" is not a built-in probe",
+        ),
+        ("control-plane-audit".to_string(), "expected NAME=FILE"),
+        (
+            "control-plane-audit=/no/such.yaml".to_string(),
+            "--probe-config control-plane-audit: cannot read /no/such.yaml",
+        ),
+        (
+            format!("control-plane-audit={}", bad_yaml.display()),
+            "is not JSON or YAML",
+        ),
+        (
+            format!("pod-audit={}", bad_yaml.display()),
+            "is not JSON or YAML",
+        ),
+    ] {
+        let out = sonde()
+            .args(["audit", "--snapshot", &dump(), "--probe-config", &spec])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{spec}");
+        assert!(text(&out).1.contains(expected), "{spec}: {}", text(&out).1);
+    }
+    let ok = dir.path().join("cp.yaml");
+    std::fs::write(&ok, "cert_expiry_days: 60\n").unwrap();
+    let out = sonde()
+        .args(["audit", "--snapshot", &dump(), "--probe", "pod-audit"])
+        .args([
+            "--probe-config",
+            &format!("control-plane-audit={}", ok.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out)
+            .1
+            .contains("--probe-config control-plane-audit: no such probe in this audit"),
+        "{}",
+        text(&out).1
+    );
 }
 
 #[test]
@@ -258,10 +305,17 @@ async fn audit_a_live_cluster_through_a_kubeconfig() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = server.kubeconfig(dir.path(), ADMIN_TOKEN);
     let kc = kubeconfig.clone();
+    // The control-plane audit calls the API server at the fake's address (not the
+    // recorded Service's cluster IP, which is no machine's here); the grant it asks
+    // for (ports 443 and 6443) does not reach the fake's port, so the call is denied.
+    let cp = dir.path().join("cp.yaml");
+    std::fs::write(&cp, format!("apiserver: {}\n", server.url())).unwrap();
+    let cp_spec = format!("control-plane-audit={}", cp.display());
     let out = tokio::task::spawn_blocking(move || {
         sonde()
             .args(["audit", "-o", "json", "--kubeconfig"])
             .arg(kc)
+            .args(["--probe-config", &cp_spec])
             .output()
             .unwrap()
     })
@@ -273,6 +327,19 @@ async fn audit_a_live_cluster_through_a_kubeconfig() {
     assert_eq!(
         doc["summary"]["total"], 92,
         "89 as from the snapshot, and what needs the API server: kubelet skew and the two unhealthy ComponentStatuses"
+    );
+    let cp_run = doc["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["probe"] == "control-plane-audit")
+        .unwrap();
+    let port = server.url().rsplit(':').next().unwrap().to_string();
+    assert!(
+        cp_run
+            .to_string()
+            .contains(&format!("http access not granted: GET 127.0.0.1:{port}")),
+        "{cp_run}"
     );
     assert_eq!(
         doc["source"],
@@ -329,9 +396,14 @@ async fn kubeconfig_from_several_files_with_an_exec_plugin() {
         dir.path().join("a.yaml").display(),
         dir.path().join("b.yaml").display()
     );
+    // The control-plane audit aims at the fake (see audit_a_live_cluster_through_a_kubeconfig).
+    let cp = dir.path().join("cp.yaml");
+    std::fs::write(&cp, format!("apiserver: {}\n", server.url())).unwrap();
+    let cp_spec = format!("control-plane-audit={}", cp.display());
     let out = tokio::task::spawn_blocking(move || {
         sonde()
             .args(["audit", "-o", "json", "--context", "via-exec"])
+            .args(["--probe-config", &cp_spec])
             .env("KUBECONFIG", kubeconfig)
             .output()
             .unwrap()

@@ -4,10 +4,13 @@
 
 use std::sync::Arc;
 
+use sonde::audit::{self, ProbeSource};
+use sonde::caps::HostServices;
+use sonde::grants::GrantSet;
 use sonde::kube::{KindRef, KubeBackend, ListQuery, LiveBackend, LiveOptions, SnapshotBackend};
 use sonde_fake_apiserver::{ADMIN_TOKEN, FakeApiServer};
 
-use crate::{audit_builtin, resource_key, shared_fixture};
+use crate::{audit_builtin, resource_key, runtime, shared_fixture};
 
 fn found(report: &sonde::audit::AuditReport) -> Vec<(String, String)> {
     let mut f: Vec<_> = report
@@ -73,7 +76,26 @@ async fn component_statuses_of_the_real_api_server() {
         assert_eq!(got.value["conditions"], want["conditions"]);
     }
 
-    let report = audit_builtin("control-plane-audit", backend).await;
+    // The probe reaches the API server where the host does (the fake, on loopback):
+    // the recorded Service's cluster IP is not this machine's to call.
+    let services = Arc::new(HostServices {
+        kube: Some(backend),
+        ..Default::default()
+    });
+    let mut probe = audit::prepare(
+        runtime(),
+        &ProbeSource::Builtin("control-plane-audit"),
+        None,
+        serde_json::json!({"apiserver": server.url()}).to_string(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    probe
+        .grants
+        .extend(GrantSet::parse_spec("http:127.0.0.1:*").unwrap());
+    let report = audit::run_audit(runtime(), services, &[probe], "test".into(), vec![]).await;
+    assert!(report.complete(), "{:?}", report.runs[0].reason);
     assert_eq!(
         found(&report),
         [
@@ -97,12 +119,30 @@ async fn component_statuses_of_the_real_api_server() {
         "scheduler is not healthy (Healthy=False): Get \"https://127.0.0.1:10259/healthz\": dial tcp 127.0.0.1:10259: connect: connection refused"
     );
     assert_eq!(scheduler.severity.as_str(), "high");
-    // A live API server: the endpoint checks are tried, and the host's http capability is not there yet.
+    // A live API server: its recorded /readyz passed (no finding), asked without
+    // credentials as the recorded RBAC allows; plain http carries no certificate.
+    let readyz: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/readyz")
+        .collect();
+    assert_eq!(readyz.len(), 1, "{readyz:?}");
+    assert_eq!(
+        (
+            readyz[0].query.as_str(),
+            readyz[0].user.as_str(),
+            readyz[0].status
+        ),
+        ("verbose", "system:anonymous", 200)
+    );
     logged(
         &report,
-        "API server readiness and certificate expiry checks of https://10.96.0.1:443 skipped: \
-         GET https://10.96.0.1:443/readyz?verbose: ProbeError::Unavailable(",
+        &format!(
+            "certificate expiry check of {} skipped: the answer carries no peer certificate",
+            server.url()
+        ),
     );
+    // Nothing listens on the scheduler's port here: not judged, the ComponentStatus is the verdict.
     logged(
         &report,
         "scheduler health check skipped: GET https://127.0.0.1:10259/healthz: ProbeError::Unavailable(",

@@ -162,7 +162,7 @@ async fn the_host_resolver_is_used_when_no_nameserver_is_named() {
             nameservers: vec![dns.addr.clone()],
             timeout_ms: None,
         },
-        collectors: None,
+        ..Default::default()
     });
     let out = resolve("web.sonde.test", "a", None, grant(""), services).await;
     assert_eq!(answers(&out), vec!["A 127.0.0.7"]);

@@ -13,6 +13,7 @@ mod event_rules;
 mod fixture_audit;
 mod grants;
 mod hostile;
+mod http;
 mod kernel_rules;
 mod live;
 mod node_rules;

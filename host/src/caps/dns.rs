@@ -44,7 +44,7 @@ impl DnsSettings {
     }
 
     /// A resolver for `servers`, or the configured/system one when empty.
-    fn resolver(&self, servers: &[SocketAddr]) -> Result<TokioResolver, ProbeError> {
+    pub(crate) fn resolver(&self, servers: &[SocketAddr]) -> Result<TokioResolver, ProbeError> {
         let mut configured = Vec::new();
         if servers.is_empty() {
             for ns in &self.nameservers {

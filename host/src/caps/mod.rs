@@ -25,6 +25,8 @@ pub struct HostServices {
     /// Where the node collectors' data is read from (the daemon's store);
     /// `None`: every collector is unavailable.
     pub collectors: Option<crate::store::Store>,
+    /// Probes' outbound HTTP(S).
+    pub http: http::HttpClient,
 }
 
 impl types::Host for RunState {}

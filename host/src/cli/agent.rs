@@ -105,6 +105,7 @@ pub async fn agent(args: AgentArgs) -> Result<u8> {
         burst: 40,
         dns_servers: Vec::new(),
         watch_cache: false,
+        http: Default::default(),
     };
     let connected = cluster::connect(&spec, false).await?;
     let sink = match (&args.store, &args.daemon) {

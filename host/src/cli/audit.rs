@@ -29,6 +29,10 @@ async fn services(
         burst: args.burst,
         dns_servers: args.dns_server.clone(),
         watch_cache: false,
+        http: crate::caps::http::HttpSettings {
+            ca_files: args.http_ca.clone(),
+            ..Default::default()
+        },
     };
     let c = crate::cluster::connect(&spec, require_cluster)
         .await
@@ -101,14 +105,51 @@ pub async fn audit(args: AuditArgs) -> Result<u8> {
             .map_err(anyhow::Error::msg)?
     };
     custom.add_probes(&mut sources);
+    let mut given = probe_configs(&args.probe_configs)?;
     let mut prepared = Vec::new();
     for source in &sources {
-        let config = custom.config_for(source);
+        let config = match source {
+            ProbeSource::Builtin(name) => match given.remove(*name) {
+                Some(_) if custom.config_for(source) != "{}" => {
+                    anyhow::bail!("--probe-config {name}: its config comes from --rego or --checks")
+                }
+                Some(config) => config,
+                None => custom.config_for(source),
+            },
+            ProbeSource::File(_) => custom.config_for(source),
+        };
         prepared.push(audit::prepare(&runtime, source, None, config, RunLimits::default()).await?);
+    }
+    if let Some(name) = given.keys().next() {
+        anyhow::bail!("--probe-config {name}: no such probe in this audit");
     }
     sweep(&services, &prepared).await;
     let report = audit::run_audit(&runtime, services.clone(), &prepared, source, issues).await;
     finish(report, &services, &exemptions, &args.report).await
+}
+
+/// `--probe-config NAME=FILE`: each built-in probe's config as JSON text.
+fn probe_configs(specs: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for spec in specs {
+        let Some((name, file)) = spec.split_once('=') else {
+            anyhow::bail!("--probe-config {spec:?}: expected NAME=FILE");
+        };
+        let Some(probe) = builtin::find(name) else {
+            anyhow::bail!("--probe-config {spec:?}: {name:?} is not a built-in probe");
+        };
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("--probe-config {name}: cannot read {file}"))?;
+        let value: serde_json::Value = serde_yaml::from_str(&text)
+            .with_context(|| format!("--probe-config {name}: {file} is not JSON or YAML"))?;
+        if out
+            .insert(probe.name.to_string(), value.to_string())
+            .is_some()
+        {
+            anyhow::bail!("--probe-config {name}: given twice");
+        }
+    }
+    Ok(out)
 }
 
 /// Deletes objects that crashed runs of these probes left in the cluster.

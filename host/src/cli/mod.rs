@@ -96,6 +96,10 @@ struct ReportArgs {
     /// Nameserver (`ip[:port]`) for probes' DNS lookups; default: the system's.
     #[arg(long, value_name = "ADDR")]
     dns_server: Vec<String>,
+    /// A PEM file of CAs trusted, besides the system's, by probes' https requests that
+    /// verify the server (e.g. the cluster's CA); repeatable.
+    #[arg(long, value_name = "FILE")]
+    http_ca: Vec<PathBuf>,
     /// Exemptions (YAML): findings to leave out by rule, namespace, kind, name and probe.
     #[arg(long, value_name = "FILE")]
     exemptions: Option<PathBuf>,
@@ -119,6 +123,10 @@ struct AuditArgs {
     /// `schema-checks` probe; repeatable.
     #[arg(long = "checks", value_name = "FILE")]
     checks: Vec<PathBuf>,
+    /// A built-in probe's config, JSON or YAML (e.g.
+    /// `control-plane-audit=cp.yaml` with `apiserver: https://10.0.0.1:6443`); repeatable.
+    #[arg(long = "probe-config", value_name = "NAME=FILE")]
+    probe_configs: Vec<String>,
 }
 
 #[derive(Debug, Args)]

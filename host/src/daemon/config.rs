@@ -82,6 +82,9 @@ pub struct ClusterConfig {
     /// Nameservers (`ip[:port]`) for the probes' DNS lookups; default: the system's.
     #[serde(default)]
     pub dns_servers: Vec<String>,
+    /// How probes' HTTP requests are made: extra CA files, default timeout, body cap.
+    #[serde(default)]
+    pub http: crate::caps::http::HttpSettings,
 }
 
 /// The SQLite file.
@@ -391,6 +394,12 @@ impl DaemonConfig {
             if let Err(e) = crate::caps::dns::parse_nameserver(ns) {
                 problems.push(format!("cluster.dns_servers: {e}"));
             }
+        }
+        for p in &mut self.cluster.http.ca_files {
+            resolve(p);
+        }
+        if let Err(e) = self.cluster.http.check() {
+            problems.push(format!("cluster.{e}"));
         }
         resolve(&mut self.store.path);
         if let Some(p) = &mut self.exemptions {

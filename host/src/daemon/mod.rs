@@ -128,6 +128,7 @@ async fn connect(checked: &Checked) -> Result<crate::cluster::Connected> {
         burst: c.burst.unwrap_or(100),
         dns_servers: c.dns_servers.clone(),
         watch_cache: true,
+        http: c.http.clone(),
     };
     crate::cluster::connect(&spec, false).await
 }

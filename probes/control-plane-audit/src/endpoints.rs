@@ -110,16 +110,19 @@ pub fn cert_expiry(not_after: i64, now: i64, threshold_days: u32) -> Option<(Sev
     ))
 }
 
-/// Whether the endpoint refused the caller (401/403): health is then not judged.
-fn refused(status: u16) -> bool {
-    matches!(status, 401 | 403)
+/// Whether an answer speaks of health: a 2xx, or the 5xx a failing health
+/// check answers. A refusal (401/403), a 404 or a redirect says nothing of
+/// it: the caller lacks rights, or what answered is not that endpoint (a
+/// proxy on the way, another server on the port).
+pub fn judged(status: u16) -> bool {
+    (200..300).contains(&status) || (500..600).contains(&status)
 }
 
 /// The failures an API server's `/readyz?verbose` answer shows: its failed
 /// etcd checks (`[-]etcd failed: ...`) under ETCDHealthStatus, the others
-/// under ApiServerHealthStatus. Empty for a 2xx answer or a refusal (see `judged`).
+/// under ApiServerHealthStatus. Empty for a 2xx answer or one not judged (see `judged`).
 pub fn readyz(url: &str, status: u16, body: &str) -> Vec<(&'static Rule, String)> {
-    if (200..300).contains(&status) || refused(status) {
+    if (200..300).contains(&status) || !judged(status) {
         return Vec::new();
     }
     let failed: Vec<&str> = body
@@ -151,14 +154,10 @@ pub fn readyz(url: &str, status: u16, body: &str) -> Vec<(&'static Rule, String)
     out
 }
 
-/// Whether an answer says anything about health (a 401/403 does not).
-pub fn judged(status: u16) -> bool {
-    !refused(status)
-}
-
-/// The failure a component's `/healthz` answer shows (anything but a 2xx `ok`).
+/// The failure a component's `/healthz` answer shows: a 5xx, or a 2xx that
+/// is not `ok`. None for answers not judged (see `judged`).
 pub fn healthz(url: &str, status: u16, body: &str) -> Option<String> {
-    if refused(status) || ((200..300).contains(&status) && body.trim() == "ok") {
+    if !judged(status) || ((200..300).contains(&status) && body.trim() == "ok") {
         return None;
     }
     Some(format!("GET {url}: status {status}: {}", first_line(body)))
@@ -257,6 +256,10 @@ mod tests {
             Some("GET https://127.0.0.1:10259/healthz: status 500: [-]leaderElection failed")
         );
         assert!(judged(200) && judged(500) && !judged(401));
+        // What answers 404 or redirects is not the health endpoint.
+        assert!(!judged(404) && !judged(302));
+        assert!(readyz(url, 404, "404 page not found").is_empty());
+        assert_eq!(healthz(url, 404, "not found"), None);
     }
 
     #[test]

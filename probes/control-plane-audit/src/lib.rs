@@ -176,7 +176,7 @@ fn api_server_checks(config: &Config, now: i64, out: &mut Vec<Finding>) {
         let body = String::from_utf8_lossy(&response.body);
         if !endpoints::judged(response.status) {
             log::info(&format!(
-                "API server readiness of {} not judged: GET {url} was refused ({})",
+                "API server readiness of {} not judged: GET {url} answered {}, not a health verdict",
                 t.url, response.status
             ));
         }
@@ -247,7 +247,7 @@ fn component_health_checks(config: &Config, out: &mut Vec<Finding>) {
                     );
                 } else if !endpoints::judged(r.status) {
                     log::info(&format!(
-                        "{what} health not judged: GET {url} was refused ({})",
+                        "{what} health not judged: GET {url} answered {}, not a health verdict",
                         r.status
                     ));
                 }

@@ -26,6 +26,46 @@ struct Config {
     rtype: String,
     #[serde(default)]
     nameserver: Option<String>,
+    /// `http` mode: the request.
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    timeout_ms: Option<u32>,
+    #[serde(default)]
+    insecure: bool,
+}
+
+/// `http` mode: one request, the answer as one finding of JSON.
+fn fetch(config: &Config) -> Result<Vec<Finding>, ProbeError> {
+    let response = http::send(&http::Request {
+        method: config.method.clone().unwrap_or_else(|| "GET".into()),
+        url: config.url.clone(),
+        headers: config.headers.clone(),
+        body: config.body.clone().map(String::into_bytes),
+        timeout_ms: config.timeout_ms,
+        insecure_skip_verify: config.insecure,
+    })?;
+    let cert = response.peer_certificate.map(|c| {
+        serde_json::json!({
+            "subject": c.subject, "issuer": c.issuer, "not_before": c.not_before,
+            "not_after": c.not_after, "dns_names": c.dns_names,
+        })
+    });
+    let seen = serde_json::json!({
+        "status": response.status,
+        "headers": response.headers,
+        "body": String::from_utf8_lossy(&response.body[..response.body.len().min(200)]),
+        "body_len": response.body.len(),
+        "truncated": response.body_truncated,
+        "certificate": cert,
+    });
+    Ok(vec![SAW.cluster_finding(seen.to_string()).into()])
 }
 
 fn resolve(config: &Config) -> Result<Vec<Finding>, ProbeError> {
@@ -141,6 +181,7 @@ impl Probe for Hostile {
                 Ok(seen)
             }
             "resolve" => resolve(&config),
+            "http" => fetch(&config),
             "list-pods" => {
                 let pods = sonde_sdk::kube::list_values("v1", "Pod", &Default::default())?;
                 Ok(pods
