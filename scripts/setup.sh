@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing Sonde needs, idempotently:
 # the wasm32-wasip2 Rust target (the probes); nightly Rust with rust-src,
-# Debian's LLVM 22 and bpf-linker (the eBPF collectors, DEVELOPERS.md); for
-# the tests, dnsmasq (a real DNS server the DNS tests start on loopback),
+# Debian's LLVM 22 and bpf-linker (the eBPF collectors, DEVELOPERS.md);
+# protoc (etcd's protocol, compiled by etcd-client); for the tests, dnsmasq
+# (a real DNS server the DNS tests start on loopback), etcd (a real one),
 # Chromium, Node.js and the browser test's one npm package (tests/e2e,
 # playwright-core); for the benchmarks, wrk and perf.
 # Usage: scripts/setup.sh [--for-tests | --for-bench]
@@ -44,6 +45,10 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+# The etcd capability's client (etcd-client) compiles etcd's protobuf
+# definitions at build time with protoc and Google's well-known types.
+apt_install protobuf-compiler libprotobuf-dev
+
 # The eBPF collectors (ebpf/) are built on nightly Rust for the bpf target,
 # linked by bpf-linker against Debian's LLVM 22 (DEVELOPERS.md). Linux only.
 if [[ $(uname -s) == Linux ]]; then
@@ -68,7 +73,8 @@ if [[ $(uname -s) == Linux ]]; then
 fi
 
 if [[ $need_tests -eq 1 ]]; then
-    apt_install dnsmasq-base chromium
+    # dnsmasq: the DNS tests' server; etcd: the etcd capability's tests' real etcd.
+    apt_install dnsmasq-base chromium etcd-server
     # Node.js may come from elsewhere than Debian (NodeSource's nodejs carries
     # npm and conflicts with Debian's npm package): install only when missing.
     if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::caps::HostServices;
 use crate::caps::dns::{DnsSettings, parse_nameserver};
+use crate::caps::etcd::{EtcdClient, EtcdSettings};
 use crate::caps::http::{HttpClient, HttpSettings};
 use crate::kube::{KubeBackend, LiveBackend, LiveOptions, SnapshotBackend};
 
@@ -26,6 +27,8 @@ pub struct ClusterSpec {
     pub watch_cache: bool,
     /// How probes' HTTP requests are made.
     pub http: HttpSettings,
+    /// The cluster's etcd, for probes granted its keys.
+    pub etcd: EtcdSettings,
 }
 
 /// The connected cluster.
@@ -50,6 +53,7 @@ pub async fn connect(spec: &ClusterSpec, require_cluster: bool) -> Result<Connec
         timeout_ms: None,
     };
     let http = HttpClient::new(spec.http.clone(), dns.clone())?;
+    let etcd = EtcdClient::new(spec.etcd.clone())?;
     // What every run gets besides the cluster.
     let services = |kube: Option<Arc<dyn KubeBackend>>| {
         Arc::new(HostServices {
@@ -57,6 +61,7 @@ pub async fn connect(spec: &ClusterSpec, require_cluster: bool) -> Result<Connec
             dns: dns.clone(),
             collectors: None,
             http: http.clone(),
+            etcd: etcd.clone(),
         })
     };
     if let Some(path) = &spec.snapshot {

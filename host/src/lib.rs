@@ -28,6 +28,7 @@ pub mod cluster;
 pub mod collectors;
 pub mod custom_rules;
 pub mod daemon;
+pub mod errors;
 pub mod grants;
 pub mod kube;
 pub mod posture;

@@ -4,7 +4,6 @@
 //! certificate read back, verification with and without the CA).
 
 use std::net::TcpListener as StdListener;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,54 +121,6 @@ async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> u16 {
         }
     });
     port
-}
-
-/// A CA, and a leaf it signed for 127.0.0.1 and `api.sonde.test`; the CA's PEM written to a file.
-struct Pki {
-    acceptor: tokio_rustls::TlsAcceptor,
-    ca_file: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-fn pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "sonde-test-ca");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, &ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let mut leaf_params =
-        CertificateParams::new(vec!["127.0.0.1".to_string(), "api.sonde.test".to_string()])
-            .unwrap();
-    leaf_params
-        .distinguished_name
-        .push(DnType::CommonName, "kube-apiserver");
-    leaf_params.not_before = rcgen::date_time_ymd(2026, 1, 2);
-    leaf_params.not_after = rcgen::date_time_ymd(2036, 1, 2);
-    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
-        tokio_rustls::rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![leaf.der().clone()],
-        tokio_rustls::rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
-    )
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
-    Pki {
-        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-        ca_file,
-        _dir: dir,
-    }
 }
 
 fn services(settings: HttpSettings) -> Arc<HostServices> {
@@ -308,8 +259,8 @@ async fn a_slow_server_times_out_and_a_closed_port_is_unavailable() {
 
 #[tokio::test]
 async fn the_peer_certificate_and_verification_over_https() {
-    let pki = pki();
-    let port = serve(Some(pki.acceptor.clone())).await;
+    let pki = crate::pki::pki();
+    let port = serve(Some(pki.acceptor())).await;
     let grant = "http:127.0.0.1:*";
     let url = format!("https://127.0.0.1:{port}/hello");
 

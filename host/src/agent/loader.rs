@@ -312,17 +312,7 @@ pub fn load(object: &[u8], missing: Option<&str>, opts: &LoadOptions) -> Loaded 
 /// An error with its causes, on one line; a verifier log is cut to its
 /// last lines (where the verifier says what it refused).
 pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        src = s.source();
-    }
-    shorten_verifier_log(&out)
+    shorten_verifier_log(&crate::errors::chain(e))
 }
 
 fn shorten_verifier_log(text: &str) -> String {

@@ -197,7 +197,7 @@ fn build(settings: &HttpSettings, dns: &DnsSettings) -> Result<Clients, HttpSetu
             b = b.dns_resolver(r.clone());
         }
         b.build()
-            .map_err(|e| HttpSetupError::Client(crate::agent::loader::chain(&e)))
+            .map_err(|e| HttpSetupError::Client(crate::errors::chain(&e)))
     };
     Ok(Clients {
         verifying: builder(false)?,
@@ -293,7 +293,7 @@ fn send_error(what: &str, timeout: Duration, e: &reqwest::Error) -> ProbeError {
             timeout.as_millis()
         ));
     }
-    let chain = crate::agent::loader::chain(e);
+    let chain = crate::errors::chain(e);
     if e.is_connect() {
         ProbeError::Unavailable(format!("{what}: cannot connect: {chain}"))
     } else {

@@ -27,6 +27,8 @@ pub struct HostServices {
     pub collectors: Option<crate::store::Store>,
     /// Probes' outbound HTTP(S).
     pub http: http::HttpClient,
+    /// The cluster's etcd, when configured.
+    pub etcd: etcd::EtcdClient,
 }
 
 impl types::Host for RunState {}

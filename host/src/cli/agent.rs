@@ -106,6 +106,7 @@ pub async fn agent(args: AgentArgs) -> Result<u8> {
         dns_servers: Vec::new(),
         watch_cache: false,
         http: Default::default(),
+        etcd: Default::default(),
     };
     let connected = cluster::connect(&spec, false).await?;
     let sink = match (&args.store, &args.daemon) {

@@ -33,6 +33,13 @@ async fn services(
             ca_files: args.http_ca.clone(),
             ..Default::default()
         },
+        etcd: crate::caps::etcd::EtcdSettings {
+            endpoints: args.etcd_endpoint.clone(),
+            ca_file: args.etcd_ca.clone(),
+            cert_file: args.etcd_cert.clone(),
+            key_file: args.etcd_key.clone(),
+            ..Default::default()
+        },
     };
     let c = crate::cluster::connect(&spec, require_cluster)
         .await

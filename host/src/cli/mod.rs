@@ -100,6 +100,18 @@ struct ReportArgs {
     /// verify the server (e.g. the cluster's CA); repeatable.
     #[arg(long, value_name = "FILE")]
     http_ca: Vec<PathBuf>,
+    /// An etcd client URL (e.g. https://10.0.0.1:2379) for probes granted etcd keys; repeatable.
+    #[arg(long, value_name = "URL")]
+    etcd_endpoint: Vec<String>,
+    /// The CA of etcd's serving certificate (kubeadm: /etc/kubernetes/pki/etcd/ca.crt).
+    #[arg(long, value_name = "FILE")]
+    etcd_ca: Option<PathBuf>,
+    /// A client certificate for etcd (kubeadm: apiserver-etcd-client.crt), with --etcd-key.
+    #[arg(long, value_name = "FILE", requires = "etcd_key")]
+    etcd_cert: Option<PathBuf>,
+    /// The client certificate's key.
+    #[arg(long, value_name = "FILE", requires = "etcd_cert")]
+    etcd_key: Option<PathBuf>,
     /// Exemptions (YAML): findings to leave out by rule, namespace, kind, name and probe.
     #[arg(long, value_name = "FILE")]
     exemptions: Option<PathBuf>,

@@ -85,6 +85,9 @@ pub struct ClusterConfig {
     /// How probes' HTTP requests are made: extra CA files, default timeout, body cap.
     #[serde(default)]
     pub http: crate::caps::http::HttpSettings,
+    /// The cluster's etcd (client URLs, CA, client certificate), for probes granted its keys.
+    #[serde(default)]
+    pub etcd: crate::caps::etcd::EtcdSettings,
 }
 
 /// The SQLite file.
@@ -401,6 +404,16 @@ impl DaemonConfig {
         if let Err(e) = self.cluster.http.check() {
             problems.push(format!("cluster.{e}"));
         }
+        let etcd = &mut self.cluster.etcd;
+        for p in [&mut etcd.ca_file, &mut etcd.cert_file, &mut etcd.key_file]
+            .into_iter()
+            .flatten()
+        {
+            resolve(p);
+        }
+        if let Err(e) = self.cluster.etcd.check() {
+            problems.push(format!("cluster.{e}"));
+        }
         resolve(&mut self.store.path);
         if let Some(p) = &mut self.exemptions {
             resolve(p);
@@ -704,6 +717,9 @@ probes:
             r#"
 listen: 0.0.0.0:8080
 scheduler: {timezone: Mars/Olympus}
+cluster:
+  http: {ca_files: [/no/such/ca.pem]}
+  etcd: {endpoints: ["10.0.0.1:2379"]}
 auth: {tokens: [{name: short, role: admin, token: abc}]}
 probes:
   - {name: workload-audit, schedule: "0 61 * * * *", timezone: UTC}
@@ -725,6 +741,8 @@ probes:
             "probes[1] (workload-audit): another probe has this name",
             "probes[2] (nope): not a built-in probe",
             "probes[3] (rbac-audit): grants",
+            "cluster.http CA file /no/such/ca.pem",
+            "cluster.etcd.endpoints: \"10.0.0.1:2379\" is not a URL",
         ] {
             assert!(err.contains(needle), "{needle:?} not in {err}");
         }

@@ -129,6 +129,7 @@ async fn connect(checked: &Checked) -> Result<crate::cluster::Connected> {
         dns_servers: c.dns_servers.clone(),
         watch_cache: true,
         http: c.http.clone(),
+        etcd: c.etcd.clone(),
     };
     crate::cluster::connect(&spec, false).await
 }

@@ -39,6 +39,50 @@ struct Config {
     timeout_ms: Option<u32>,
     #[serde(default)]
     insecure: bool,
+    /// `etcd` mode: the calls, in order.
+    #[serde(default)]
+    ops: Vec<EtcdOp>,
+}
+
+#[derive(serde::Deserialize)]
+struct EtcdOp {
+    op: String,
+    key: String,
+    #[serde(default)]
+    value: String,
+    #[serde(default)]
+    limit: u32,
+}
+
+/// `etcd` mode: each call's answer (or error) as one finding, in order.
+fn etcd_ops(ops: &[EtcdOp]) -> Vec<Finding> {
+    let shown = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    ops.iter()
+        .map(|o| {
+            let key = o.key.as_bytes();
+            let answer = match o.op.as_str() {
+                "put" => etcd::put(key, o.value.as_bytes()).map(|()| "ok".to_string()),
+                "get" => etcd::get(key).map(|kv| match kv {
+                    Some(kv) => format!("{} (revision {})", shown(&kv.value), kv.mod_revision),
+                    None => "none".into(),
+                }),
+                "range" => etcd::range(key, o.limit).map(|kvs| {
+                    kvs.iter()
+                        .map(|kv| format!("{}={}", shown(&kv.key), shown(&kv.value)))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }),
+                "delete" => etcd::delete(key).map(|n| format!("{n} deleted")),
+                other => Err(ProbeError::InvalidInput(format!("unknown op {other:?}"))),
+            };
+            let text = match answer {
+                Ok(a) => a,
+                Err(e) => format!("{e:?}"),
+            };
+            SAW.cluster_finding(format!("{} {}: {text}", o.op, o.key))
+                .into()
+        })
+        .collect()
 }
 
 /// `http` mode: one request, the answer as one finding of JSON.
@@ -182,6 +226,7 @@ impl Probe for Hostile {
             }
             "resolve" => resolve(&config),
             "http" => fetch(&config),
+            "etcd" => Ok(etcd_ops(&config.ops)),
             "list-pods" => {
                 let pods = sonde_sdk::kube::list_values("v1", "Pod", &Default::default())?;
                 Ok(pods
