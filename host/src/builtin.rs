@@ -8,6 +8,12 @@ pub fn all() -> &'static [BuiltinProbe] {
     sonde_probes::BUILTIN
 }
 
+/// The built-in probes of the default audit (`sonde audit` without
+/// `--probe`, the demo): those that only read.
+pub fn audit() -> impl Iterator<Item = &'static BuiltinProbe> {
+    all().iter().filter(|p| p.audit)
+}
+
 /// The built-in probe called `name`.
 pub fn find(name: &str) -> Option<&'static BuiltinProbe> {
     all().iter().find(|p| p.name == name)

@@ -16,6 +16,7 @@ const GUESTS: &[(&str, &str, bool)] = &[
     ("event-audit", "EVENT_AUDIT", true),
     ("pod-audit", "POD_AUDIT", true),
     ("control-plane-audit", "CONTROL_PLANE_AUDIT", true),
+    ("active-checks", "ACTIVE_CHECKS", true),
     ("kernel-audit", "KERNEL_AUDIT", true),
     ("node-signals", "NODE_SIGNALS", true),
     ("rego-rules", "REGO", true),

@@ -16,9 +16,9 @@ use sonde_probes::TEST_HOSTILE_PATH as PROBE;
 
 use crate::run;
 
-struct Dnsmasq {
+pub struct Dnsmasq {
     child: Child,
-    addr: String,
+    pub addr: String,
 }
 
 impl Drop for Dnsmasq {
@@ -28,7 +28,7 @@ impl Drop for Dnsmasq {
     }
 }
 
-fn start_dnsmasq() -> Dnsmasq {
+pub fn start_dnsmasq() -> Dnsmasq {
     let port = UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -93,7 +93,7 @@ fn answers(out: &RunOutcome) -> Vec<String> {
 }
 
 /// Waits until dnsmasq answers.
-async fn ready(dns: &Dnsmasq) {
+pub async fn ready(dns: &Dnsmasq) {
     for _ in 0..50 {
         let out = resolve(
             "web.sonde.test",

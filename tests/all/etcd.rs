@@ -18,9 +18,9 @@ use sonde_probes::TEST_HOSTILE_PATH as PROBE;
 use crate::pki::{Pki, pki};
 use crate::run;
 
-struct Etcd {
+pub struct Etcd {
     child: Child,
-    url: String,
+    pub url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -31,7 +31,7 @@ impl Drop for Etcd {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -41,7 +41,7 @@ fn free_port() -> u16 {
 
 /// Starts etcd on two free loopback ports; with `tls`, clients need a
 /// certificate signed by the test CA (`--client-cert-auth`).
-fn start_etcd(tls: Option<&Pki>) -> Etcd {
+pub fn start_etcd(tls: Option<&Pki>) -> Etcd {
     let dir = tempfile::tempdir().unwrap();
     let (client, peer) = (free_port(), free_port());
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -74,7 +74,7 @@ fn start_etcd(tls: Option<&Pki>) -> Etcd {
     }
 }
 
-fn services(settings: EtcdSettings) -> Arc<HostServices> {
+pub fn services(settings: EtcdSettings) -> Arc<HostServices> {
     Arc::new(HostServices {
         etcd: EtcdClient::new(settings).unwrap(),
         ..Default::default()
@@ -100,7 +100,7 @@ fn answers(out: &RunOutcome) -> Vec<String> {
 }
 
 /// Waits until etcd takes a write through the capability.
-async fn ready(services: &Arc<HostServices>) {
+pub async fn ready(services: &Arc<HostServices>) {
     let mut last = Vec::new();
     for _ in 0..100 {
         let ops = json!([{"op": "put", "key": "/sonde-probe/ready", "value": "1"}]);

@@ -99,7 +99,7 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
 }
 
 /// Serves plain HTTP, or HTTPS with `tls`, on a loopback port; returns the port.
-async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> u16 {
+pub async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {

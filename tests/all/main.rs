@@ -1,6 +1,7 @@
 //! Sonde's integration tests, one binary (as wasmtime does): the real
 //! runtime running real components built by `probes/artifacts`.
 
+mod active_checks;
 mod api;
 mod cli;
 mod collectors;

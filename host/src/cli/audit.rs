@@ -100,8 +100,7 @@ pub async fn audit(args: AuditArgs) -> Result<u8> {
     let (services, source, issues) = services(&args.report, true).await?;
     let runtime = ProbeRuntime::new(RuntimeConfig::default())?;
     let mut sources: Vec<ProbeSource> = if args.probes.is_empty() {
-        builtin::all()
-            .iter()
+        builtin::audit()
             .map(|p| ProbeSource::Builtin(p.name))
             .collect()
     } else {

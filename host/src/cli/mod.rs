@@ -124,7 +124,8 @@ struct ReportArgs {
 struct AuditArgs {
     #[command(flatten)]
     report: ReportArgs,
-    /// A built-in probe name or a .wasm component; repeatable. Default: every built-in probe.
+    /// A built-in probe name or a .wasm component; repeatable. Default: every built-in probe
+    /// that only reads (all but active-checks).
     #[arg(long = "probe", value_name = "NAME|FILE")]
     probes: Vec<String>,
     /// KubeEye OPA rules: every *.rego file below DIR (as `kubeeye audit -p DIR`), for the

@@ -107,7 +107,12 @@ pub async fn list() -> Result<u8> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for p in builtin::all() {
-        w!(out, "{}  ({} bytes)", p.name, p.wasm.len());
+        let when = if p.audit {
+            ""
+        } else {
+            ", acts on the cluster: runs only when named"
+        };
+        w!(out, "{}  ({} bytes{when})", p.name, p.wasm.len());
     }
     Ok(exit::OK)
 }

@@ -1,4 +1,4 @@
-//! `sonde serve --demo`: every built-in probe scheduled each minute against
+//! `sonde serve --demo`: every built-in probe of the default audit scheduled each minute against
 //! the bundled sample cluster (a real kube-apiserver 1.28 dump, embedded in
 //! the binary), the UI on http://127.0.0.1:8080, data in a local SQLite file.
 //! Every probe runs at start, so there is something to look at at once.
@@ -37,10 +37,9 @@ pub fn config(data_dir: &Path, listen: SocketAddr) -> Result<DaemonConfig> {
         std::fs::write(&snapshot, SAMPLE_CLUSTER)
             .with_context(|| format!("cannot write {}", snapshot.display()))?;
     }
-    let probes = crate::builtin::names()
-        .into_iter()
-        .map(|name| ProbeConfig {
-            name: name.to_string(),
+    let probes = crate::builtin::audit()
+        .map(|p| ProbeConfig {
+            name: p.name.to_string(),
             component: None,
             schedule: Some("0 * * * * *".into()),
             timezone: None,

@@ -51,6 +51,7 @@ fn category(probe: &str) -> &'static str {
         "node-audit" => "nodes",
         "kernel-audit" => "kernel",
         "control-plane-audit" => "control-plane",
+        "active-checks" => "active-check",
         "rbac-audit" => "rbac",
         _ => "workloads",
     }

@@ -12,6 +12,10 @@ pub struct BuiltinProbe {
     pub name: &'static str,
     /// The component.
     pub wasm: &'static [u8],
+    /// Part of the default audit (`sonde audit` without `--probe`, the demo):
+    /// reads only. Probes that act on the cluster (send traffic, write) run
+    /// only when named.
+    pub audit: bool,
 }
 
 /// Every built-in probe.
@@ -19,41 +23,56 @@ pub const BUILTIN: &[BuiltinProbe] = &[
     BuiltinProbe {
         name: "workload-audit",
         wasm: WORKLOAD_AUDIT,
+        audit: true,
     },
     BuiltinProbe {
         name: "rbac-audit",
         wasm: RBAC_AUDIT,
+        audit: true,
     },
     BuiltinProbe {
         name: "node-audit",
         wasm: NODE_AUDIT,
+        audit: true,
     },
     BuiltinProbe {
         name: "event-audit",
         wasm: EVENT_AUDIT,
+        audit: true,
     },
     BuiltinProbe {
         name: "pod-audit",
         wasm: POD_AUDIT,
+        audit: true,
     },
     BuiltinProbe {
         name: "control-plane-audit",
         wasm: CONTROL_PLANE_AUDIT,
+        audit: true,
+    },
+    BuiltinProbe {
+        name: "active-checks",
+        wasm: ACTIVE_CHECKS,
+        audit: false,
     },
     BuiltinProbe {
         name: "kernel-audit",
         wasm: KERNEL_AUDIT,
+        audit: true,
     },
     BuiltinProbe {
         name: "node-signals",
         wasm: NODE_SIGNALS,
+        audit: true,
     },
     BuiltinProbe {
         name: "rego",
         wasm: REGO,
+        audit: true,
     },
     BuiltinProbe {
         name: "schema-checks",
         wasm: SCHEMA_CHECKS,
+        audit: true,
     },
 ];

@@ -1,0 +1,230 @@
+//! HTTP endpoints the operator names (an ingress host, a service URL): each
+//! is called and must answer with an expected status, optionally containing
+//! a text, within its latency threshold. An ingress can be reached through
+//! its controller's address with a `Host` header.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use sonde_sdk::http::{self, Request, Response};
+use sonde_sdk::{Finding, ProbeError, log};
+
+use crate::{ENDPOINT_FAILURE, ENDPOINT_SLOW, cluster_fault, error_text};
+
+/// One endpoint to call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// Shown in findings; default: the URL.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub url: String,
+    #[serde(default = "get")]
+    pub method: String,
+    /// e.g. `Host: shop.example.com` to reach an ingress through its controller's address.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Statuses that pass; empty: any 2xx or 3xx.
+    #[serde(default)]
+    pub expect_status: Vec<u16>,
+    /// Text the body must contain.
+    #[serde(default)]
+    pub body_contains: Option<String>,
+    /// An answer slower than this is a finding (default 2000 ms).
+    #[serde(default = "default_latency")]
+    pub max_latency_ms: u64,
+    /// How long to wait at all (default 10000 ms).
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u32,
+    /// Accept any server certificate.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+
+fn default_latency() -> u64 {
+    2000
+}
+
+fn default_timeout() -> u32 {
+    10_000
+}
+
+impl Check {
+    fn shown(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.url)
+    }
+
+    fn status_ok(&self, status: u16) -> bool {
+        if self.expect_status.is_empty() {
+            (200..400).contains(&status)
+        } else {
+            self.expect_status.contains(&status)
+        }
+    }
+}
+
+/// The finding one answer calls for, if any; `Err` is a line for the log
+/// (a grant or config problem, not the cluster's).
+pub fn judge(
+    check: &Check,
+    answer: Result<(&Response, Duration), &ProbeError>,
+) -> Result<Option<Finding>, String> {
+    let what = format!("{} {}", check.method, check.url);
+    let finding = |rule: &sonde_sdk::Rule, message: String| -> Finding {
+        rule.cluster_finding(message)
+            .label("check", check.shown())
+            .label("url", check.url.clone())
+            .into()
+    };
+    let (response, took) = match answer {
+        Ok(a) => a,
+        Err(e) if cluster_fault(e) => {
+            return Ok(Some(finding(
+                &ENDPOINT_FAILURE,
+                format!("{}: {what} failed: {}", check.shown(), error_text(e)),
+            )));
+        }
+        Err(e) => {
+            return Err(format!(
+                "endpoint check {} skipped: {}",
+                check.shown(),
+                error_text(e)
+            ));
+        }
+    };
+    if !check.status_ok(response.status) {
+        let expected = if check.expect_status.is_empty() {
+            "2xx or 3xx".to_string()
+        } else {
+            format!("{:?}", check.expect_status)
+        };
+        return Ok(Some(finding(
+            &ENDPOINT_FAILURE,
+            format!(
+                "{}: {what} answered {} (expected {expected})",
+                check.shown(),
+                response.status
+            ),
+        )));
+    }
+    if let Some(text) = &check.body_contains
+        && !String::from_utf8_lossy(&response.body).contains(text.as_str())
+    {
+        let cut = if response.body_truncated {
+            " (of the part read)"
+        } else {
+            ""
+        };
+        return Ok(Some(finding(
+            &ENDPOINT_FAILURE,
+            format!(
+                "{}: {what} answered {} without {text:?} in its body{cut}",
+                check.shown(),
+                response.status
+            ),
+        )));
+    }
+    if took.as_millis() > u128::from(check.max_latency_ms) {
+        return Ok(Some(finding(
+            &ENDPOINT_SLOW,
+            format!(
+                "{}: {what} answered in {} ms (threshold {} ms)",
+                check.shown(),
+                took.as_millis(),
+                check.max_latency_ms
+            ),
+        )));
+    }
+    Ok(None)
+}
+
+/// Calls one endpoint.
+pub fn run(check: &Check, out: &mut Vec<Finding>) {
+    let request = Request {
+        method: check.method.clone(),
+        url: check.url.clone(),
+        headers: check
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        body: None,
+        timeout_ms: Some(check.timeout_ms),
+        insecure_skip_verify: check.insecure,
+    };
+    let started = Instant::now();
+    let answer = http::send(&request);
+    let took = started.elapsed();
+    match judge(check, answer.as_ref().map(|r| (r, took))) {
+        Ok(Some(f)) => out.push(f),
+        Ok(None) => log::debug(&format!("endpoint {} passed", check.shown())),
+        Err(line) => log::error(&line),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(extra: serde_json::Value) -> Check {
+        let mut v = serde_json::json!({"name": "shop", "url": "http://10.0.0.20/healthz"});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn response(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: body.as_bytes().to_vec(),
+            body_truncated: false,
+            peer_certificate: None,
+        }
+    }
+
+    fn message(c: &Check, r: &Response, ms: u64) -> Option<String> {
+        judge(c, Ok((r, Duration::from_millis(ms))))
+            .unwrap()
+            .map(|f| format!("{}: {}", f.rule, f.message))
+    }
+
+    #[test]
+    fn status_text_and_latency() {
+        let plain = check(serde_json::json!({}));
+        assert_eq!(message(&plain, &response(200, "ok"), 5), None);
+        assert_eq!(message(&plain, &response(301, ""), 5), None);
+        assert_eq!(
+            message(&plain, &response(503, ""), 5),
+            Some("EndpointCheckFailed: shop: GET http://10.0.0.20/healthz answered 503 (expected 2xx or 3xx)".into())
+        );
+        let strict = check(serde_json::json!({"expect_status": [204], "body_contains": "ready"}));
+        assert_eq!(
+            message(&strict, &response(200, "ready"), 5),
+            Some("EndpointCheckFailed: shop: GET http://10.0.0.20/healthz answered 200 (expected [204])".into())
+        );
+        assert_eq!(
+            message(&strict, &response(204, "starting"), 5),
+            Some("EndpointCheckFailed: shop: GET http://10.0.0.20/healthz answered 204 without \"ready\" in its body".into())
+        );
+        assert_eq!(
+            message(&plain, &response(200, "ok"), 2500),
+            Some("EndpointCheckSlow: shop: GET http://10.0.0.20/healthz answered in 2500 ms (threshold 2000 ms)".into())
+        );
+        let timeout = ProbeError::Timeout("no answer within 10000 ms".into());
+        let f = judge(&plain, Err(&timeout)).unwrap().unwrap();
+        assert_eq!(f.rule, "EndpointCheckFailed");
+        assert!(f.labels.contains(&("check".into(), "shop".into())));
+        let denied = ProbeError::Denied("http access not granted: GET 10.0.0.20:80".into());
+        assert_eq!(
+            judge(&plain, Err(&denied)).unwrap_err(),
+            "endpoint check shop skipped: denied: http access not granted: GET 10.0.0.20:80"
+        );
+    }
+}

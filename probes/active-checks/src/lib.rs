@@ -1,0 +1,154 @@
+//! Sonde's built-in active checks (KubeProber's, run as a probe): the cluster
+//! is made to do things and each failure is a finding. Names are resolved
+//! through every CoreDNS pod and the cluster DNS Service on their own
+//! (`dns`), HTTP endpoints such as ingresses are called with an expected
+//! status, text and latency (`endpoints`), and a key is written, read back
+//! and deleted in etcd (`etcd`). Nothing runs that the config or a live
+//! cluster does not name, so a snapshot audit sends no traffic. A check the
+//! grant or the host cannot serve is logged as skipped, not reported as the
+//! cluster's fault.
+
+pub mod dns;
+pub mod endpoints;
+pub mod etcd;
+
+use serde::Deserialize;
+use sonde_sdk::{Finding, KubeVerb, Probe, ProbeError, ProbeInfo, Rule, Severity, kube, log};
+
+const fn rule(
+    id: &'static str,
+    title: &'static str,
+    severity: Severity,
+    description: &'static str,
+    remedy: &'static str,
+) -> Rule {
+    Rule::new(id, title, "active-check", severity, description, remedy)
+}
+
+pub const DNS_FAILURE: Rule = rule(
+    "ClusterDNSFailure",
+    "Cluster DNS does not answer",
+    Severity::High,
+    "A name that must resolve (by default kubernetes.default.svc.cluster.local) did not, asked of one CoreDNS pod or the cluster DNS Service: pods relying on it cannot find services.",
+    "Check the CoreDNS pod named (logs, readiness, its upstream), the kube-dns Service's endpoints, and network policies on port 53.",
+);
+pub const DNS_SLOW: Rule = rule(
+    "ClusterDNSSlow",
+    "Cluster DNS answers slowly",
+    Severity::Medium,
+    "A CoreDNS pod or the cluster DNS Service answered above the latency threshold.",
+    "Look at the CoreDNS pod's CPU throttling, its cache and upstream latency, and conntrack pressure on its node.",
+);
+pub const ENDPOINT_FAILURE: Rule = rule(
+    "EndpointCheckFailed",
+    "Endpoint check failed",
+    Severity::High,
+    "A configured HTTP endpoint (an ingress host, a service URL) did not answer, answered with an unexpected status, or without the expected text.",
+    "Follow the path of the request named: DNS, the ingress controller, the Service's endpoints, the serving pods.",
+);
+pub const ENDPOINT_SLOW: Rule = rule(
+    "EndpointCheckSlow",
+    "Endpoint answers slowly",
+    Severity::Medium,
+    "A configured HTTP endpoint answered above its latency threshold.",
+    "Look at the ingress controller's and the serving pods' load and latency.",
+);
+pub const ETCD_ROUND_TRIP: Rule = rule(
+    "EtcdRoundTripFailed",
+    "etcd write, read or delete failed",
+    Severity::Critical,
+    "A key written to etcd could not be written, read back with its value, or deleted: the cluster's state store is not serving.",
+    "Check the etcd members' health (etcdctl endpoint health), quorum, disk latency and free space (alarms).",
+);
+
+pub const RULES: &[Rule] = &[
+    DNS_FAILURE,
+    DNS_SLOW,
+    ENDPOINT_FAILURE,
+    ENDPOINT_SLOW,
+    ETCD_ROUND_TRIP,
+];
+
+/// The probe's config; every part optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub dns: dns::Config,
+    /// HTTP endpoints to call (ingress hosts, service URLs).
+    pub endpoints: Vec<endpoints::Check>,
+    /// The etcd round trip; absent: not run.
+    pub etcd: Option<etcd::Config>,
+}
+
+/// Why a call's failure is or is not the cluster's: `denied` and
+/// `invalid-input` are the operator's (grant, config) and only logged.
+pub fn cluster_fault(e: &ProbeError) -> bool {
+    matches!(
+        e,
+        ProbeError::NotFound(_)
+            | ProbeError::Timeout(_)
+            | ProbeError::Unavailable(_)
+            | ProbeError::Internal(_)
+    )
+}
+
+/// An error as a message: its text without the variant's wrapping.
+pub fn error_text(e: &ProbeError) -> String {
+    match e {
+        ProbeError::Denied(m) => format!("denied: {m}"),
+        ProbeError::NotFound(m) => format!("not found: {m}"),
+        ProbeError::Unavailable(m) => format!("unavailable: {m}"),
+        ProbeError::Timeout(m) => format!("timeout: {m}"),
+        ProbeError::InvalidInput(m) => format!("invalid input: {m}"),
+        ProbeError::Internal(m) => format!("internal: {m}"),
+    }
+}
+
+/// The probe.
+pub struct ActiveChecks;
+
+impl Probe for ActiveChecks {
+    type Config = Option<Config>;
+
+    fn describe() -> ProbeInfo {
+        sonde_sdk::describe(
+            "active-checks",
+            env!("CARGO_PKG_VERSION"),
+            "active checks: cluster DNS through each CoreDNS pod, HTTP endpoints (ingresses), an etcd round trip",
+        )
+        .rules(RULES)
+        .kube("", "Pod", &[KubeVerb::List])
+        .kube("", "Service", &[KubeVerb::Get])
+        .dns()
+        .http("*")
+        .etcd(etcd::DEFAULT_PREFIX)
+        .schedule("0 */5 * * * *")
+        .build()
+    }
+
+    fn run(config: Option<Config>) -> Result<Vec<Finding>, ProbeError> {
+        let config = config.unwrap_or_default();
+        let mut out = Vec::new();
+        // CoreDNS is found through the API server only on a live cluster: a
+        // snapshot's pod IPs are no machine's to call.
+        let live = match kube::server_version() {
+            Ok(_) => true,
+            Err(e) => {
+                log::info(&format!(
+                    "CoreDNS pods and the cluster DNS Service not checked: no live API server ({e:?})"
+                ));
+                false
+            }
+        };
+        dns::run(&config.dns, live, &mut out);
+        for check in &config.endpoints {
+            endpoints::run(check, &mut out);
+        }
+        if let Some(etcd) = &config.etcd {
+            etcd::run(etcd, &mut out);
+        }
+        Ok(out)
+    }
+}
+
+sonde_sdk::export_probe!(ActiveChecks);

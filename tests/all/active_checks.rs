@@ -1,0 +1,178 @@
+//! The built-in active checks against real servers on loopback: DNS through
+//! dnsmasq, HTTP endpoints through a test server, and an etcd round trip
+//! through a real etcd; then the same checks when the servers fail.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use sonde::caps::HostServices;
+use sonde::caps::etcd::{EtcdClient, EtcdSettings};
+use sonde::grants::GrantSet;
+use sonde::runtime::{RunLimits, RunOutcome};
+use sonde_probes::ACTIVE_CHECKS_PATH as PROBE;
+
+use crate::run;
+
+/// Exactly what the probe asks for in `describe()`.
+async fn requested() -> GrantSet {
+    let info = crate::runtime()
+        .describe(&crate::load(PROBE), &Default::default())
+        .await
+        .unwrap();
+    GrantSet::from_requested(&info.capabilities)
+}
+
+async fn grants() -> GrantSet {
+    let mut g = requested().await;
+    // Naming a nameserver needs it granted: the requested `dns` is the host's resolver only.
+    g.extend(GrantSet::parse_spec("dns:127.0.0.1:*").unwrap());
+    g
+}
+
+async fn check(config: serde_json::Value, services: Arc<HostServices>) -> RunOutcome {
+    let limits = RunLimits {
+        timeout_ms: 20_000,
+        ..Default::default()
+    };
+    run(PROBE, config, Some(grants().await), limits, services).await
+}
+
+/// `rule: message` of each finding, sorted.
+fn found(out: &RunOutcome) -> Vec<String> {
+    assert!(out.succeeded(), "{:?}", out.reason);
+    let mut f: Vec<String> = out
+        .findings
+        .iter()
+        .map(|f| format!("{}: {}", f.rule, f.message))
+        .collect();
+    f.sort();
+    f
+}
+
+#[tokio::test]
+async fn dns_endpoints_and_etcd_pass_and_fail_as_the_servers_do() {
+    let dns = crate::dns::start_dnsmasq();
+    crate::dns::ready(&dns).await;
+    let port = crate::http::serve(None).await;
+    let etcd = crate::etcd::start_etcd(None);
+    let services = crate::etcd::services(EtcdSettings {
+        endpoints: vec![etcd.url.clone()],
+        ..Default::default()
+    });
+    crate::etcd::ready(&services).await;
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let config = json!({
+        "dns": {"names": ["web.sonde.test", "nope.sonde.test"], "nameservers": [dns.addr]},
+        "endpoints": [
+            {"name": "hello", "url": url("/hello"), "body_contains": "hello"},
+            {"name": "wrong text", "url": url("/hello"), "body_contains": "welcome"},
+            {"name": "missing", "url": url("/missing")},
+            {"name": "slow", "url": url("/slow"), "timeout_ms": 300},
+        ],
+        "etcd": {},
+    });
+    let out = check(config.clone(), services.clone()).await;
+    assert_eq!(
+        found(&out),
+        [
+            format!(
+                "ClusterDNSFailure: nope.sonde.test did not resolve through nameserver {0}: not found: nope.sonde.test: no such domain (NXDOMAIN)",
+                dns.addr
+            ),
+            format!(
+                "EndpointCheckFailed: missing: GET {} answered 404 (expected 2xx or 3xx)",
+                url("/missing")
+            ),
+            format!(
+                "EndpointCheckFailed: slow: GET {0} failed: timeout: GET {0}: no answer within 300 ms",
+                url("/slow")
+            ),
+            format!(
+                "EndpointCheckFailed: wrong text: GET {} answered 200 without \"welcome\" in its body",
+                url("/hello")
+            ),
+        ]
+    );
+    // Not a live cluster: CoreDNS was not looked for, and the log says so.
+    assert!(
+        out.logs.iter().any(|l| l
+            .message
+            .starts_with("CoreDNS pods and the cluster DNS Service not checked")),
+        "{:?}",
+        out.logs
+    );
+
+    // The etcd round trip left nothing behind.
+    let leftover = crate::run(
+        sonde_probes::TEST_HOSTILE_PATH,
+        json!({"mode": "etcd", "ops": [{"op": "get", "key": "/sonde-probe/round-trip"}]}),
+        Some({
+            let mut g = GrantSet::parse_spec("etcd:/sonde-probe/").unwrap();
+            g.extend(GrantSet::parse_spec("kube:list:Pod").unwrap());
+            g
+        }),
+        Default::default(),
+        services,
+    )
+    .await;
+    assert_eq!(
+        leftover.findings[0].message,
+        "get /sonde-probe/round-trip: none"
+    );
+
+    // etcd gone, DNS server gone: findings, and the run still ends well.
+    drop(etcd);
+    drop(dns);
+    let gone = Arc::new(HostServices {
+        etcd: EtcdClient::new(EtcdSettings {
+            endpoints: vec![format!("http://127.0.0.1:{}", crate::etcd::free_port())],
+            timeout_ms: Some(1_000),
+            ..Default::default()
+        })
+        .unwrap(),
+        ..Default::default()
+    });
+    let config = json!({
+        "dns": {"names": ["web.sonde.test"], "nameservers": [config["dns"]["nameservers"][0]]},
+        "etcd": {},
+    });
+    let out = check(config, gone).await;
+    let f = found(&out);
+    assert_eq!(f.len(), 2, "{f:?}");
+    assert!(
+        f[0].starts_with(
+            "ClusterDNSFailure: web.sonde.test did not resolve through nameserver 127.0.0.1:"
+        ),
+        "{f:?}"
+    );
+    assert!(
+        f[1].starts_with("EtcdRoundTripFailed: etcd put of /sonde-probe/round-trip failed: unavailable: etcd put /sonde-probe/round-trip"),
+        "{f:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_grant_that_does_not_cover_a_check_is_logged_not_blamed_on_the_cluster() {
+    let port = crate::http::serve(None).await;
+    let config = json!({
+        "dns": {"nameservers": ["127.0.0.1:1"]},
+        "endpoints": [{"name": "hello", "url": format!("http://127.0.0.1:{port}/hello")}],
+    });
+    // Only what the probe asks for: no nameserver may be named, every http target may be called.
+    let grants = requested().await;
+    let out = run(
+        PROBE,
+        config,
+        Some(grants),
+        Default::default(),
+        Default::default(),
+    )
+    .await;
+    assert_eq!(found(&out), Vec::<String>::new());
+    assert!(
+        out.logs.iter().any(|l| l.message
+            == "DNS check of kubernetes.default.svc.cluster.local through nameserver 127.0.0.1:1 skipped: denied: dns access not granted: resolve kubernetes.default.svc.cluster.local at 127.0.0.1:1"),
+        "{:?}",
+        out.logs
+    );
+}
