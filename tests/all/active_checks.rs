@@ -176,3 +176,64 @@ async fn a_grant_that_does_not_cover_a_check_is_logged_not_blamed_on_the_cluster
         out.logs
     );
 }
+
+#[tokio::test]
+async fn a_pod_that_does_not_start_is_reported_and_deleted() {
+    use sonde::kube::{LiveBackend, LiveOptions};
+    use sonde_fake_apiserver::{ADMIN_TOKEN, FakeApiServer};
+    let server = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = LiveBackend::connect(LiveOptions {
+        kubeconfig: Some(server.kubeconfig(dir.path(), ADMIN_TOKEN)),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let services = Arc::new(HostServices {
+        kube: Some(Arc::new(backend)),
+        ..Default::default()
+    });
+    // No kubelet runs behind the recorded server: the pod stays Pending. The
+    // recorded CoreDNS pods' addresses are not this machine's: not asked.
+    let config = json!({
+        "dns": {"coredns": false, "names": []},
+        "pod": {"namespace": "shop", "timeout_seconds": 1, "poll_ms": 200},
+    });
+    let out = check(config, services).await;
+    let f = found(&out);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0].starts_with("PodLifecycleFailed: pod shop/sonde-check-")
+            && f[0].ends_with("was not running and ready after 1 s: Pending"),
+        "{f:?}"
+    );
+    let requests = server.requests();
+    let created: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/api/v1/namespaces/shop/pods")
+        .collect();
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].status, 201);
+    let deleted: Vec<_> = requests
+        .iter()
+        .filter(|r| {
+            r.method == "DELETE"
+                && r.path
+                    .starts_with("/api/v1/namespaces/shop/pods/sonde-check-")
+        })
+        .collect();
+    assert_eq!(deleted.len(), 1, "{requests:?}");
+    assert_eq!(deleted[0].status, 200);
+    let polls = requests
+        .iter()
+        .filter(|r| {
+            r.method == "GET"
+                && r.path
+                    .starts_with("/api/v1/namespaces/shop/pods/sonde-check-")
+        })
+        .count();
+    assert!(
+        (3..=12).contains(&polls),
+        "{polls} reads in a second at 200 ms"
+    );
+}

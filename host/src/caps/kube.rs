@@ -165,7 +165,12 @@ impl RunState {
         name: &str,
     ) -> Result<(), ProbeError> {
         self.check_kube(&kref, KubeVerb::Delete, namespace, Some(name))?;
-        Ok(self.backend()?.delete(&kref, namespace, name).await?)
+        self.backend()?.delete(&kref, namespace, name).await?;
+        // Deleted by the probe itself: nothing left for the run's clean-up.
+        self.ctx
+            .created
+            .retain(|o| !(o.kind == kref && o.namespace.as_deref() == namespace && o.name == name));
+        Ok(())
     }
 
     async fn kube_list(

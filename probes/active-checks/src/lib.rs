@@ -3,7 +3,8 @@
 //! through every CoreDNS pod and the cluster DNS Service on their own
 //! (`dns`), HTTP endpoints such as ingresses are called with an expected
 //! status, text and latency (`endpoints`), and a key is written, read back
-//! and deleted in etcd (`etcd`). Nothing runs that the config or a live
+//! and deleted in etcd (`etcd`), and a pod is created, must start, and is
+//! deleted (`pod`). Nothing runs that the config or a live
 //! cluster does not name, so a snapshot audit sends no traffic. A check the
 //! grant or the host cannot serve is logged as skipped, not reported as the
 //! cluster's fault.
@@ -11,6 +12,7 @@
 pub mod dns;
 pub mod endpoints;
 pub mod etcd;
+pub mod pod;
 
 use serde::Deserialize;
 use sonde_sdk::{Finding, KubeVerb, Probe, ProbeError, ProbeInfo, Rule, Severity, kube, log};
@@ -61,12 +63,21 @@ pub const ETCD_ROUND_TRIP: Rule = rule(
     "Check the etcd members' health (etcdctl endpoint health), quorum, disk latency and free space (alarms).",
 );
 
+pub const POD_LIFECYCLE: Rule = rule(
+    "PodLifecycleFailed",
+    "A new pod does not start",
+    Severity::High,
+    "A pod the check created was not running and ready within the time given, will not run (its image cannot be pulled, it ended), or could not be created or deleted: new workloads cannot start.",
+    "Read the state in the message: scheduling (capacity, taints), image pulls (registry, credentials), the kubelet and container runtime on the node, admission webhooks.",
+);
+
 pub const RULES: &[Rule] = &[
     DNS_FAILURE,
     DNS_SLOW,
     ENDPOINT_FAILURE,
     ENDPOINT_SLOW,
     ETCD_ROUND_TRIP,
+    POD_LIFECYCLE,
 ];
 
 /// The probe's config; every part optional.
@@ -78,6 +89,8 @@ pub struct Config {
     pub endpoints: Vec<endpoints::Check>,
     /// The etcd round trip; absent: not run.
     pub etcd: Option<etcd::Config>,
+    /// The pod check (live clusters); absent: not run.
+    pub pod: Option<pod::Config>,
 }
 
 /// Why a call's failure is or is not the cluster's: `denied` and
@@ -117,7 +130,11 @@ impl Probe for ActiveChecks {
             "active checks: cluster DNS through each CoreDNS pod, HTTP endpoints (ingresses), an etcd round trip",
         )
         .rules(RULES)
-        .kube("", "Pod", &[KubeVerb::List])
+        .kube(
+            "",
+            "Pod",
+            &[KubeVerb::List, KubeVerb::Get, KubeVerb::Create, KubeVerb::Delete],
+        )
         .kube("", "Service", &[KubeVerb::Get])
         .dns()
         .http("*")
@@ -146,6 +163,11 @@ impl Probe for ActiveChecks {
         }
         if let Some(etcd) = &config.etcd {
             etcd::run(etcd, &mut out);
+        }
+        match &config.pod {
+            Some(pod) if live => pod::run(pod, &mut out),
+            Some(_) => log::info("pod check not run: no live API server"),
+            None => {}
         }
         Ok(out)
     }

@@ -777,6 +777,15 @@ fn create(state: &State, store: &mut Store, target: &Target, body: &[u8]) -> Res
     if let Some(obj) = object.as_object_mut() {
         obj.remove("kind");
         obj.remove("apiVersion");
+        // The API server ignores a new pod's status and answers with its own
+        // (as the recorded creates: `{"phase": "Pending", "qosClass": ...}`).
+        if target.resource.group.is_empty() && target.resource.plural == "pods" {
+            let qos = qos_class(&obj["spec"]);
+            obj.insert(
+                "status".into(),
+                json!({"phase": "Pending", "qosClass": qos}),
+            );
+        }
     }
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         if let Some(ns) = target.namespace {
@@ -796,6 +805,40 @@ fn create(state: &State, store: &mut Store, target: &Target, body: &[u8]) -> Res
         .insert(key, object.clone());
     notify(state, &target.resource, "ADDED", &object);
     json_response(201, &with_type(&target.resource, &object))
+}
+
+/// A pod's QoS class as the API server sets it: BestEffort without any CPU
+/// or memory request or limit, Guaranteed when every container limits both
+/// and requests (defaulted from the limits) equal them (compared as
+/// written), else Burstable.
+fn qos_class(spec: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|k| spec[*k].as_array())
+        .flatten()
+        .collect();
+    let amount =
+        |c: &Value, kind: &str, res: &str| c["resources"][kind][res].as_str().map(str::to_string);
+    let any = containers.iter().any(|c| {
+        ["requests", "limits"]
+            .iter()
+            .any(|k| ["cpu", "memory"].iter().any(|r| amount(c, k, r).is_some()))
+    });
+    if !any {
+        return "BestEffort";
+    }
+    let guaranteed = containers.iter().all(|c| {
+        ["cpu", "memory"].iter().all(|r| {
+            let limit = amount(c, "limits", r);
+            let request = amount(c, "requests", r).or_else(|| limit.clone());
+            limit.is_some() && request == limit
+        })
+    });
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
 }
 
 fn delete(state: &State, store: &mut Store, target: &Target) -> Response {
