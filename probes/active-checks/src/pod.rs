@@ -177,16 +177,15 @@ pub fn run(config: &Config, out: &mut Vec<Finding>) {
         return failed(config, &format!("creating {shown}"), "create", &e, out);
     }
     let deadline = Duration::from_secs(config.timeout_seconds);
-    let mut last = Progress::Waiting("not read yet".into());
     loop {
-        match kube::get::<Pod>(Some(&config.namespace), &name) {
-            Ok(pod) => last = progress(&pod),
+        let now = match kube::get::<Pod>(Some(&config.namespace), &name) {
+            Ok(pod) => progress(&pod),
             Err(e) => {
                 failed(config, &format!("reading {shown}"), "get", &e, out);
                 break;
             }
-        }
-        match &last {
+        };
+        match &now {
             Progress::Ready => {
                 log::info(&format!(
                     "{shown} running and ready after {} ms",
