@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
 use serde::{Deserialize, Serialize};
@@ -233,8 +233,7 @@ impl RunState {
             return Err(ProbeError::Denied(self.ctx.deny("etcd", detail)));
         }
         let etcd = &self.ctx.services.etcd;
-        let left = (self.ctx.started + self.ctx.limits.timeout())
-            .saturating_duration_since(Instant::now());
+        let left = self.ctx.time_left();
         let timeout = etcd.settings.timeout().min(left);
         if timeout.is_zero() {
             return Err(ProbeError::Timeout(format!(

@@ -330,8 +330,7 @@ impl RunState {
         let http = &self.ctx.services.http;
         let what = format!("{method} {url}");
         // Never longer than what is left of the run.
-        let left = (self.ctx.started + self.ctx.limits.timeout())
-            .saturating_duration_since(std::time::Instant::now());
+        let left = self.ctx.time_left();
         let asked = req
             .timeout_ms
             .map(|ms| Duration::from_millis(u64::from(ms)))

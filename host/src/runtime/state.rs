@@ -3,7 +3,7 @@
 //! consults (grant, limits, services, log and denial records).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Error as WasmError, ResourceLimiter};
@@ -103,6 +103,11 @@ impl RunContext {
             denials: Vec::new(),
             created: Vec::new(),
         }
+    }
+
+    /// What is left of the run's time limit (zero once it has passed).
+    pub fn time_left(&self) -> Duration {
+        (self.started + self.limits.timeout()).saturating_duration_since(Instant::now())
     }
 
     /// Deletes every object the probe created (and did not delete itself), newest first.

@@ -17,55 +17,54 @@ pub mod pod;
 use serde::Deserialize;
 use sonde_sdk::{Finding, KubeVerb, Probe, ProbeError, ProbeInfo, Rule, Severity, kube, log};
 
-const fn rule(
-    id: &'static str,
-    title: &'static str,
-    severity: Severity,
-    description: &'static str,
-    remedy: &'static str,
-) -> Rule {
-    Rule::new(id, title, "active-check", severity, description, remedy)
-}
+/// The category of every rule here.
+const CATEGORY: &str = "active-check";
 
-pub const DNS_FAILURE: Rule = rule(
+pub const DNS_FAILURE: Rule = Rule::new(
     "ClusterDNSFailure",
     "Cluster DNS does not answer",
+    CATEGORY,
     Severity::High,
     "A name that must resolve (by default kubernetes.default.svc.cluster.local) did not, asked of one CoreDNS pod or the cluster DNS Service: pods relying on it cannot find services.",
     "Check the CoreDNS pod named (logs, readiness, its upstream), the kube-dns Service's endpoints, and network policies on port 53.",
 );
-pub const DNS_SLOW: Rule = rule(
+pub const DNS_SLOW: Rule = Rule::new(
     "ClusterDNSSlow",
     "Cluster DNS answers slowly",
+    CATEGORY,
     Severity::Medium,
     "A CoreDNS pod or the cluster DNS Service answered above the latency threshold.",
     "Look at the CoreDNS pod's CPU throttling, its cache and upstream latency, and conntrack pressure on its node.",
 );
-pub const ENDPOINT_FAILURE: Rule = rule(
+pub const ENDPOINT_FAILURE: Rule = Rule::new(
     "EndpointCheckFailed",
     "Endpoint check failed",
+    CATEGORY,
     Severity::High,
     "A configured HTTP endpoint (an ingress host, a service URL) did not answer, answered with an unexpected status, or without the expected text.",
     "Follow the path of the request named: DNS, the ingress controller, the Service's endpoints, the serving pods.",
 );
-pub const ENDPOINT_SLOW: Rule = rule(
+pub const ENDPOINT_SLOW: Rule = Rule::new(
     "EndpointCheckSlow",
     "Endpoint answers slowly",
+    CATEGORY,
     Severity::Medium,
     "A configured HTTP endpoint answered above its latency threshold.",
     "Look at the ingress controller's and the serving pods' load and latency.",
 );
-pub const ETCD_ROUND_TRIP: Rule = rule(
+pub const ETCD_ROUND_TRIP: Rule = Rule::new(
     "EtcdRoundTripFailed",
     "etcd write, read or delete failed",
+    CATEGORY,
     Severity::Critical,
     "A key written to etcd could not be written, read back with its value, or deleted: the cluster's state store is not serving.",
     "Check the etcd members' health (etcdctl endpoint health), quorum, disk latency and free space (alarms).",
 );
 
-pub const POD_LIFECYCLE: Rule = rule(
+pub const POD_LIFECYCLE: Rule = Rule::new(
     "PodLifecycleFailed",
     "A new pod does not start",
+    CATEGORY,
     Severity::High,
     "A pod the check created was not running and ready within the time given, will not run (its image cannot be pulled, it ended), or could not be created or deleted: new workloads cannot start.",
     "Read the state in the message: scheduling (capacity, taints), image pulls (registry, credentials), the kubelet and container runtime on the node, admission webhooks.",
