@@ -119,7 +119,7 @@ struct Clients {
     insecure: reqwest::Client,
 }
 
-/// The host's HTTP client, built on first use (or up front by [`HttpClient::new`]).
+/// The host's HTTP client: its settings, and the clients built on first use.
 #[derive(Clone, Default)]
 pub struct HttpClient {
     settings: HttpSettings,
@@ -151,14 +151,15 @@ impl reqwest::dns::Resolve for ConfiguredResolver {
 }
 
 impl HttpClient {
-    /// Builds the clients now, so a bad CA file stops start-up.
+    /// Checks the settings now, so a bad CA file stops start-up; the
+    /// clients (the system's roots read, TLS set up) are built at the first
+    /// request, so a run without one pays nothing.
     pub fn new(settings: HttpSettings, dns: DnsSettings) -> Result<Self, HttpSetupError> {
         settings.check()?;
-        let clients = build(&settings, &dns)?;
         Ok(Self {
             settings,
             dns,
-            clients: Arc::new(OnceLock::from(Ok(clients))),
+            clients: Default::default(),
         })
     }
 
