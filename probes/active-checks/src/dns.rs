@@ -54,14 +54,6 @@ pub struct Target {
     pub resource: Option<ResourceRef>,
 }
 
-fn with_port(ip: &str, port: i32) -> String {
-    if ip.contains(':') {
-        format!("[{ip}]:{port}")
-    } else {
-        format!("{ip}:{port}")
-    }
-}
-
 /// The running CoreDNS pods (their pod IP, port 53), then the Service's cluster IP and DNS port.
 pub fn coredns_targets(pods: &[Pod], service: Option<&Service>) -> Vec<Target> {
     let mut out = Vec::new();
@@ -71,7 +63,7 @@ pub fn coredns_targets(pods: &[Pod], service: Option<&Service>) -> Vec<Target> {
         else {
             continue;
         };
-        let nameserver = with_port(ip, 53);
+        let nameserver = sonde_sdk::host_port(ip, 53);
         let meta = &pod.metadata;
         out.push(Target {
             what: format!(
@@ -96,7 +88,7 @@ pub fn coredns_targets(pods: &[Pod], service: Option<&Service>) -> Vec<Target> {
             .flatten()
             .find(|p| p.protocol.as_deref().unwrap_or("TCP") == "UDP")
             .map_or(53, |p| p.port);
-        let nameserver = with_port(ip, port);
+        let nameserver = sonde_sdk::host_port(ip, port);
         out.push(Target {
             what: format!(
                 "the cluster DNS Service {}/{} ({nameserver})",

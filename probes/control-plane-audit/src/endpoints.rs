@@ -20,11 +20,7 @@ pub struct ApiServerTarget {
 }
 
 fn https(host: &str, port: i32) -> String {
-    if host.contains(':') {
-        format!("https://[{host}]:{port}")
-    } else {
-        format!("https://{host}:{port}")
-    }
+    format!("https://{}", sonde_sdk::host_port(host, port))
 }
 
 /// Where the API server is: the configured address (`host:port` or a URL),

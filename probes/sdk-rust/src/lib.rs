@@ -218,6 +218,16 @@ impl From<FindingBuilder> for Finding {
     }
 }
 
+/// `ip:port`, an IPv6 address in brackets (`[fd00::1]:53`), as URLs and
+/// nameserver arguments write it.
+pub fn host_port(ip: &str, port: i32) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
 /// A reference to a typed object.
 pub fn resource_ref<K>(object: &K) -> ResourceRef
 where
