@@ -42,6 +42,13 @@ pub fn free_port() -> u16 {
 /// Starts etcd on two free loopback ports; with `tls`, clients need a
 /// certificate signed by the test CA (`--client-cert-auth`).
 pub fn start_etcd(tls: Option<&Pki>) -> Etcd {
+    start_etcd_with(tls.map(|p| (p, true)), &[])
+}
+
+/// Starts etcd on two free loopback ports: serving TLS with the test PKI's
+/// server certificate when `tls` is set (and requiring client certificates
+/// when its flag is), with `extra` arguments.
+fn start_etcd_with(tls: Option<(&Pki, bool)>, extra: &[&str]) -> Etcd {
     let dir = tempfile::tempdir().unwrap();
     let (client, peer) = (free_port(), free_port());
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -58,12 +65,15 @@ pub fn start_etcd(tls: Option<&Pki>) -> Etcd {
         .arg("--logger=zap")
         .arg("--log-level=error")
         .stdout(Stdio::null());
-    if let Some(p) = tls {
+    if let Some((p, client_certs)) = tls {
         cmd.arg(format!("--cert-file={}", p.server_cert.display()))
-            .arg(format!("--key-file={}", p.server_key.display()))
-            .arg(format!("--trusted-ca-file={}", p.ca_file.display()))
-            .arg("--client-cert-auth");
+            .arg(format!("--key-file={}", p.server_key.display()));
+        if client_certs {
+            cmd.arg(format!("--trusted-ca-file={}", p.ca_file.display()))
+                .arg("--client-cert-auth");
+        }
     }
+    cmd.args(extra);
     let child = cmd.spawn().unwrap_or_else(|e| {
         panic!("cannot start etcd ({e}); scripts/setup.sh --for-tests installs etcd-server")
     });
@@ -236,6 +246,139 @@ async fn mutual_tls_as_kubeadm_sets_it_up() {
             "get /sonde-probe/ready: ProbeError::Unavailable(\"etcd get /sonde-probe/ready"
         ),
         "{got:?}"
+    );
+}
+
+/// Turns on etcd's own authentication, as `etcdctl user add`, `role add`,
+/// `role grant-permission --prefix` and `auth enable` would: `root`, and
+/// `sonde` with read and write under `/sonde-probe/` only.
+async fn enable_auth(url: &str, pki: &Pki) {
+    use etcd_client::{Certificate, Client, ConnectOptions, Permission, TlsOptions};
+    let ca = std::fs::read(&pki.ca_file).unwrap();
+    let tls = TlsOptions::new().ca_certificate(Certificate::from_pem(ca));
+    let mut client = None;
+    for _ in 0..100 {
+        let options = ConnectOptions::new().with_tls(tls.clone());
+        if let Ok(mut c) = Client::connect([url], Some(options)).await
+            && c.status().await.is_ok()
+        {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut c = client.expect("etcd answers");
+    c.role_add("root").await.unwrap();
+    c.user_add("root", "root-password", None).await.unwrap();
+    c.user_grant_role("root", "root").await.unwrap();
+    c.role_add("sonde").await.unwrap();
+    let perm = Permission::read_write("/sonde-probe/").with_prefix();
+    c.role_grant_permission("sonde", perm).await.unwrap();
+    c.user_add("sonde", "sonde-password", None).await.unwrap();
+    c.user_grant_role("sonde", "sonde").await.unwrap();
+    c.auth_enable().await.unwrap();
+}
+
+#[tokio::test]
+async fn users_and_passwords_as_etcd_auth_sets_them_up() {
+    let pki = pki();
+    // Server TLS only (no client certificates), and tokens that lapse after a second.
+    let etcd = start_etcd_with(Some((&pki, false)), &["--auth-token-ttl=1"]);
+    enable_auth(&etcd.url, &pki).await;
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("password");
+    std::fs::write(&password, "sonde-password\n").unwrap();
+    let user = EtcdSettings {
+        endpoints: vec![etcd.url.clone()],
+        ca_file: Some(pki.ca_file.clone()),
+        username: Some("sonde".into()),
+        password_file: Some(password.clone()),
+        timeout_ms: Some(3_000),
+        ..Default::default()
+    };
+    let s = services(user.clone());
+    ready(&s).await;
+    let ops = json!([
+        {"op": "get", "key": "/sonde-probe/ready"},
+        {"op": "put", "key": "/registry/x", "value": "1"},
+    ]);
+    // The host grants every key; etcd's role for the user does not.
+    let got = answers(&calls(ops, "etcd:/", s.clone()).await);
+    assert!(
+        got[0].starts_with("get /sonde-probe/ready: 1 (revision"),
+        "{got:?}"
+    );
+    assert!(
+        got[1].starts_with("put /registry/x: ProbeError::Denied(\"etcd put /registry/x: etcdserver: permission denied"),
+        "{got:?}"
+    );
+
+    // The user's token has lapsed by now: the call authenticates again.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let ops = json!([{"op": "get", "key": "/sonde-probe/ready"}]);
+    let got = answers(&calls(ops.clone(), "etcd:/sonde-probe/", s).await);
+    assert!(
+        got[0].starts_with("get /sonde-probe/ready: 1 (revision"),
+        "{got:?}"
+    );
+
+    // Without a user, or with a wrong password: denied, naming the user.
+    let anonymous = services(EtcdSettings {
+        username: None,
+        password_file: None,
+        ..user.clone()
+    });
+    let got = answers(&calls(ops.clone(), "etcd:/sonde-probe/", anonymous).await);
+    assert!(
+        got[0].starts_with("get /sonde-probe/ready: ProbeError::Denied(\"etcd get /sonde-probe/ready: etcdserver: user name is empty"),
+        "{got:?}"
+    );
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "guess").unwrap();
+    let wrong = services(EtcdSettings {
+        password_file: Some(wrong),
+        ..user.clone()
+    });
+    let got = answers(&calls(ops, "etcd:/sonde-probe/", wrong).await);
+    assert!(
+        got[0].starts_with("get /sonde-probe/ready: ProbeError::Denied(\"etcd connect ")
+            && got[0].contains("authentication failed")
+            && got[0].contains("(authenticating as user \\\"sonde\\\")"),
+        "{got:?}"
+    );
+
+    // Settings refused at start, named.
+    let refused = |settings: EtcdSettings| EtcdClient::new(settings).unwrap_err().to_string();
+    assert_eq!(
+        refused(EtcdSettings {
+            endpoints: vec!["http://127.0.0.1:2379".into()],
+            ..user.clone()
+        }),
+        "etcd: a password is sent only over TLS, and endpoint \"http://127.0.0.1:2379\" is plain http (use https://)"
+    );
+    assert_eq!(
+        refused(EtcdSettings {
+            password_file: None,
+            ..user.clone()
+        }),
+        "etcd: username and password_file go together"
+    );
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    assert_eq!(
+        refused(EtcdSettings {
+            password_file: Some(empty.clone()),
+            ..user.clone()
+        }),
+        format!("etcd.password_file {}: the file is empty", empty.display())
+    );
+    let missing = dir.path().join("missing");
+    assert!(
+        refused(EtcdSettings {
+            password_file: Some(missing.clone()),
+            ..user
+        })
+        .starts_with(&format!("etcd.password_file {}: ", missing.display()))
     );
 }
 

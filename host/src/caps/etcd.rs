@@ -37,6 +37,15 @@ pub struct EtcdSettings {
     pub cert_file: Option<PathBuf>,
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+    /// A user of etcd's own authentication (`auth enable`), with
+    /// `password_file`; sent only over `https://` endpoints.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The file holding that user's password (one line; the line break at
+    /// its end is not part of it). A file, so that the password is in no
+    /// config file, command line or environment.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
     /// Per-call timeout in milliseconds (default 5000).
     #[serde(default)]
     pub timeout_ms: Option<u64>,
@@ -58,6 +67,14 @@ pub enum EtcdSetupError {
     },
     #[error("etcd: cert_file and key_file go together")]
     HalfIdentity,
+    #[error("etcd: username and password_file go together")]
+    HalfUser,
+    #[error("etcd.password_file {0}: the file is empty")]
+    EmptyPassword(PathBuf),
+    #[error(
+        "etcd: a password is sent only over TLS, and endpoint {0:?} is plain http (use https://)"
+    )]
+    PasswordInClear(String),
     #[error("etcd.{0} must be greater than 0")]
     Zero(&'static str),
 }
@@ -66,6 +83,12 @@ pub enum EtcdSetupError {
 struct Pem {
     ca: Option<Vec<u8>>,
     identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// A user of etcd's authentication and its password, read from its file.
+struct User {
+    name: String,
+    password: String,
 }
 
 impl EtcdSettings {
@@ -99,6 +122,35 @@ impl EtcdSettings {
         Ok(Pem { ca, identity })
     }
 
+    /// The configured user and its password, read from `password_file`.
+    fn user(&self) -> Result<Option<User>, EtcdSetupError> {
+        let (name, path) = match (&self.username, &self.password_file) {
+            (Some(name), Some(path)) => (name, path),
+            (None, None) => return Ok(None),
+            _ => return Err(EtcdSetupError::HalfUser),
+        };
+        if let Some(plain) = self.endpoints.iter().find(|e| !e.starts_with("https://")) {
+            return Err(EtcdSetupError::PasswordInClear(plain.clone()));
+        }
+        let bytes = Self::read("password_file", path)?;
+        let text = String::from_utf8(bytes).map_err(|_| EtcdSetupError::Read {
+            field: "password_file",
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"),
+        })?;
+        let password = text
+            .strip_suffix('\n')
+            .map(|t| t.strip_suffix('\r').unwrap_or(t))
+            .unwrap_or(&text);
+        if password.is_empty() {
+            return Err(EtcdSetupError::EmptyPassword(path.clone()));
+        }
+        Ok(Some(User {
+            name: name.clone(),
+            password: password.to_owned(),
+        }))
+    }
+
     /// Every problem with these settings (the config check): endpoints that
     /// are not URLs, files that cannot be read, a certificate without its key.
     pub fn check(&self) -> Result<(), EtcdSetupError> {
@@ -116,7 +168,8 @@ impl EtcdSettings {
         if self.max_range_keys == Some(0) {
             return Err(EtcdSetupError::Zero("max_range_keys"));
         }
-        self.pem().map(drop)
+        self.pem()?;
+        self.user().map(drop)
     }
 
     fn tls(&self) -> Result<Option<TlsOptions>, String> {
@@ -177,9 +230,31 @@ impl EtcdClient {
                 if let Some(tls) = self.settings.tls().map_err(ProbeError::Unavailable)? {
                     options = options.with_tls(tls);
                 }
+                let user = self
+                    .settings
+                    .user()
+                    .map_err(|e| ProbeError::Unavailable(e.to_string()))?;
+                let name = user.as_ref().map(|u| u.name.clone());
+                if let Some(user) = user {
+                    // A simple token lapses after etcd's --auth-token-ttl
+                    // (5 minutes by default): a call that finds it lapsed
+                    // authenticates again and is sent once more.
+                    options = options
+                        .with_user(user.name, user.password)
+                        .with_auto_token_refresh(true);
+                }
                 Client::connect(&self.settings.endpoints, Some(options))
                     .await
-                    .map_err(|e| error("connect", &self.settings.endpoints.join(","), e))
+                    .map_err(|e| {
+                        let endpoints = self.settings.endpoints.join(",");
+                        match (&name, error("connect", &endpoints, e)) {
+                            // Connecting authenticates the user.
+                            (Some(name), ProbeError::Denied(m)) => {
+                                ProbeError::Denied(format!("{m} (authenticating as user {name:?})"))
+                            }
+                            (_, e) => e,
+                        }
+                    })
             })
             .await?;
         Ok(client.clone())
@@ -197,8 +272,18 @@ fn error(op: &str, key: &str, e: etcd_client::Error) -> ProbeError {
             if let Some(cause) = std::error::Error::source(&s) {
                 message = format!("{message}: {}", crate::errors::chain(cause));
             }
+            // etcd answers a missing user or a wrong password with
+            // InvalidArgument; its messages are its API (its own Go client
+            // matches them too), and they mean the credentials, not the call.
+            let credentials = [
+                "etcdserver: user name is empty",
+                "etcdserver: authentication failed",
+            ]
+            .iter()
+            .any(|m| s.message().starts_with(m));
             match s.code() {
                 Code::PermissionDenied | Code::Unauthenticated => ProbeError::Denied(message),
+                Code::InvalidArgument if credentials => ProbeError::Denied(message),
                 Code::DeadlineExceeded => ProbeError::Timeout(message),
                 Code::InvalidArgument | Code::OutOfRange => ProbeError::InvalidInput(message),
                 Code::NotFound => ProbeError::NotFound(message),

@@ -38,6 +38,8 @@ async fn services(
             ca_file: args.etcd_ca.clone(),
             cert_file: args.etcd_cert.clone(),
             key_file: args.etcd_key.clone(),
+            username: args.etcd_user.clone(),
+            password_file: args.etcd_password_file.clone(),
             ..Default::default()
         },
     };

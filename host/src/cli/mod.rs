@@ -112,6 +112,12 @@ struct ReportArgs {
     /// The client certificate's key.
     #[arg(long, value_name = "FILE", requires = "etcd_cert")]
     etcd_key: Option<PathBuf>,
+    /// A user of etcd's own authentication, with --etcd-password-file (https only).
+    #[arg(long, value_name = "NAME", requires = "etcd_password_file")]
+    etcd_user: Option<String>,
+    /// The file holding that user's password.
+    #[arg(long, value_name = "FILE", requires = "etcd_user")]
+    etcd_password_file: Option<PathBuf>,
     /// Exemptions (YAML): findings to leave out by rule, namespace, kind, name and probe.
     #[arg(long, value_name = "FILE")]
     exemptions: Option<PathBuf>,
