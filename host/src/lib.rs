@@ -17,6 +17,7 @@
 //! - `daemon`: `sonde serve`: config, scheduler, dispatcher, JSON API, web UI.
 //! - `collectors`: the node collectors probes query (catalogue, query engine).
 //! - `agent`: `sonde agent`: the eBPF collectors on a node, attributed to pods.
+//! - `kube_audit`: the API server's audit records (webhook batches, log lines).
 
 pub mod agent;
 pub mod audit;
@@ -31,6 +32,7 @@ pub mod daemon;
 pub mod errors;
 pub mod grants;
 pub mod kube;
+pub mod kube_audit;
 pub mod posture;
 pub mod report;
 pub mod runtime;

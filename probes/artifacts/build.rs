@@ -19,6 +19,7 @@ const GUESTS: &[(&str, &str, bool)] = &[
     ("active-checks", "ACTIVE_CHECKS", true),
     ("kernel-audit", "KERNEL_AUDIT", true),
     ("node-signals", "NODE_SIGNALS", true),
+    ("audit-activity", "AUDIT_ACTIVITY", true),
     ("rego-rules", "REGO", true),
     ("schema-checks", "SCHEMA_CHECKS", true),
     ("test-probe-trivial", "TEST_TRIVIAL", false),

@@ -607,7 +607,10 @@ fn the_event_stream_follows_a_run_and_the_openapi_document_covers_every_route() 
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["oom", "exec", "tcp", "listen", "http"]);
+    assert_eq!(
+        names,
+        ["oom", "exec", "tcp", "listen", "http", "kube-audit"]
+    );
     assert!(
         collectors
             .as_array()
@@ -631,6 +634,7 @@ fn the_event_stream_follows_a_run_and_the_openapi_document_covers_every_route() 
         "/api/v1/report",
         "/api/v1/collectors",
         "/api/v1/collectors/batches",
+        "/api/v1/audit",
         "/api/v1/probes",
         "/api/v1/probes/{name}",
         "/api/v1/probes/{name}/run",

@@ -168,7 +168,7 @@ fn errors_name_what_is_wrong() {
         .output()
         .unwrap();
     assert!(text(&unknown).1.contains(
-        "unknown probe \"nope\": not a built-in probe (workload-audit, rbac-audit, node-audit, event-audit, pod-audit, control-plane-audit, active-checks, kernel-audit, node-signals, rego, schema-checks)"
+        "unknown probe \"nope\": not a built-in probe (workload-audit, rbac-audit, node-audit, event-audit, pod-audit, control-plane-audit, active-checks, kernel-audit, node-signals, audit-activity, rego, schema-checks)"
     ));
 
     let dir = tempfile::tempdir().unwrap();
@@ -431,10 +431,10 @@ fn rules_lists_every_rule_of_the_built_in_probes() {
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         rows.len(),
-        92,
+        98,
         "20 workload rules, 5 RBAC rules, 11 node rules, 6 event rules, 14 pod rules, \
          5 control-plane rules, 6 active-check rules, 17 kernel rules, 6 node-signals rules, \
-         1 rego rule, 1 schema-checks rule"
+         6 audit-activity rules, 1 rego rule, 1 schema-checks rule"
     );
     let high_risk = rows
         .iter()

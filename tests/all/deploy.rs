@@ -89,11 +89,12 @@ fn the_daemons_config_map_is_a_config_it_takes_and_the_agents_settings_are_valid
         .env("SONDE_VIEWER_TOKEN", "viewer-0123456789abcdef")
         .env("SONDE_ADMIN_TOKEN", "admin-0123456789abcdef")
         .env("SONDE_AGENT_TOKEN", "agent-0123456789abcdef")
+        .env("SONDE_AUDIT_TOKEN", "audit-0123456789abcdef")
         .output()
         .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("config ok: 7 probes"), "{stdout}");
+    assert!(stdout.contains("config ok: 8 probes"), "{stdout}");
     // It listens beyond loopback, so it must not start without its tokens.
     let out = sonde()
         .args(["serve", "-c"])

@@ -3,6 +3,7 @@
 
 mod active_checks;
 mod api;
+mod audit_webhook;
 mod cli;
 mod collectors;
 mod components;

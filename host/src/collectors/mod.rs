@@ -187,6 +187,70 @@ pub const COLLECTORS: &[CollectorSpec] = &[
         ],
         aggregated: true,
     },
+    CollectorSpec {
+        name: crate::kube_audit::COLLECTOR,
+        description: "The API server's audit records, as its audit webhook sends them \
+                      (POST /api/v1/audit): one row per request and stage (kind: the verb)",
+        fields: &[
+            f("ts", Timestamp, "when the stage happened (stageTimestamp)"),
+            f("node", Text, "where the record came from: kube-apiserver"),
+            f(
+                "kind",
+                Text,
+                "the verb: get, list, watch, create, update, patch, delete, ...",
+            ),
+            f("namespace", Text, "the object's namespace"),
+            f("pod", Text, "the object's name, when it is a pod"),
+            f("audit_id", Text, "the request's id (its stages share it)"),
+            f(
+                "stage",
+                Text,
+                "ResponseStarted, ResponseComplete, Panic, RequestReceived",
+            ),
+            f("level", Text, "Metadata, Request, RequestResponse"),
+            f("user", Text, "the authenticated user (null when none was)"),
+            f("groups", Text, "the user's groups, comma-separated"),
+            f("impersonated_user", Text, "the user the request acted as"),
+            f(
+                "source_ip",
+                Text,
+                "the client's address (the first of sourceIPs)",
+            ),
+            f("user_agent", Text, "the client's user agent"),
+            f("request_uri", Text, "the request's path and query"),
+            f("resource", Text, "the resource (pods, secrets, ...)"),
+            f(
+                "subresource",
+                Text,
+                "the subresource (exec, log, status, ...)",
+            ),
+            f("api_group", Text, "the resource's API group ('' is core)"),
+            f("name", Text, "the object's name"),
+            f("code", Integer, "the answer's HTTP status"),
+            f(
+                "decision",
+                Text,
+                "the authorizer's decision: allow or forbid",
+            ),
+            f("reason", Text, "the authorizer's reason"),
+            f(
+                "latency_ms",
+                Float,
+                "from the request's receipt to this stage",
+            ),
+            f(
+                "role_ref",
+                Text,
+                "a (Cluster)RoleBinding's role, Kind/name (Request level and above)",
+            ),
+            f(
+                "subjects",
+                Text,
+                "a (Cluster)RoleBinding's subjects, Kind:name, comma-separated",
+            ),
+        ],
+        aggregated: false,
+    },
 ];
 
 /// The collector named `name`.

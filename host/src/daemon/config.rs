@@ -204,6 +204,9 @@ pub enum Role {
     /// (`POST /api/v1/collectors/batches`) and nothing else, so that the
     /// token every node holds reads nothing.
     Agent,
+    /// The API server's audit webhook: sends audit records
+    /// (`POST /api/v1/audit`) and nothing else.
+    Audit,
 }
 
 /// Component uploads through the API.

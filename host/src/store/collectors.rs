@@ -372,92 +372,156 @@ impl Store {
             .await
             .ctx("record the agent's request")?;
         }
-        // Many rows per statement: one statement per event would cap the
-        // agent at the statement rate (see BENCHMARKS.md, collector_ring).
-        for chunk in batch.events.chunks(EVENTS_PER_STATEMENT) {
-            let sql = insert_events_sql(chunk.len());
-            let fields: Vec<String> = chunk
-                .iter()
-                .map(|e| to_json(&e.fields, "collector event fields"))
-                .collect::<Result<_, _>>()?;
-            let mut q = sqlx::query(sql);
-            for (e, f) in chunk.iter().zip(&fields) {
-                q = bind_event(q, e, f);
-            }
-            q.execute(&mut *tx).await.ctx("insert collector events")?;
-        }
-        // The events' per-minute counts, added to those of earlier batches,
-        // many rows per statement (a batch of events spread over many pods
-        // has about as many counts as events). Each key once per batch.
-        let counts = count_events(&batch.events);
-        for chunk in counts.chunks(EVENTS_PER_STATEMENT) {
-            let mut q = sqlx::query(upsert_counts_sql(chunk.len()));
-            for c in chunk {
-                q = q
-                    .bind(&c.collector)
-                    .bind(c.minute_ms)
-                    .bind(&c.node)
-                    .bind(&c.kind)
-                    .bind(c.namespace.as_deref().unwrap_or_default())
-                    .bind(c.pod.as_deref().unwrap_or_default())
-                    .bind(c.pod_uid.as_deref().unwrap_or_default())
-                    .bind(c.count);
-            }
-            q.execute(&mut *tx).await.ctx("upsert collector counts")?;
-        }
-        for r in &batch.http {
-            sqlx::query(
-                "INSERT INTO http_red (minute, node, namespace, pod, server, method, route, \
-                 requests, errors, client_errors, duration_sum_us, duration_max_us, buckets) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                 ON CONFLICT (minute, node, server, method, route) DO UPDATE SET \
-                 namespace = excluded.namespace, pod = excluded.pod, \
-                 requests = excluded.requests, errors = excluded.errors, \
-                 client_errors = excluded.client_errors, \
-                 duration_sum_us = excluded.duration_sum_us, \
-                 duration_max_us = excluded.duration_max_us, buckets = excluded.buckets",
-            )
-            .bind(r.minute_ms)
-            .bind(&r.node)
-            .bind(&r.namespace)
-            .bind(&r.pod)
-            .bind(&r.server)
-            .bind(&r.method)
-            .bind(&r.route)
-            .bind(r.requests)
-            .bind(r.errors)
-            .bind(r.client_errors)
-            .bind(r.duration_sum_us)
-            .bind(r.duration_max_us)
-            .bind(to_json(&r.buckets, "http duration buckets")?)
-            .execute(&mut *tx)
-            .await
-            .ctx("upsert http red")?;
-        }
-        for s in &batch.status {
-            sqlx::query(
-                "INSERT INTO collector_status (node, collector, available, reason, events, \
-                 dropped, started_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 ON CONFLICT (node, collector) DO UPDATE SET available = excluded.available, \
-                 reason = excluded.reason, events = excluded.events, dropped = excluded.dropped, \
-                 started_at = excluded.started_at, updated_at = excluded.updated_at",
-            )
-            .bind(&s.node)
-            .bind(&s.collector)
-            .bind(s.available)
-            .bind(&s.reason)
-            .bind(s.events)
-            .bind(s.dropped)
-            .bind(s.started_at_ms)
-            .bind(s.updated_at_ms)
-            .execute(&mut *tx)
-            .await
-            .ctx("upsert collector status")?;
-        }
+        insert_batch(&mut tx, batch).await?;
         tx.commit().await.ctx("commit collector batch")?;
         Ok(true)
     }
 
+    /// Stores the API server's audit records (see [`crate::kube_audit`]) in
+    /// one transaction, each request's stage once: a batch the API server
+    /// sends again (it had no answer) stores nothing twice. The
+    /// `kube-audit` collector's state (records taken, at `now`) is written
+    /// with them. Returns how many were new.
+    pub async fn write_audit_records(
+        &self,
+        records: &[crate::kube_audit::AuditRecord],
+    ) -> Result<usize, StoreError> {
+        let mut tx = self
+            .writer
+            .begin_with(dialect::BEGIN_WRITE)
+            .await
+            .ctx("begin audit batch")?;
+        let mut batch = CollectorBatch::default();
+        for r in records {
+            let new = sqlx::query(
+                "INSERT INTO audit_seen (audit_id, stage, ts) VALUES ($1, $2, $3) \
+                 ON CONFLICT (audit_id, stage) DO NOTHING",
+            )
+            .bind(&r.audit_id)
+            .bind(&r.stage)
+            .bind(r.row.ts_ms)
+            .execute(&mut *tx)
+            .await
+            .ctx("record an audit record's id")?
+            .rows_affected();
+            if new > 0 {
+                batch.events.push(r.row.clone());
+            }
+        }
+        let now = self.now_ms();
+        let taken: i64 = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT events FROM collector_status \
+             WHERE node = $1 AND collector = $2), 0)",
+        )
+        .bind(crate::kube_audit::SOURCE)
+        .bind(crate::kube_audit::COLLECTOR)
+        .fetch_one(&mut *tx)
+        .await
+        .ctx("read the audit records taken")?;
+        batch.status.push(CollectorStatusRow {
+            node: crate::kube_audit::SOURCE.into(),
+            collector: crate::kube_audit::COLLECTOR.into(),
+            available: true,
+            reason: None,
+            events: taken + batch.events.len() as i64,
+            dropped: 0,
+            started_at_ms: now,
+            updated_at_ms: now,
+        });
+        insert_batch(&mut tx, &batch).await?;
+        tx.commit().await.ctx("commit audit batch")?;
+        Ok(batch.events.len())
+    }
+}
+
+/// Writes a batch's rows (inside the caller's transaction).
+async fn insert_batch(conn: &mut dialect::Conn, batch: &CollectorBatch) -> Result<(), StoreError> {
+    // Many rows per statement: one statement per event would cap the
+    // agent at the statement rate (see BENCHMARKS.md, collector_ring).
+    for chunk in batch.events.chunks(EVENTS_PER_STATEMENT) {
+        let sql = insert_events_sql(chunk.len());
+        let fields: Vec<String> = chunk
+            .iter()
+            .map(|e| to_json(&e.fields, "collector event fields"))
+            .collect::<Result<_, _>>()?;
+        let mut q = sqlx::query(sql);
+        for (e, f) in chunk.iter().zip(&fields) {
+            q = bind_event(q, e, f);
+        }
+        q.execute(&mut *conn).await.ctx("insert collector events")?;
+    }
+    // The events' per-minute counts, added to those of earlier batches,
+    // many rows per statement (a batch of events spread over many pods
+    // has about as many counts as events). Each key once per batch.
+    let counts = count_events(&batch.events);
+    for chunk in counts.chunks(EVENTS_PER_STATEMENT) {
+        let mut q = sqlx::query(upsert_counts_sql(chunk.len()));
+        for c in chunk {
+            q = q
+                .bind(&c.collector)
+                .bind(c.minute_ms)
+                .bind(&c.node)
+                .bind(&c.kind)
+                .bind(c.namespace.as_deref().unwrap_or_default())
+                .bind(c.pod.as_deref().unwrap_or_default())
+                .bind(c.pod_uid.as_deref().unwrap_or_default())
+                .bind(c.count);
+        }
+        q.execute(&mut *conn).await.ctx("upsert collector counts")?;
+    }
+    for r in &batch.http {
+        sqlx::query(
+            "INSERT INTO http_red (minute, node, namespace, pod, server, method, route, \
+             requests, errors, client_errors, duration_sum_us, duration_max_us, buckets) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (minute, node, server, method, route) DO UPDATE SET \
+             namespace = excluded.namespace, pod = excluded.pod, \
+             requests = excluded.requests, errors = excluded.errors, \
+             client_errors = excluded.client_errors, \
+             duration_sum_us = excluded.duration_sum_us, \
+             duration_max_us = excluded.duration_max_us, buckets = excluded.buckets",
+        )
+        .bind(r.minute_ms)
+        .bind(&r.node)
+        .bind(&r.namespace)
+        .bind(&r.pod)
+        .bind(&r.server)
+        .bind(&r.method)
+        .bind(&r.route)
+        .bind(r.requests)
+        .bind(r.errors)
+        .bind(r.client_errors)
+        .bind(r.duration_sum_us)
+        .bind(r.duration_max_us)
+        .bind(to_json(&r.buckets, "http duration buckets")?)
+        .execute(&mut *conn)
+        .await
+        .ctx("upsert http red")?;
+    }
+    for s in &batch.status {
+        sqlx::query(
+            "INSERT INTO collector_status (node, collector, available, reason, events, \
+             dropped, started_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (node, collector) DO UPDATE SET available = excluded.available, \
+             reason = excluded.reason, events = excluded.events, dropped = excluded.dropped, \
+             started_at = excluded.started_at, updated_at = excluded.updated_at",
+        )
+        .bind(&s.node)
+        .bind(&s.collector)
+        .bind(s.available)
+        .bind(&s.reason)
+        .bind(s.events)
+        .bind(s.dropped)
+        .bind(s.started_at_ms)
+        .bind(s.updated_at_ms)
+        .execute(&mut *conn)
+        .await
+        .ctx("upsert collector status")?;
+    }
+    Ok(())
+}
+
+impl Store {
     /// Events of one collector in `[since, until)`, oldest first, at most `cap`.
     pub async fn collector_events(
         &self,
@@ -604,7 +668,12 @@ impl Store {
     /// heard of before it (an agent's retention on its own store, and the
     /// daemon's on what agents send); returns how many rows went.
     pub async fn delete_collector_data_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
-        let steps: [(&'static str, i64, &'static str); 4] = [
+        let steps: [(&'static str, i64, &'static str); 5] = [
+            (
+                "DELETE FROM audit_seen WHERE ts < $1",
+                cutoff_ms,
+                "delete old audit record ids",
+            ),
             (
                 "DELETE FROM collector_events WHERE ts < $1",
                 cutoff_ms,

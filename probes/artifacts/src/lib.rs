@@ -66,6 +66,11 @@ pub const BUILTIN: &[BuiltinProbe] = &[
         audit: true,
     },
     BuiltinProbe {
+        name: "audit-activity",
+        wasm: AUDIT_ACTIVITY,
+        audit: true,
+    },
+    BuiltinProbe {
         name: "rego",
         wasm: REGO,
         audit: true,

@@ -2,15 +2,18 @@
 //! OpenAPI document (generated from the handlers' annotations), `/metrics`,
 //! `/healthz`, `/readyz`, and the web UI. Bearer tokens from the config
 //! carry a role (viewer reads, admin also writes, agent only sends its
-//! node's collector data); errors are JSON with a fitting status, and a
+//! node's collector data, audit only sends the API server's audit
+//! records); errors are JSON with a fitting status, and a
 //! malformed request is a 400 naming what was wrong.
 //!
 //! - `views`: the JSON shapes.
 //! - `reads`: findings, rules, trends, the summary, report exports.
 //! - `control`: probes, runs, run now, suspend, upload, reload, the event stream.
 //! - `agents`: what node agents send (their collectors' batches).
+//! - `audit`: what the API server's audit webhook sends.
 
 mod agents;
+mod audit;
 mod control;
 mod reads;
 pub mod views;
@@ -158,11 +161,20 @@ pub(crate) fn forbidden() -> ApiError {
 /// Where an agent token may go: sending its node's collector data.
 const AGENT_ROUTE: (&str, &str) = ("POST", "/api/v1/collectors/batches");
 
+/// Where an audit token may go: sending the API server's audit records.
+const AUDIT_ROUTE: (&str, &str) = ("POST", "/api/v1/audit");
+
 /// Whether a caller with `role` may make this request at all (the handlers
 /// check admin routes themselves): an agent token is for sending collector
-/// data only. Every node holds one, so it reads nothing.
+/// data only (every node holds one, so it reads nothing), and an audit
+/// token, which the API server's webhook config holds, for sending audit
+/// records only.
 fn role_may(role: Role, method: &axum::http::Method, path: &str) -> bool {
-    role != Role::Agent || (method.as_str(), path) == AGENT_ROUTE
+    match role {
+        Role::Agent => (method.as_str(), path) == AGENT_ROUTE,
+        Role::Audit => (method.as_str(), path) == AUDIT_ROUTE,
+        Role::Viewer | Role::Admin => true,
+    }
 }
 
 /// Compares SHA-256 digests so the time taken says nothing of the token.
@@ -265,6 +277,7 @@ async fn api_fallback() -> ApiError {
     paths(
         reads::whoami, reads::summary, reads::findings, reads::finding, reads::rules, reads::rule,
         reads::trends, reads::trends_svg, reads::report, reads::collectors, agents::post_batch,
+        audit::post_audit,
         control::probes, control::probe, control::run_now, control::suspend, control::resume,
         control::upload, control::runs, control::run, control::events, control::reload,
     ),
@@ -319,6 +332,10 @@ pub fn router(daemon: Daemon) -> Router {
             post(agents::post_batch).layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route(
+            "/audit",
+            post(audit::post_audit).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(
             "/probes",
             get(control::probes)
                 .post(control::upload)
@@ -365,6 +382,12 @@ mod tests {
             assert!(!role_may(Role::Agent, &Method::GET, path), "{path}");
         }
         assert!(!role_may(Role::Agent, &Method::POST, "/api/v1/reload"));
+        assert!(!role_may(Role::Agent, &Method::POST, "/api/v1/audit"));
+        // An audit token: the audit route only.
+        assert!(role_may(Role::Audit, &Method::POST, "/api/v1/audit"));
+        assert!(!role_may(Role::Audit, &Method::GET, "/api/v1/audit"));
+        assert!(!role_may(Role::Audit, &Method::POST, batches));
+        assert!(!role_may(Role::Audit, &Method::GET, "/api/v1/findings"));
         // The other roles are checked by the handlers.
         assert!(role_may(Role::Viewer, &Method::GET, "/api/v1/findings"));
         assert!(role_may(Role::Admin, &Method::POST, batches));

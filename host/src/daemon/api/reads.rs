@@ -30,6 +30,7 @@ pub async fn whoami(
             super::Role::Admin => "admin",
             super::Role::Viewer => "viewer",
             super::Role::Agent => "agent",
+            super::Role::Audit => "audit",
         }
         .into(),
         auth: !app.daemon.loaded().tokens().is_empty(),

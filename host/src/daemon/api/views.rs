@@ -417,6 +417,17 @@ impl CollectorNodeView {
     }
 }
 
+/// What the daemon took of an audit batch.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuditAccepted {
+    /// Records in the batch.
+    pub received: usize,
+    /// Records stored now.
+    pub stored: usize,
+    /// Records stored before (the batch, or part of it, was sent again).
+    pub duplicates: usize,
+}
+
 /// What the daemon took of an agent's batch: its rows of each kind.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BatchAccepted {
