@@ -1185,8 +1185,11 @@ async function collectorsSection() {
   for (const c of list) {
     const nodes = c.nodes.length ? c.nodes : [null];
     for (const n of nodes) {
+      // The node collectors come from agents; the API server's audit
+      // records from its webhook; the cluster's events from the daemon.
+      const idle = { 'kube-audit': 'no records yet', 'kube-events': 'not read yet' }[c.name] || 'no agent';
       const state = n === null
-        ? h('span', { class: 'pill pill-off' }, 'no agent')
+        ? h('span', { class: 'pill pill-off' }, idle)
         : h('span', { class: `pill ${n.available ? 'pill-on' : 'pill-bad'}` }, n.available ? 'running' : 'unavailable');
       rows.push(h('tr', { 'data-testid': 'collector-row', 'data-collector': c.name },
         h('td', { title: visibleText(c.description) }, visibleText(c.name)),

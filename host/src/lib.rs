@@ -18,6 +18,7 @@
 //! - `collectors`: the node collectors probes query (catalogue, query engine).
 //! - `agent`: `sonde agent`: the eBPF collectors on a node, attributed to pods.
 //! - `kube_audit`: the API server's audit records (webhook batches, log lines).
+//! - `kube_events`: the cluster's events as rows kept past their hour.
 
 pub mod agent;
 pub mod audit;
@@ -33,6 +34,7 @@ pub mod errors;
 pub mod grants;
 pub mod kube;
 pub mod kube_audit;
+pub mod kube_events;
 pub mod posture;
 pub mod report;
 pub mod runtime;

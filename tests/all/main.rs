@@ -12,6 +12,7 @@ mod daemon;
 mod deploy;
 mod dns;
 mod etcd;
+mod event_history;
 mod event_rules;
 mod fixture_audit;
 mod grants;

@@ -198,13 +198,17 @@ await step('the findings explorer filters by severity', async () => {
   if (!/^\d+$/.test(total) || Number(total) < severities.length) throw new Error(`expected a total of at least ${severities.length}, saw "${total}"`);
 });
 
-await step('the probes page lists the node collectors (no agent in this daemon)', async () => {
+await step('the probes page lists the collectors (no agent, no audit webhook in this daemon)', async () => {
   await go('#/probes', 'probes');
   await page.waitForSelector('[data-testid="collectors-table"]');
   const names = await texts('[data-testid="collector-row"] td:first-child');
-  if (names.join(',') !== 'oom,exec,tcp,listen,http') throw new Error(`expected the five collectors, saw ${names.join(', ')}`);
-  const states = await texts('[data-testid="collector-row"] .pill');
-  if (states.some((t) => t.trim() !== 'no agent')) throw new Error(`expected "no agent" for each collector, saw ${states.join(', ')}`);
+  const expected = 'oom,exec,tcp,listen,http,kube-events,kube-audit';
+  if (names.join(',') !== expected) throw new Error(`expected the collectors ${expected}, saw ${names.join(', ')}`);
+  const states = (await texts('[data-testid="collector-row"] .pill')).map((t) => t.trim());
+  if (states.slice(0, 5).some((t) => t !== 'no agent')) throw new Error(`expected "no agent" for each node collector, saw ${states.join(', ')}`);
+  // The daemon reads the snapshot's events from its start; no audit webhook sends here.
+  if (!['running', 'not read yet'].includes(states[5])) throw new Error(`expected the events kept or about to be, saw "${states[5]}"`);
+  if (states[6] !== 'no records yet') throw new Error(`expected no audit records yet, saw "${states[6]}"`);
 });
 
 await step('"Run now" starts a run that the runs page follows live to success', async () => {

@@ -188,6 +188,51 @@ pub const COLLECTORS: &[CollectorSpec] = &[
         aggregated: true,
     },
     CollectorSpec {
+        name: crate::kube_events::COLLECTOR,
+        description: "The cluster's events, kept past the API server's hour: one row per \
+                      occurrence (an event counted again is a new row; kind: the reason)",
+        fields: &[
+            f(
+                "ts",
+                Timestamp,
+                "when it happened (its last time, at that count)",
+            ),
+            f(
+                "node",
+                Text,
+                "the node it came from (source.host) or is about; 'cluster' otherwise",
+            ),
+            f(
+                "kind",
+                Text,
+                "the reason: BackOff, FailedScheduling, OOMKilling, ...",
+            ),
+            f("namespace", Text, "the object's namespace"),
+            f("pod", Text, "the object's name, when it is a pod"),
+            f("pod_uid", Text, "the pod's uid, when it is a pod"),
+            f("type", Text, "Normal or Warning"),
+            f("reason", Text, "the reason (as kind)"),
+            f("message", Text, "what it says"),
+            f(
+                "count",
+                Integer,
+                "the occurrence's number (the event's count then)",
+            ),
+            f(
+                "object_kind",
+                Text,
+                "the object's kind (Pod, Node, Deployment, ...)",
+            ),
+            f("object_name", Text, "the object's name"),
+            f("object_uid", Text, "the object's uid"),
+            f("field_path", Text, "the part of the object (a container)"),
+            f("source", Text, "the component that reported it"),
+            f("event", Text, "the Event object's name"),
+            f("first_seen", Timestamp, "the event's first occurrence"),
+        ],
+        aggregated: false,
+    },
+    CollectorSpec {
         name: crate::kube_audit::COLLECTOR,
         description: "The API server's audit records, as its audit webhook sends them \
                       (POST /api/v1/audit): one row per request and stage (kind: the verb)",

@@ -50,6 +50,9 @@ pub struct DaemonConfig {
     pub scheduler: SchedulerConfig,
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// The cluster's events, kept past the API server's hour.
+    #[serde(default)]
+    pub events: EventsConfig,
     #[serde(default)]
     pub auth: AuthConfig,
     #[serde(default)]
@@ -161,6 +164,38 @@ impl Default for RetentionConfig {
             every_minutes: default_retention_every(),
         }
     }
+}
+
+/// The cluster's events kept past the API server's one hour (the
+/// `kube-events` collector, see `crate::kube_events`), as long as
+/// `retention.max_age_days` keeps collector data.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Whether to keep them (default true; nothing to read without a cluster).
+    #[serde(default = "default_true")]
+    pub record: bool,
+    /// How often the events are read, in seconds (default 30; on a live
+    /// cluster from the daemon's watch of them, so a read costs no request).
+    #[serde(default = "default_events_interval")]
+    pub interval_seconds: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            record: true,
+            interval_seconds: default_events_interval(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_events_interval() -> u64 {
+    30
 }
 
 fn default_max_age_days() -> Option<u64> {
@@ -429,6 +464,9 @@ impl DaemonConfig {
         }
         if let Err(e) = super::schedule::parse_timezone(&self.scheduler.timezone) {
             problems.push(format!("scheduler.timezone: {e}"));
+        }
+        if self.events.interval_seconds == 0 {
+            problems.push("events.interval_seconds must be at least 1".into());
         }
         if self.retention.every_minutes == 0 {
             problems.push("retention.every_minutes must be at least 1".into());

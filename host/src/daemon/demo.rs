@@ -66,6 +66,7 @@ pub fn config(data_dir: &Path, listen: SocketAddr) -> Result<DaemonConfig> {
             max_age_days: Some(7),
             ..Default::default()
         },
+        events: Default::default(),
         auth: AuthConfig::default(),
         uploads: UploadConfig::default(),
         exemptions: None,

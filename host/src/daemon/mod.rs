@@ -11,11 +11,13 @@
 //! - `report`: the latest report, rebuilt from the store for exports and the score.
 //! - `api`, `web`, `svg`: the HTTP side.
 //! - `demo`: `sonde serve --demo`.
+//! - `history`: the cluster's events, kept past the API server's hour.
 
 pub mod api;
 pub mod config;
 pub mod demo;
 pub mod dispatch;
+mod history;
 pub mod metrics;
 pub mod probes;
 pub mod report;
@@ -290,6 +292,7 @@ impl Daemon {
         }
         tokio::spawn(daemon.clone().drive(sched, rx));
         tokio::spawn(daemon.clone().retention_loop());
+        tokio::spawn(daemon.clone().event_history_loop());
         daemon
             .inner
             .ready

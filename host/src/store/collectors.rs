@@ -377,35 +377,38 @@ impl Store {
         Ok(true)
     }
 
-    /// Stores the API server's audit records (see [`crate::kube_audit`]) in
-    /// one transaction, each request's stage once: a batch the API server
-    /// sends again (it had no answer) stores nothing twice. The
-    /// `kube-audit` collector's state (records taken, at `now`) is written
-    /// with them. Returns how many were new.
-    pub async fn write_audit_records(
+    /// Stores rows of `collector` that their source may send again (the
+    /// API server's audit records, the cluster's events), in one
+    /// transaction, each once: `key` names a row within its collector (see
+    /// migration 8), and a key stored before is skipped. The collector's
+    /// state on `node` (rows taken, at now) is written with them. Returns
+    /// how many were new.
+    pub async fn write_keyed_events(
         &self,
-        records: &[crate::kube_audit::AuditRecord],
+        collector: &str,
+        node: &str,
+        rows: &[(String, CollectorEventRow)],
     ) -> Result<usize, StoreError> {
         let mut tx = self
             .writer
             .begin_with(dialect::BEGIN_WRITE)
             .await
-            .ctx("begin audit batch")?;
+            .ctx("begin keyed rows")?;
         let mut batch = CollectorBatch::default();
-        for r in records {
+        for (key, row) in rows {
             let new = sqlx::query(
-                "INSERT INTO audit_seen (audit_id, stage, ts) VALUES ($1, $2, $3) \
-                 ON CONFLICT (audit_id, stage) DO NOTHING",
+                "INSERT INTO collector_seen (collector, key, ts) VALUES ($1, $2, $3) \
+                 ON CONFLICT (collector, key) DO NOTHING",
             )
-            .bind(&r.audit_id)
-            .bind(&r.stage)
-            .bind(r.row.ts_ms)
+            .bind(collector)
+            .bind(key)
+            .bind(row.ts_ms)
             .execute(&mut *tx)
             .await
-            .ctx("record an audit record's id")?
+            .ctx("record a row's key")?
             .rows_affected();
             if new > 0 {
-                batch.events.push(r.row.clone());
+                batch.events.push(row.clone());
             }
         }
         let now = self.now_ms();
@@ -413,14 +416,14 @@ impl Store {
             "SELECT COALESCE((SELECT events FROM collector_status \
              WHERE node = $1 AND collector = $2), 0)",
         )
-        .bind(crate::kube_audit::SOURCE)
-        .bind(crate::kube_audit::COLLECTOR)
+        .bind(node)
+        .bind(collector)
         .fetch_one(&mut *tx)
         .await
-        .ctx("read the audit records taken")?;
+        .ctx("read the rows taken")?;
         batch.status.push(CollectorStatusRow {
-            node: crate::kube_audit::SOURCE.into(),
-            collector: crate::kube_audit::COLLECTOR.into(),
+            node: node.into(),
+            collector: collector.into(),
             available: true,
             reason: None,
             events: taken + batch.events.len() as i64,
@@ -429,8 +432,33 @@ impl Store {
             updated_at_ms: now,
         });
         insert_batch(&mut tx, &batch).await?;
-        tx.commit().await.ctx("commit audit batch")?;
+        tx.commit().await.ctx("commit keyed rows")?;
         Ok(batch.events.len())
+    }
+
+    /// Marks `collector` unavailable on `node`, saying why (its source
+    /// cannot be read); its rows so far stay.
+    pub async fn set_collector_unavailable(
+        &self,
+        collector: &str,
+        node: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let now = self.now_ms();
+        sqlx::query(
+            "INSERT INTO collector_status (node, collector, available, reason, events, \
+             dropped, started_at, updated_at) VALUES ($1, $2, 0, $3, 0, 0, $4, $4) \
+             ON CONFLICT (node, collector) DO UPDATE SET available = 0, \
+             reason = excluded.reason, updated_at = excluded.updated_at",
+        )
+        .bind(node)
+        .bind(collector)
+        .bind(reason)
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .ctx("mark a collector unavailable")?;
+        Ok(())
     }
 }
 
@@ -670,9 +698,9 @@ impl Store {
     pub async fn delete_collector_data_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
         let steps: [(&'static str, i64, &'static str); 5] = [
             (
-                "DELETE FROM audit_seen WHERE ts < $1",
+                "DELETE FROM collector_seen WHERE ts < $1",
                 cutoff_ms,
-                "delete old audit record ids",
+                "delete old row keys",
             ),
             (
                 "DELETE FROM collector_events WHERE ts < $1",

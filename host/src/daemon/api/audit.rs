@@ -72,11 +72,23 @@ pub async fn post_audit(
         crate::kube_audit::parse_event_list(&body)
     }
     .map_err(|e| ApiError::bad_request(format!("invalid audit batch: {e}")))?;
-    let stored = app.daemon.store().write_audit_records(&records).await?;
-    tracing::debug!(received = records.len(), stored, "audit batch");
+    let rows: Vec<(String, crate::store::CollectorEventRow)> = records
+        .into_iter()
+        .map(|r| (format!("{}/{}", r.audit_id, r.stage), r.row))
+        .collect();
+    let stored = app
+        .daemon
+        .store()
+        .write_keyed_events(
+            crate::kube_audit::COLLECTOR,
+            crate::kube_audit::SOURCE,
+            &rows,
+        )
+        .await?;
+    tracing::debug!(received = rows.len(), stored, "audit batch");
     Ok(Json(AuditAccepted {
-        received: records.len(),
+        received: rows.len(),
         stored,
-        duplicates: records.len() - stored,
+        duplicates: rows.len() - stored,
     }))
 }
