@@ -408,7 +408,10 @@ impl Store {
             .ctx("record a row's key")?
             .rows_affected();
             if new > 0 {
-                batch.events.push(row.clone());
+                batch.events.push(CollectorEventRow {
+                    collector: collector.into(),
+                    ..row.clone()
+                });
             }
         }
         let now = self.now_ms();
@@ -760,6 +763,96 @@ mod tests {
             comm: Some("eater".into()),
             fields,
         }
+    }
+
+    #[tokio::test]
+    async fn keyed_rows_are_stored_once_and_the_state_says_what_was_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open(dir.path()).await;
+        let row = |ts| CollectorEventRow {
+            collector: "kube-events".into(),
+            node: "cluster".into(),
+            ..event(ts, "BackOff")
+        };
+        let first = vec![
+            ("e/1".to_string(), row(1_000)),
+            ("e/2".to_string(), row(2_000)),
+        ];
+        assert_eq!(
+            store
+                .write_keyed_events("kube-events", "cluster", &first)
+                .await
+                .unwrap(),
+            2
+        );
+        // Read again: the same two, and one new occurrence.
+        let again = vec![
+            ("e/1".to_string(), row(1_000)),
+            ("e/2".to_string(), row(2_000)),
+            ("e/3".to_string(), row(3_000)),
+        ];
+        assert_eq!(
+            store
+                .write_keyed_events("kube-events", "cluster", &again)
+                .await
+                .unwrap(),
+            1
+        );
+        // The same key under another collector is another row (of that
+        // collector, whatever the row said).
+        let audit = vec![("e/1".to_string(), row(1_000))];
+        assert_eq!(
+            store
+                .write_keyed_events("kube-audit", "kube-apiserver", &audit)
+                .await
+                .unwrap(),
+            1
+        );
+        let rows = store
+            .collector_events("kube-events", 0, i64::MAX, 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.ts_ms).collect::<Vec<_>>(),
+            [1_000, 2_000, 3_000]
+        );
+        let state = |all: Vec<CollectorStatusRow>| {
+            all.into_iter()
+                .find(|s| s.collector == "kube-events")
+                .map(|s| (s.available, s.reason, s.events))
+                .unwrap()
+        };
+        assert_eq!(
+            state(store.collector_statuses().await.unwrap()),
+            (true, None, 3)
+        );
+        // Unreadable: unavailable with the reason, what was taken stays.
+        store
+            .set_collector_unavailable("kube-events", "cluster", "list events: forbidden")
+            .await
+            .unwrap();
+        assert_eq!(
+            state(store.collector_statuses().await.unwrap()),
+            (false, Some("list events: forbidden".into()), 3)
+        );
+        store
+            .write_keyed_events("kube-events", "cluster", &again)
+            .await
+            .unwrap();
+        assert_eq!(
+            state(store.collector_statuses().await.unwrap()),
+            (true, None, 3)
+        );
+        // Retention drops the keys with the rows: a row read again after its
+        // time is past would be stored again, as new data would.
+        store.delete_collector_data_before(2_500).await.unwrap();
+        assert_eq!(
+            store
+                .write_keyed_events("kube-events", "cluster", &again)
+                .await
+                .unwrap(),
+            2
+        );
     }
 
     fn red(minute_ms: i64, requests: i64) -> HttpRedRow {

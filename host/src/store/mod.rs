@@ -306,6 +306,7 @@ mod tests {
                 "collector_agents",
                 "collector_counts",
                 "collector_events",
+                "collector_seen",
                 "collector_status",
                 "findings",
                 "findings_text",
