@@ -646,6 +646,7 @@ fn the_event_stream_follows_a_run_and_the_openapi_document_covers_every_route() 
         "/api/v1/collectors",
         "/api/v1/collectors/batches",
         "/api/v1/audit",
+        "/api/v1/collectors/{name}/rows",
         "/api/v1/probes",
         "/api/v1/probes/{name}",
         "/api/v1/probes/{name}/run",

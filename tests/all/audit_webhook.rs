@@ -31,6 +31,8 @@ fn started() -> Served {
 listen: 127.0.0.1:0
 cluster: {{snapshot: "{{cluster}}"}}
 store: {{path: "{{dir}}/sonde.db"}}
+# The records are old: retention keeps them for the test.
+retention: {{max_age_days: null}}
 auth:
   tokens:
     - {{name: dash, role: viewer, token: "{VIEWER}"}}
@@ -179,6 +181,91 @@ fn the_webhook_stores_each_record_once_and_refuses_what_it_cannot_read() {
         .status,
         403
     );
+
+    // People browse the records: by field, newest first, a page at a time.
+    let rows = |query: &str| {
+        s.request(
+            "GET",
+            &format!("/api/v1/collectors/kube-audit/rows?{query}"),
+            Some(VIEWER),
+            None,
+        )
+    };
+    let day = "since=2026-11-22T00:00:00Z&until=2026-11-23T00:00:00Z";
+    let page = rows(&format!("{day}&user=realkube-restricted&code=403")).json();
+    let columns: Vec<&str> = page["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let col = |name: &str| columns.iter().position(|c| *c == name).unwrap();
+    let items = page["rows"].as_array().unwrap();
+    assert_eq!(items.len(), 6, "{page}");
+    assert_eq!(page["truncated"], false);
+    assert!(
+        items
+            .iter()
+            .all(|r| r[col("user")] == "realkube-restricted" && r[col("code")] == 403)
+    );
+    let times: Vec<i64> = items
+        .iter()
+        .map(|r| r[col("ts")].as_i64().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+    let page = rows(&format!("{day}&user=realkube-restricted&code=403&limit=2")).json();
+    assert_eq!(
+        (page["rows"].as_array().unwrap().len(), &page["truncated"]),
+        (2, &Value::Bool(true))
+    );
+    assert!(
+        rows("colour=red")
+            .error(400)
+            .starts_with("colour: neither since, until, minutes, limit nor a field of kube-audit")
+    );
+    assert!(rows("code=many").error(400).contains("is not an integer"));
+    assert!(
+        rows("since=yesterday")
+            .error(400)
+            .starts_with("since: \"yesterday\" is neither")
+    );
+    assert_eq!(
+        rows(day).json()["rows"].as_array().unwrap().len(),
+        100,
+        "a page"
+    );
+    let r = s.request("GET", "/api/v1/collectors/nope/rows", Some(VIEWER), None);
+    assert_eq!(r.status, 404);
+    // The cluster's events, kept from the snapshot since the daemon started.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let events = loop {
+        let page = s
+            .request(
+                "GET",
+                "/api/v1/collectors/kube-events/rows?since=2026-11-01T00:00:00Z&reason=BackOff&type=Warning",
+                Some(VIEWER),
+                None,
+            )
+            .json();
+        if !page["rows"].as_array().unwrap().is_empty() {
+            break page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no events kept: {page}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let pod = events["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|c| c == "pod")
+        .unwrap();
+    assert_eq!(events["rows"][0][pod], "web-7d9c6b5f4-9hzrm", "{events}");
 
     // The audit log of the same server, as lines: what the webhook sent is
     // there too, and stored once.

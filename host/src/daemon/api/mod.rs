@@ -11,11 +11,13 @@
 //! - `control`: probes, runs, run now, suspend, upload, reload, the event stream.
 //! - `agents`: what node agents send (their collectors' batches).
 //! - `audit`: what the API server's audit webhook sends.
+//! - `rows`: a collector's rows (events, audit records, node events) for people.
 
 mod agents;
 mod audit;
 mod control;
 mod reads;
+mod rows;
 pub mod views;
 
 use std::sync::Arc;
@@ -277,7 +279,7 @@ async fn api_fallback() -> ApiError {
     paths(
         reads::whoami, reads::summary, reads::findings, reads::finding, reads::rules, reads::rule,
         reads::trends, reads::trends_svg, reads::report, reads::collectors, agents::post_batch,
-        audit::post_audit,
+        audit::post_audit, rows::collector_rows,
         control::probes, control::probe, control::run_now, control::suspend, control::resume,
         control::upload, control::runs, control::run, control::events, control::reload,
     ),
@@ -327,6 +329,7 @@ pub fn router(daemon: Daemon) -> Router {
         .route("/trends.svg", get(reads::trends_svg))
         .route("/report", get(reads::report))
         .route("/collectors", get(reads::collectors))
+        .route("/collectors/{name}/rows", get(rows::collector_rows))
         .route(
             "/collectors/batches",
             post(agents::post_batch).layer(axum::extract::DefaultBodyLimit::disable()),
