@@ -2,6 +2,7 @@
 //! runtime running real components built by `probes/artifacts`.
 
 mod active_checks;
+mod alerts;
 mod api;
 mod audit_webhook;
 mod cli;

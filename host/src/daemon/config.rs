@@ -63,7 +63,56 @@ pub struct DaemonConfig {
     /// The node collectors run in this process (`mode`: auto, on, off).
     #[serde(default)]
     pub collectors: Option<crate::agent::AgentConfig>,
+    /// Where new and fixed findings are sent as they are found.
+    #[serde(default)]
+    pub alerts: Vec<AlertConfig>,
+    /// The UI's address as people reach it (`https://sonde.example.com`),
+    /// for links in alerts; none: alerts carry no links.
+    #[serde(default)]
+    pub external_url: Option<String>,
     pub probes: Vec<ProbeConfig>,
+}
+
+/// One place alerts go: the findings a successful run opened (new, or back
+/// after a fix) and, unless `resolved` is off, those it found fixed, at or
+/// above `min_severity`, not exempted, one request per run.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlertConfig {
+    pub name: String,
+    /// `http://` or `https://`; for `alertmanager`, its `/api/v2/alerts`.
+    pub url: String,
+    #[serde(default)]
+    pub format: AlertFormat,
+    /// The least severe finding sent (default high).
+    #[serde(default = "default_alert_severity")]
+    pub min_severity: String,
+    /// Only these probes' findings; empty: every probe's.
+    #[serde(default)]
+    pub probes: Vec<String>,
+    /// Also send the findings a run found fixed (default true).
+    #[serde(default = "default_true")]
+    pub resolved: bool,
+    /// An environment variable holding a bearer token for `url`.
+    pub token_env: Option<String>,
+}
+
+/// What an alert request's body is.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertFormat {
+    /// Sonde's JSON: the probe, the run, the findings opened and fixed.
+    #[default]
+    Json,
+    /// Alertmanager's `POST /api/v2/alerts`: one alert per finding, ended
+    /// (`endsAt`) when it is fixed.
+    Alertmanager,
+    /// A Slack (or Mattermost, Rocket.Chat) incoming webhook: `{"text": ...}`.
+    Slack,
+}
+
+fn default_alert_severity() -> String {
+    "high".into()
 }
 
 fn default_listen() -> SocketAddr {
@@ -351,6 +400,23 @@ pub struct CheckedProbe {
     pub limits: RunLimits,
 }
 
+/// An alert destination with its token resolved.
+#[derive(Clone, PartialEq)]
+pub struct CheckedAlert {
+    pub config: AlertConfig,
+    pub min_severity: crate::bindings::Severity,
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for CheckedAlert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckedAlert")
+            .field("name", &self.config.name)
+            .field("url", &self.config.url)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A token with its secret resolved.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token {
@@ -374,6 +440,7 @@ pub struct Checked {
     pub config: DaemonConfig,
     pub probes: Vec<CheckedProbe>,
     pub tokens: Vec<Token>,
+    pub alerts: Vec<CheckedAlert>,
     /// Where relative paths in the file are resolved from.
     pub base: PathBuf,
 }
@@ -515,6 +582,49 @@ impl DaemonConfig {
             ));
         }
 
+        let mut alerts = Vec::new();
+        let mut alert_names = BTreeSet::new();
+        for (i, a) in self.alerts.iter().enumerate() {
+            let at = format!("alerts[{i}] ({})", a.name);
+            if a.name.is_empty() || !alert_names.insert(a.name.clone()) {
+                problems.push(format!("{at}: each alert needs a name of its own"));
+            }
+            let url_ok = reqwest::Url::parse(&a.url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !url_ok {
+                problems.push(format!("{at}: url {:?} is not an http(s) URL", a.url));
+            }
+            let min_severity = match a.min_severity.parse::<crate::bindings::Severity>() {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    problems.push(format!("{at}: min_severity: {e}"));
+                    None
+                }
+            };
+            let token = match &a.token_env {
+                None => Some(None),
+                Some(var) => match env(var) {
+                    Some(t) => Some(Some(t)),
+                    None => {
+                        problems.push(format!("{at}: the environment variable {var} is not set"));
+                        None
+                    }
+                },
+            };
+            if let (Some(min_severity), Some(token), true) = (min_severity, token, url_ok) {
+                alerts.push(CheckedAlert {
+                    config: a.clone(),
+                    min_severity,
+                    token,
+                });
+            }
+        }
+        if let Some(u) = &self.external_url
+            && !reqwest::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        {
+            problems.push(format!("external_url: {u:?} is not an http(s) URL"));
+        }
+
         let mut names = BTreeSet::new();
         let mut probes = Vec::new();
         for (i, p) in self.probes.iter_mut().enumerate() {
@@ -601,6 +711,7 @@ impl DaemonConfig {
             config: self,
             probes,
             tokens,
+            alerts,
             base: base.to_path_buf(),
         })
     }

@@ -74,6 +74,8 @@ pub fn config(data_dir: &Path, listen: SocketAddr) -> Result<DaemonConfig> {
         // every socket of the machine: the demo's own UI and API traffic
         // shows up in it).
         collectors: Some(crate::agent::AgentConfig::default()),
+        alerts: Vec::new(),
+        external_url: None,
         probes,
     })
 }

@@ -38,6 +38,12 @@ struct CollectorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    alert: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SeverityLabel {
     severity: String,
 }
@@ -59,6 +65,7 @@ pub struct Metrics {
     collector_available: Family<CollectorLabels, Gauge>,
     collector_dropped: Family<CollectorLabels, Gauge>,
     collector_since_report: Family<CollectorLabels, Gauge<f64, AtomicU64>>,
+    alerts: Family<AlertLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -76,6 +83,12 @@ impl Metrics {
         );
         let findings = Family::<SeverityLabel, Gauge>::default();
         let since_success = Family::<ProbeLabel, Gauge<f64, AtomicU64>>::default();
+        let alerts = Family::<AlertLabels, Counter>::default();
+        registry.register(
+            "sonde_alerts",
+            "Alert requests by destination and outcome (sent, failed: given up after retries)",
+            alerts.clone(),
+        );
         registry.register(
             "sonde_runs",
             "Finished probe runs by probe and outcome",
@@ -123,10 +136,21 @@ impl Metrics {
             collector_available,
             collector_dropped,
             collector_since_report,
+            alerts,
         }
     }
 
     /// Counts a finished run.
+    /// An alert request to `alert` was sent, or given up on.
+    pub fn record_alert(&self, alert: &str, sent: bool) {
+        self.alerts
+            .get_or_create(&AlertLabels {
+                alert: alert.into(),
+                outcome: if sent { "sent" } else { "failed" }.into(),
+            })
+            .inc();
+    }
+
     pub fn record_run(&self, outcome: &RunOutcome) {
         let label = if outcome.succeeded() {
             "succeeded"

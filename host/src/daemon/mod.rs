@@ -12,7 +12,9 @@
 //! - `api`, `web`, `svg`: the HTTP side.
 //! - `demo`: `sonde serve --demo`.
 //! - `history`: the cluster's events, kept past the API server's hour.
+//! - `alerts`: new and fixed findings sent where the config says.
 
+mod alerts;
 pub mod api;
 pub mod config;
 pub mod demo;
@@ -293,6 +295,7 @@ impl Daemon {
         tokio::spawn(daemon.clone().drive(sched, rx));
         tokio::spawn(daemon.clone().retention_loop());
         tokio::spawn(daemon.clone().event_history_loop());
+        tokio::spawn(daemon.clone().alert_loop(daemon.inner.events.subscribe()));
         daemon
             .inner
             .ready

@@ -69,6 +69,13 @@ pub struct FindingPage {
     pub next: Option<String>,
 }
 
+/// What one run changed (see [`Store::run_changes`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunChanges {
+    pub opened: Vec<StoredFinding>,
+    pub fixed: Vec<StoredFinding>,
+}
+
 /// The largest page [`Store::findings`] returns.
 pub const MAX_PAGE: u32 = 1000;
 
@@ -347,6 +354,45 @@ impl Store {
         Ok(out)
     }
 
+    /// What the run of `probe` that finished `at` changed, at or above
+    /// `min`: the findings it opened (new, or back after a fix) and those it
+    /// found fixed, most severe first, at most `limit` of each. A run writes
+    /// `at` into both (`opened_at`, `resolved_at`), so they are its own.
+    pub async fn run_changes(
+        &self,
+        probe: &str,
+        at: Timestamp,
+        min: Severity,
+        limit: u32,
+    ) -> Result<RunChanges, StoreError> {
+        let at = at.as_millisecond();
+        let mut lists = Vec::new();
+        for (column, open) in [("opened_at", true), ("resolved_at", false)] {
+            let mut qb = rows_query();
+            qb.push(" WHERE probe = ")
+                .push_bind(probe.to_string())
+                .push(format_args!(" AND {column} = "))
+                .push_bind(at)
+                .push(if open { " AND resolved_at IS NULL" } else { "" })
+                .push(" AND severity >= ")
+                .push_bind(i64::from(min.rank()))
+                .push(format_args!(
+                    " ORDER BY severity DESC, id DESC LIMIT {}",
+                    limit.clamp(1, MAX_PAGE)
+                ));
+            let mut rows: Vec<FindingRow> = fetch_rows(qb, &self.reader, "a run's changes").await?;
+            rows.sort_unstable_by_key(|r| std::cmp::Reverse((r.severity, r.id)));
+            lists.push(
+                rows.into_iter()
+                    .map(StoredFinding::try_from)
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+        }
+        let fixed = lists.pop().unwrap_or_default();
+        let opened = lists.pop().unwrap_or_default();
+        Ok(RunChanges { opened, fixed })
+    }
+
     /// One finding by id.
     pub async fn finding(&self, id: i64) -> Result<Option<StoredFinding>, StoreError> {
         let mut qb = rows_query();
@@ -559,6 +605,97 @@ mod tests {
     use super::super::test_support::{finding, open, succeeded};
     use super::{FindingFilter, FindingStatus};
     use crate::bindings::{Finding, Severity};
+
+    #[tokio::test]
+    async fn a_runs_changes_are_what_it_opened_and_fixed_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, clock) = open(dir.path()).await;
+        let web = finding("NoLimits", Severity::High, "shop", "web", None);
+        let db = finding("NoLimits", Severity::High, "shop", "db", None);
+        let low = finding("LatestTag", Severity::Low, "shop", "web", None);
+        store
+            .record_run_finished(&succeeded(
+                "wa",
+                "r1",
+                vec![web.clone(), db.clone(), low.clone()],
+            ))
+            .await
+            .unwrap();
+        let first = clock.now();
+        let names = |list: &[super::StoredFinding]| -> Vec<String> {
+            list.iter()
+                .map(|f| {
+                    format!(
+                        "{}/{}",
+                        f.finding.rule,
+                        f.finding.resource.as_ref().unwrap().name
+                    )
+                })
+                .collect()
+        };
+        let c = store
+            .run_changes("wa", first, Severity::Info, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            names(&c.opened),
+            ["NoLimits/db", "NoLimits/web", "LatestTag/web"]
+        );
+        assert!(c.fixed.is_empty());
+        let c = store
+            .run_changes("wa", first, Severity::High, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            names(&c.opened),
+            ["NoLimits/db", "NoLimits/web"],
+            "at or above high"
+        );
+        assert!(
+            store
+                .run_changes("other", first, Severity::Info, 10)
+                .await
+                .unwrap()
+                .opened
+                .is_empty()
+        );
+
+        // The next run: db fixed, the rest persist (not opened again).
+        clock.advance(Duration::from_secs(60));
+        store
+            .record_run_finished(&succeeded("wa", "r2", vec![web.clone(), low.clone()]))
+            .await
+            .unwrap();
+        let second = clock.now();
+        let c = store
+            .run_changes("wa", second, Severity::Info, 10)
+            .await
+            .unwrap();
+        assert!(c.opened.is_empty(), "{:?}", names(&c.opened));
+        assert_eq!(names(&c.fixed), ["NoLimits/db"]);
+        // The first run's changes are still its own.
+        let c = store
+            .run_changes("wa", first, Severity::Info, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            names(&c.opened),
+            ["NoLimits/web", "LatestTag/web"],
+            "db is fixed now"
+        );
+
+        // Back again: opened by the run that saw it return.
+        clock.advance(Duration::from_secs(60));
+        store
+            .record_run_finished(&succeeded("wa", "r3", vec![web, db, low]))
+            .await
+            .unwrap();
+        let c = store
+            .run_changes("wa", clock.now(), Severity::Info, 10)
+            .await
+            .unwrap();
+        assert_eq!(names(&c.opened), ["NoLimits/db"]);
+    }
 
     /// Every page of `filter`, `limit` at a time, following the cursors.
     async fn all_pages(store: &super::Store, filter: &FindingFilter, limit: u32) -> Vec<i64> {

@@ -33,7 +33,9 @@ pub use collectors::{
     HttpRedRow, count_events,
 };
 pub use dialect::{VacuumAction, VacuumPolicy};
-pub use finding_queries::{FindingFilter, FindingPage, FindingStatus, MAX_PAGE, StoredFinding};
+pub use finding_queries::{
+    FindingFilter, FindingPage, FindingStatus, MAX_PAGE, RunChanges, StoredFinding,
+};
 pub use findings::{VOLATILE_LABELS, identity_of};
 pub use probes::{ProbeRecord, ScheduleState};
 pub use retention::{Retention, RetentionReport};
