@@ -449,9 +449,10 @@ const routes = [
   [/^\/runs$/, 'runs', runsView],
   [/^\/runs\/([^/]+)$/, 'run', runView],
   [/^\/probes$/, 'probes', probesView],
+  [/^\/history$/, 'history', historyView],
 ];
 
-const NAV_FOR_VIEW = { dashboard: 'dashboard', findings: 'findings', resource: 'findings', rule: 'findings', runs: 'runs', run: 'runs', probes: 'probes' };
+const NAV_FOR_VIEW = { dashboard: 'dashboard', findings: 'findings', resource: 'findings', rule: 'findings', runs: 'runs', run: 'runs', probes: 'probes', history: 'history' };
 
 function parseHash() {
   const raw = location.hash.replace(/^#/, '') || '/';
@@ -1169,6 +1170,97 @@ async function probesView(ctx) {
     if (ctx.alive) for (const p of list) put(p);
   }, () => {})));
   ctx.el.append(await collectorsSection());
+}
+
+// ---------------------------------------------------------------------------
+// History: a collector's rows (GET /api/v1/collectors/{name}/rows): the
+// cluster's events kept past their hour, the API server's audit records,
+// the node collectors' events.
+
+const HISTORY_WINDOWS = [['60', 'last hour'], ['1440', 'last day'], ['10080', 'last 7 days'], ['43200', 'last 30 days']];
+
+// The columns shown first for a collector (its other fields are in each row's title).
+const HISTORY_COLUMNS = {
+  'kube-events': ['type', 'kind', 'namespace', 'object_kind', 'object_name', 'count', 'node', 'message'],
+  'kube-audit': ['user', 'kind', 'resource', 'subresource', 'namespace', 'name', 'code', 'decision', 'source_ip'],
+};
+
+/** `field=value` pairs written in the filter box, space-separated; a bad one is named. */
+function parseWhere(text) {
+  const pairs = [];
+  for (const part of String(text || '').split(/\s+/).filter(Boolean)) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new Error(`"${part}" is not field=value`);
+    pairs.push([part.slice(0, eq), part.slice(eq + 1)]);
+  }
+  return pairs;
+}
+
+async function historyView(ctx, params) {
+  const collector = params.get('collector') || 'kube-events';
+  const minutes = params.get('minutes') || '1440';
+  const since = params.get('since');
+  const where = params.get('where') || '';
+  setTitle(`History: ${collector}`);
+  const collectors = await api('/api/v1/collectors').catch(() => []);
+  const names = (Array.isArray(collectors) ? collectors : []).map((c) => c.name);
+  if (!names.includes(collector)) names.push(collector);
+  const pick = h('select', { id: 'history-collector', 'data-testid': 'history-collector' },
+    names.map((n) => h('option', { value: n }, visibleText(n))));
+  pick.value = collector;
+  const span = h('select', { id: 'history-window', 'data-testid': 'history-window' },
+    HISTORY_WINDOWS.map(([value, label]) => h('option', { value }, label)));
+  span.value = HISTORY_WINDOWS.some(([v]) => v === minutes) ? minutes : '1440';
+  const filter = h('input', {
+    id: 'history-where', type: 'search', 'data-testid': 'history-where', size: 40,
+    placeholder: 'field=value … (e.g. type=Warning namespace=shop)',
+  });
+  filter.value = where;
+  const form = h('form', { class: 'filters inline', 'aria-label': 'Filter history' },
+    h('label', { for: 'history-collector' }, 'Collector'), pick,
+    h('label', { for: 'history-window' }, 'Window'), span,
+    h('label', { for: 'history-where' }, 'Where'), filter,
+    h('button', { type: 'submit', 'data-testid': 'history-apply' }, 'Show'));
+  on(form, 'submit', (event) => {
+    event.preventDefault();
+    goTo(`#/history${query({ collector: pick.value, minutes: span.value, where: filter.value.trim() || null })}`);
+  });
+  on(pick, 'change', () => form.requestSubmit());
+  on(span, 'change', () => form.requestSubmit());
+  const spec = (Array.isArray(collectors) ? collectors : []).find((c) => c.name === collector);
+  ctx.el.append(
+    h('div', { class: 'title-row' }, h('h1', {}, 'History'), form),
+    spec ? h('p', { class: 'muted' }, visibleText(spec.description)) : null);
+
+  let pairs;
+  try {
+    pairs = parseWhere(where);
+  } catch (err) {
+    ctx.el.append(h('p', { class: 'error', role: 'alert', 'data-testid': 'error' }, visibleText(err.message)));
+    return;
+  }
+  const search = new URLSearchParams();
+  if (since) search.set('since', since);
+  else search.set('minutes', span.value);
+  for (const [k, v] of pairs) search.append(k, v);
+  search.set('limit', '200');
+  const page = await api(`/api/v1/collectors/${seg(collector)}/rows?${search}`);
+  const columns = Array.isArray(page.columns) ? page.columns : [];
+  const index = new Map(columns.map((c, i) => [c, i]));
+  const shown = (HISTORY_COLUMNS[collector] || columns.filter((c) => c !== 'ts')).filter((c) => index.has(c));
+  const rows = (Array.isArray(page.rows) ? page.rows : []).map((r) => {
+    const value = (c) => r[index.get(c)];
+    const all = columns.filter((c) => value(c) !== null && value(c) !== undefined).map((c) => `${c}=${value(c)}`).join('\n');
+    return h('tr', { 'data-testid': 'history-row', title: visibleText(all) },
+      h('td', { class: 'nowrap' }, timeEl(new Date(Number(value('ts'))).toISOString())),
+      shown.map((c) => h('td', { class: c === 'message' ? 'message' : null, 'data-field': c },
+        value(c) === null || value(c) === undefined ? '' : visibleText(value(c)))));
+  });
+  ctx.el.append(
+    rows.length
+      ? table(['Time', ...shown], rows, { class: 'grid history', 'data-testid': 'history-table' })
+      : h('p', { class: 'empty', 'data-testid': 'no-history' }, 'Nothing in this window.'),
+    page.truncated ? h('p', { class: 'muted', 'data-testid': 'history-truncated' }, 'More rows matched: the newest 200 are shown. Narrow the window or the filter.') : null);
 }
 
 // The node collectors and their state on each node (GET /api/v1/collectors).

@@ -211,6 +211,21 @@ await step('the probes page lists the collectors (no agent, no audit webhook in 
   if (states[6] !== 'no records yet') throw new Error(`expected no audit records yet, saw "${states[6]}"`);
 });
 
+await step('the history page lists the events kept past their hour, filtered, as text', async () => {
+  // The sample cluster's events are from 2026-11-22: a window from before them.
+  await go('#/history?collector=kube-events&since=2026-11-01T00%3A00%3A00Z&where=type%3DWarning', 'history');
+  await page.waitForSelector('[data-testid="history-table"]');
+  const types = await texts('[data-testid="history-row"] td[data-field="type"]');
+  if (!types.length || types.some((t) => t.trim() !== 'Warning')) throw new Error(`expected only Warning events, saw ${types.join(', ')}`);
+  const reasons = await texts('[data-testid="history-row"] td[data-field="kind"]');
+  if (!reasons.includes('BackOff')) throw new Error(`expected the BackOff event among ${reasons.join(', ')}`);
+  const where = await page.inputValue('[data-testid="history-where"]');
+  if (where !== 'type=Warning') throw new Error(`expected the filter box to hold the filter, saw "${where}"`);
+  await go('#/history?collector=kube-events&where=nonsense', 'history');
+  const error = (await page.textContent('[data-testid="error"]')).trim();
+  if (error !== '"nonsense" is not field=value') throw new Error(`expected the bad filter named, saw "${error}"`);
+});
+
 await step('"Run now" starts a run that the runs page follows live to success', async () => {
   await go('#/probes', 'probes');
   const button = '[data-testid="run-now-workload-audit"]';

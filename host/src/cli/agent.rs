@@ -123,7 +123,24 @@ pub async fn agent(args: AgentArgs) -> Result<u8> {
         (None, Some(url)) => Sink::Daemon(DaemonSink::new(url, agent_token(&args)?)?),
         (None, None) => anyhow::bail!("--store or --daemon says where the agent writes"),
     };
-    let agent = Agent::start(config, sink.clone(), connected.services.kube.clone()).await?;
+    // A check loads the collectors to say which run, and writes nothing:
+    // what they see meanwhile goes to a scratch store, dropped after.
+    let scratch = if args.check {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open_with(
+            dir.path().join("check.db"),
+            OpenOptions {
+                owner: false,
+                ..OpenOptions::default()
+            },
+        )
+        .await?;
+        Some((dir, Sink::Store(store)))
+    } else {
+        None
+    };
+    let writes_to = scratch.as_ref().map_or(&sink, |(_, s)| s).clone();
+    let agent = Agent::start(config, writes_to, connected.services.kube.clone()).await?;
     let status = agent.status();
     if args.check {
         let mut table = Table::new();
@@ -155,6 +172,9 @@ pub async fn agent(args: AgentArgs) -> Result<u8> {
             }
         }
         agent.shutdown().await;
+        if let Some((_dir, scratch)) = &scratch {
+            close(scratch).await;
+        }
         close(&sink).await;
         return Ok(if all { exit::OK } else { exit::INCOMPLETE });
     }
