@@ -237,3 +237,38 @@ async fn a_pod_that_does_not_start_is_reported_and_deleted() {
         "{polls} reads in a second at 200 ms"
     );
 }
+
+#[tokio::test]
+async fn an_https_endpoints_certificate_must_stay_valid_long_enough() {
+    use sonde::caps::dns::DnsSettings;
+    use sonde::caps::http::{HttpClient, HttpSettings};
+    // The test server's certificate is valid until 2036-01-02: a threshold
+    // of 5,000 days (to 2039 or later) finds it too short, 0 checks nothing.
+    let pki = crate::pki::pki();
+    let port = crate::http::serve(Some(pki.acceptor())).await;
+    let services = Arc::new(HostServices {
+        http: HttpClient::new(
+            HttpSettings {
+                ca_files: vec![pki.ca_file.clone()],
+                ..Default::default()
+            },
+            DnsSettings::default(),
+        )
+        .unwrap(),
+        ..Default::default()
+    });
+    let url = format!("https://127.0.0.1:{port}/hello");
+    let config = json!({"endpoints": [
+        {"name": "api", "url": url, "cert_expiry_days": 5000},
+        {"name": "unchecked", "url": url, "cert_expiry_days": 0},
+        {"name": "default", "url": url},
+    ]});
+    let f = found(&check(config, services).await);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0].starts_with(&format!(
+            "EndpointCertificateExpiring: api: the certificate of {url} (CN=kube-apiserver, issued by CN=sonde-test-ca) expires on 2036-01-02 (in "
+        )) && f[0].ends_with("days, under the 5000-day threshold)"),
+        "{f:?}"
+    );
+}

@@ -1,16 +1,18 @@
 //! HTTP endpoints the operator names (an ingress host, a service URL): each
 //! is called and must answer with an expected status, optionally containing
 //! a text, within its latency threshold. An ingress can be reached through
-//! its controller's address with a `Host` header.
+//! its controller's address with a `Host` header. An https endpoint's
+//! certificate (as served, whether or not it was verified) must stay valid
+//! for a number of days.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use sonde_sdk::http::{self, Request, Response};
+use sonde_sdk::http::{self, PeerCertificate, Request, Response};
 use sonde_sdk::{Finding, ProbeError, log};
 
-use crate::{ENDPOINT_FAILURE, ENDPOINT_SLOW, cluster_fault, error_text};
+use crate::{ENDPOINT_CERTIFICATE, ENDPOINT_FAILURE, ENDPOINT_SLOW, cluster_fault, error_text};
 
 /// One endpoint to call.
 #[derive(Debug, Clone, Deserialize)]
@@ -40,6 +42,14 @@ pub struct Check {
     /// Accept any server certificate.
     #[serde(default)]
     pub insecure: bool,
+    /// An https endpoint's certificate expiring within this many days is a
+    /// finding (default 30; 0: not checked).
+    #[serde(default = "default_cert_days")]
+    pub cert_expiry_days: u32,
+}
+
+fn default_cert_days() -> u32 {
+    30
 }
 
 fn get() -> String {
@@ -143,6 +153,50 @@ pub fn judge(
     Ok(None)
 }
 
+/// The finding an https endpoint's certificate calls for at `now` (seconds
+/// since the epoch): expired, not valid yet, or expiring within the
+/// check's days.
+pub fn certificate(check: &Check, cert: &PeerCertificate, now: i64) -> Option<Finding> {
+    if check.cert_expiry_days == 0 {
+        return None;
+    }
+    const DAY: i64 = 86_400;
+    let whose = format!(
+        "{}: the certificate of {} ({}, issued by {})",
+        check.shown(),
+        check.url,
+        cert.subject,
+        cert.issuer
+    );
+    let until = sonde_sdk::time::date(cert.not_after);
+    let (message, expired) = if cert.not_after <= now {
+        let ago = (now - cert.not_after) / DAY;
+        (format!("{whose} expired on {until} ({ago} days ago)"), true)
+    } else if cert.not_before > now {
+        let from = sonde_sdk::time::date(cert.not_before);
+        (format!("{whose} is not valid before {from}"), true)
+    } else if cert.not_after - now < i64::from(check.cert_expiry_days) * DAY {
+        let left = (cert.not_after - now) / DAY;
+        (
+            format!(
+                "{whose} expires on {until} (in {left} days, under the {}-day threshold)",
+                check.cert_expiry_days
+            ),
+            false,
+        )
+    } else {
+        return None;
+    };
+    let mut f = ENDPOINT_CERTIFICATE
+        .cluster_finding(message)
+        .label("check", check.shown())
+        .label("url", check.url.clone());
+    if expired {
+        f = f.severity(sonde_sdk::Severity::Critical);
+    }
+    Some(f.into())
+}
+
 /// Calls one endpoint.
 pub fn run(check: &Check, out: &mut Vec<Finding>) {
     let request = Request {
@@ -164,6 +218,9 @@ pub fn run(check: &Check, out: &mut Vec<Finding>) {
         Ok(Some(f)) => out.push(f),
         Ok(None) => log::debug(&format!("endpoint {} passed", check.shown())),
         Err(line) => log::error(&line),
+    }
+    if let Ok(Some(cert)) = answer.as_ref().map(|r| r.peer_certificate.as_ref()) {
+        out.extend(certificate(check, cert, sonde_sdk::time::now_secs()));
     }
 }
 
@@ -193,6 +250,44 @@ mod tests {
         judge(c, Ok((r, Duration::from_millis(ms))))
             .unwrap()
             .map(|f| format!("{}: {}", f.rule, f.message))
+    }
+
+    #[test]
+    fn a_certificate_must_stay_valid_for_the_days_given() {
+        let c = check(serde_json::json!({"url": "https://10.0.0.20/healthz"}));
+        let cert = |not_before: i64, not_after: i64| PeerCertificate {
+            subject: "CN=shop".into(),
+            issuer: "CN=ca".into(),
+            not_before,
+            not_after,
+            dns_names: vec!["shop.example.com".into()],
+        };
+        let now = 2_082_844_800 - 10 * 86_400; // 2035-12-23
+        let soon = certificate(&c, &cert(0, 2_082_844_800), now).unwrap();
+        assert_eq!(soon.rule, "EndpointCertificateExpiring");
+        assert_eq!(soon.severity, sonde_sdk::Severity::High);
+        assert_eq!(
+            soon.message,
+            "shop: the certificate of https://10.0.0.20/healthz (CN=shop, issued by CN=ca) expires on 2036-01-02 (in 10 days, under the 30-day threshold)"
+        );
+        assert!(certificate(&c, &cert(0, now + 31 * 86_400), now).is_none());
+        let expired = certificate(&c, &cert(0, now - 2 * 86_400), now).unwrap();
+        assert_eq!(expired.severity, sonde_sdk::Severity::Critical);
+        assert!(
+            expired
+                .message
+                .ends_with("expired on 2035-12-21 (2 days ago)"),
+            "{}",
+            expired.message
+        );
+        let early = certificate(&c, &cert(now + 86_400, now + 400 * 86_400), now).unwrap();
+        assert!(
+            early.message.ends_with("is not valid before 2035-12-24"),
+            "{}",
+            early.message
+        );
+        let off = check(serde_json::json!({"cert_expiry_days": 0}));
+        assert!(certificate(&off, &cert(0, now - 1), now).is_none());
     }
 
     #[test]

@@ -52,6 +52,14 @@ pub const ENDPOINT_SLOW: Rule = Rule::new(
     "A configured HTTP endpoint answered above its latency threshold.",
     "Look at the ingress controller's and the serving pods' load and latency.",
 );
+pub const ENDPOINT_CERTIFICATE: Rule = Rule::new(
+    "EndpointCertificateExpiring",
+    "Endpoint certificate expiring",
+    CATEGORY,
+    Severity::High,
+    "An https endpoint served a certificate that expires within the check's days (default 30), has expired, or is not valid yet (critical then): clients will refuse it.",
+    "Renew the certificate named (its subject and issuer are in the message) and check that whatever renews it (cert-manager, the ingress controller) runs.",
+);
 pub const ETCD_ROUND_TRIP: Rule = Rule::new(
     "EtcdRoundTripFailed",
     "etcd write, read or delete failed",
@@ -75,6 +83,7 @@ pub const RULES: &[Rule] = &[
     DNS_SLOW,
     ENDPOINT_FAILURE,
     ENDPOINT_SLOW,
+    ENDPOINT_CERTIFICATE,
     ETCD_ROUND_TRIP,
     POD_LIFECYCLE,
 ];

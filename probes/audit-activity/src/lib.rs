@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sonde_sdk::collectors::{self, AggregateOp, FilterOp, Row, Value};
+use sonde_sdk::time::utc;
 use sonde_sdk::{Finding, Probe, ProbeError, ProbeInfo, ResourceRef, Rule, Severity, log};
 
 /// The collector the records come from.
@@ -157,29 +158,6 @@ sonde_sdk::export_probe!(AuditActivity);
 /// Whether a request was answered with success (2xx, or 101 for an
 /// upgraded exec/attach/port-forward stream).
 const ALLOWED_BELOW: i64 = 400;
-
-/// `ms` since the epoch as `2026-11-22T18:20:46Z`.
-pub fn utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
 
 fn times(n: i64) -> String {
     if n == 1 {
@@ -532,13 +510,6 @@ fn forbidden(c: &Config, ignored: &BTreeSet<&str>) -> Result<Vec<Finding>, Probe
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_are_written_in_utc() {
-        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc(1_795_371_646_244), "2026-11-22T18:20:46Z");
-        assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00Z");
-    }
 
     #[test]
     fn public_paths_are_those_anyone_may_read() {

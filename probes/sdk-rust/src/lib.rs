@@ -34,6 +34,7 @@ pub mod kube;
 pub mod log;
 pub mod npd;
 pub mod quantity;
+pub mod time;
 pub mod workloads;
 
 /// The raw bindings generated from `wit/` (for what the typed layer does not cover).
