@@ -53,7 +53,16 @@ struct EventList {
     kind: Option<String>,
     api_version: Option<String>,
     #[serde(default)]
-    items: Vec<Value>,
+    items: Vec<Event>,
+}
+
+/// A list's kind and version alone, to say what a body that is not an
+/// audit EventList is.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListHead {
+    kind: Option<String>,
+    api_version: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -117,26 +126,36 @@ const STAGES: &[&str] = &[
 /// checked before any is returned; the first bad one is named
 /// (`items[3].stage: ...`).
 pub fn parse_event_list(body: &[u8]) -> Result<Vec<AuditRecord>, AuditError> {
-    let list: EventList =
-        serde_json::from_slice(body).map_err(|e| AuditError::NotAList(e.to_string()))?;
-    match list.kind.as_deref() {
-        Some("EventList") => {}
-        other => return Err(AuditError::Kind(other.unwrap_or_default().to_string())),
-    }
-    check_version(list.api_version.as_deref())?;
+    let check_head = |kind: Option<&str>, version: Option<&str>| {
+        match kind {
+            Some("EventList") => {}
+            other => return Err(AuditError::Kind(other.unwrap_or_default().to_string())),
+        }
+        check_version(version)
+    };
+    // One typed pass; where it fails, the path says which record and field.
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let list: EventList = match serde_path_to_error::deserialize(&mut de) {
+        Ok(list) => list,
+        Err(e) => {
+            // Not an audit list at all is said as such, before any record.
+            let head: ListHead = serde_json::from_slice(body)
+                .map_err(|e| AuditError::NotAList(e.to_string()))?;
+            check_head(head.kind.as_deref(), head.api_version.as_deref())?;
+            let at = e.path().to_string();
+            let problem = e.into_inner().to_string();
+            return Err(if at.starts_with("items[") {
+                AuditError::Record { at, problem }
+            } else {
+                AuditError::NotAList(problem)
+            });
+        }
+    };
+    check_head(list.kind.as_deref(), list.api_version.as_deref())?;
     list.items
         .into_iter()
         .enumerate()
-        .map(|(i, item)| {
-            let at = format!("items[{i}]");
-            let event = serde_path_to_error::deserialize::<_, Event>(item).map_err(|e| {
-                AuditError::Record {
-                    at: path_at(&at, e.path()),
-                    problem: e.into_inner().to_string(),
-                }
-            })?;
-            record(event, &at)
-        })
+        .map(|(i, event)| record(event, &format!("items[{i}]")))
         .collect()
 }
 
@@ -432,7 +451,10 @@ mod tests {
         let mut no_stage = event();
         no_stage.as_object_mut().unwrap().remove("stage");
         let err = parse_event_list(&list(serde_json::json!([event(), no_stage]))).unwrap_err();
-        assert_eq!(err.to_string(), "items[1]: missing field `stage`");
+        assert!(
+            err.to_string().starts_with("items[1]: missing field `stage` at line 1 column "),
+            "{err}"
+        );
 
         let mut bad_groups = event();
         bad_groups["user"]["groups"] = serde_json::json!([1]);

@@ -394,20 +394,23 @@ impl Store {
             .begin_with(dialect::BEGIN_WRITE)
             .await
             .ctx("begin keyed rows")?;
+        // The keys not stored before, one statement per chunk: the rows
+        // whose key comes back are new (the first of a key twice in a batch).
+        let mut new_keys: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for chunk in rows.chunks(KEYS_PER_STATEMENT) {
+            let pairs: Vec<(&str, i64)> =
+                chunk.iter().map(|(k, r)| (k.as_str(), r.ts_ms)).collect();
+            let inserted: Vec<String> = sqlx::query_scalar(keyed_insert_sql())
+                .bind(collector)
+                .bind(to_json(&pairs, "row keys")?)
+                .fetch_all(&mut *tx)
+                .await
+                .ctx("record the rows' keys")?;
+            new_keys.extend(inserted);
+        }
         let mut batch = CollectorBatch::default();
         for (key, row) in rows {
-            let new = sqlx::query(
-                "INSERT INTO collector_seen (collector, key, ts) VALUES ($1, $2, $3) \
-                 ON CONFLICT (collector, key) DO NOTHING",
-            )
-            .bind(collector)
-            .bind(key)
-            .bind(row.ts_ms)
-            .execute(&mut *tx)
-            .await
-            .ctx("record a row's key")?
-            .rows_affected();
-            if new > 0 {
+            if new_keys.remove(key) {
                 batch.events.push(CollectorEventRow {
                     collector: collector.into(),
                     ..row.clone()
@@ -463,6 +466,22 @@ impl Store {
         .ctx("mark a collector unavailable")?;
         Ok(())
     }
+}
+
+/// Keys per statement of [`Store::write_keyed_events`] (one JSON parameter).
+const KEYS_PER_STATEMENT: usize = 1000;
+
+/// Inserts the keys of a JSON array of `[key, ts]` (`$2`) for collector
+/// `$1`, returning those that were not there.
+fn keyed_insert_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "INSERT INTO collector_seen (collector, key, ts) SELECT $1, a, b FROM ({}) \
+             WHERE true ON CONFLICT (collector, key) DO NOTHING RETURNING key",
+            dialect::pairs_in_json("$2")
+        )
+    })
 }
 
 /// Writes a batch's rows (inside the caller's transaction).
@@ -843,6 +862,23 @@ mod tests {
             state(store.collector_statuses().await.unwrap()),
             (true, None, 3)
         );
+        // A key twice in one batch: the first row, once.
+        let twice = vec![
+            ("d/1".to_string(), row(4_000)),
+            ("d/1".to_string(), row(5_000)),
+        ];
+        assert_eq!(
+            store
+                .write_keyed_events("kube-events", "cluster", &twice)
+                .await
+                .unwrap(),
+            1
+        );
+        let rows = store
+            .collector_events("kube-events", 3_500, i64::MAX, 100)
+            .await
+            .unwrap();
+        assert_eq!(rows.iter().map(|r| r.ts_ms).collect::<Vec<_>>(), [4_000]);
         // Retention drops the keys with the rows: a row read again after its
         // time is past would be stored again, as new data would.
         store.delete_collector_data_before(2_500).await.unwrap();

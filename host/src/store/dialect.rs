@@ -92,6 +92,13 @@ pub fn blobs_in_json(param: &str) -> String {
     format!("SELECT unhex(value) FROM json_each({param})")
 }
 
+/// A subquery of the `[text, integer]` pairs in the JSON array bound to
+/// `param`, as columns `a` and `b` (PostgreSQL would take two arrays with
+/// `SELECT * FROM unnest(...)`).
+pub fn pairs_in_json(param: &str) -> String {
+    format!("SELECT value ->> 0 AS a, value ->> 1 AS b FROM json_each({param})")
+}
+
 /// How much of the database file a connection maps (bytes).
 const MMAP_SIZE: &str = "1073741824";
 
