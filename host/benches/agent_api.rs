@@ -20,8 +20,6 @@ use std::time::Instant;
 
 use common::{env_or, median};
 use sonde::agent::{DaemonSink, Sink};
-use sonde::daemon::config::DaemonConfig;
-use sonde::daemon::{ConfigSource, Daemon};
 use sonde::store::{CollectorBatch, CollectorEventRow, Store};
 
 const TOKEN: &str = "bench-agent-token-0123456789";
@@ -97,26 +95,12 @@ fn main() {
     for _ in 0..repeats {
         // Through the daemon's API.
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(
-            dir.path().join("cluster.yaml"),
-            "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-0}\n",
-        )
-        .unwrap();
-        let config: DaemonConfig = serde_yaml::from_str(&format!(
-            "listen: 127.0.0.1:0\ncluster: {{snapshot: {}}}\nstore: {{path: {}}}\n\
-             auth: {{tokens: [{{name: nodes, role: agent, token: {TOKEN}}}]}}\nprobes: []\n",
-            dir.path().join("cluster.yaml").display(),
-            dir.path().join("sonde.db").display()
-        ))
-        .unwrap();
         api.push(rt.block_on(async {
-            let daemon = Daemon::start(ConfigSource::Fixed(Box::new(config), dir.path().into()))
-                .await
-                .expect("daemon");
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!("http://{}", listener.local_addr().unwrap());
-            let app = sonde::daemon::api::router(daemon.clone());
-            let server = tokio::spawn(async move { axum::serve(listener, app).await });
+            let (daemon, url, server) = common::daemon_on_loopback(
+                dir.path(),
+                &format!("{{tokens: [{{name: nodes, role: agent, token: {TOKEN}}}]}}"),
+            )
+            .await;
             let sinks = (0..agents)
                 .map(|_| Sink::Daemon(DaemonSink::new(&url, Some(TOKEN.into())).expect("sink")))
                 .collect();

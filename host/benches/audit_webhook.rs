@@ -19,8 +19,6 @@ mod common;
 use std::time::Instant;
 
 use common::{env_or, median};
-use sonde::daemon::config::DaemonConfig;
-use sonde::daemon::{ConfigSource, Daemon};
 use sonde::store::{CollectorBatch, Store};
 
 const TOKEN: &str = "bench-audit-token-0123456789";
@@ -97,30 +95,13 @@ fn main() {
     for _ in 0..repeats {
         // Through the daemon's webhook route.
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(
-            dir.path().join("cluster.yaml"),
-            "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-0}\n",
-        )
-        .unwrap();
-        let config: DaemonConfig = serde_yaml::from_str(&format!(
-            "listen: 127.0.0.1:0\ncluster: {{snapshot: {}}}\nstore: {{path: {}}}\n\
-             events: {{record: false}}\n\
-             auth: {{tokens: [{{name: kube-apiserver, role: audit, token: {TOKEN}}}]}}\nprobes: []\n",
-            dir.path().join("cluster.yaml").display(),
-            dir.path().join("sonde.db").display()
-        ))
-        .unwrap();
         api.push(rt.block_on(async {
-            let daemon = Daemon::start(ConfigSource::Fixed(Box::new(config), dir.path().into()))
-                .await
-                .expect("daemon");
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!(
-                "http://{}/api/v1/audit?timeout=30s",
-                listener.local_addr().unwrap()
-            );
-            let app = sonde::daemon::api::router(daemon.clone());
-            let server = tokio::spawn(async move { axum::serve(listener, app).await });
+            let (daemon, base, server) = common::daemon_on_loopback(
+                dir.path(),
+                &format!("{{tokens: [{{name: kube-apiserver, role: audit, token: {TOKEN}}}]}}"),
+            )
+            .await;
+            let url = format!("{base}/api/v1/audit?timeout=30s");
             let client = reqwest::Client::new();
             let started = Instant::now();
             for body in &bodies {

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::runtime::cut;
 use crate::store::CollectorEventRow;
 
 /// The collector's name.
@@ -23,7 +24,7 @@ pub const COLLECTOR: &str = "kube-audit";
 /// What the `node` column of its rows holds: where the records come from.
 pub const SOURCE: &str = "kube-apiserver";
 /// The longest text kept of one field (a URI, a user agent); longer is cut,
-/// on a character boundary, with `…` at the end.
+/// on a character boundary, marked `…[truncated]`.
 const MAX_TEXT: usize = 2048;
 
 /// Why audit records cannot be taken, and where.
@@ -139,8 +140,8 @@ pub fn parse_event_list(body: &[u8]) -> Result<Vec<AuditRecord>, AuditError> {
         Ok(list) => list,
         Err(e) => {
             // Not an audit list at all is said as such, before any record.
-            let head: ListHead = serde_json::from_slice(body)
-                .map_err(|e| AuditError::NotAList(e.to_string()))?;
+            let head: ListHead =
+                serde_json::from_slice(body).map_err(|e| AuditError::NotAList(e.to_string()))?;
             check_head(head.kind.as_deref(), head.api_version.as_deref())?;
             let at = e.path().to_string();
             let problem = e.into_inner().to_string();
@@ -208,18 +209,6 @@ fn check_version(v: Option<&str>) -> Result<(), AuditError> {
     }
 }
 
-/// `s` cut to [`MAX_TEXT`] bytes on a character boundary.
-fn capped(s: &str) -> String {
-    if s.len() <= MAX_TEXT {
-        return s.to_string();
-    }
-    let mut end = MAX_TEXT;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
-
 /// One checked record as a collector row.
 fn record(e: Event, at: &str) -> Result<AuditRecord, AuditError> {
     let bad = |field: &str, problem: String| AuditError::Record {
@@ -268,13 +257,13 @@ fn record(e: Event, at: &str) -> Result<AuditRecord, AuditError> {
             fields.insert(name.to_string(), value);
         }
     };
-    let text = |s: Option<&str>| s.map_or(Value::Null, |s| Value::String(capped(s)));
+    let text = |s: Option<&str>| s.map_or(Value::Null, |s| Value::String(cut(s, MAX_TEXT)));
     put("audit_id", Value::String(e.audit_id.clone()));
     put("stage", Value::String(e.stage.clone()));
     put("level", Value::String(e.level.clone()));
     put("user", text(e.user.username.as_deref()));
     if let Some(groups) = e.user.groups.as_ref().filter(|g| !g.is_empty()) {
-        put("groups", Value::String(capped(&groups.join(","))));
+        put("groups", Value::String(cut(&groups.join(","), MAX_TEXT)));
     }
     if let Some(imp) = &e.impersonated_user {
         put("impersonated_user", text(imp.username.as_deref()));
@@ -289,7 +278,7 @@ fn record(e: Event, at: &str) -> Result<AuditRecord, AuditError> {
         ),
     );
     put("user_agent", text(e.user_agent.as_deref()));
-    put("request_uri", Value::String(capped(&e.request_uri)));
+    put("request_uri", Value::String(cut(&e.request_uri, MAX_TEXT)));
     let object = e.object_ref.unwrap_or_default();
     put("resource", text(object.resource.as_deref()));
     put("subresource", text(object.subresource.as_deref()));
@@ -452,7 +441,8 @@ mod tests {
         no_stage.as_object_mut().unwrap().remove("stage");
         let err = parse_event_list(&list(serde_json::json!([event(), no_stage]))).unwrap_err();
         assert!(
-            err.to_string().starts_with("items[1]: missing field `stage` at line 1 column "),
+            err.to_string()
+                .starts_with("items[1]: missing field `stage` at line 1 column "),
             "{err}"
         );
 
@@ -510,6 +500,9 @@ mod tests {
         e["requestURI"] = format!("/{}", "é".repeat(3000)).into();
         let records = parse_event_list(&list(serde_json::json!([e]))).unwrap();
         let uri = records[0].row.fields["request_uri"].as_str().unwrap();
-        assert!(uri.ends_with('…') && uri.len() <= MAX_TEXT + 3);
+        assert!(
+            uri.ends_with("…[truncated]") && uri.len() <= MAX_TEXT + 14,
+            "{uri}"
+        );
     }
 }

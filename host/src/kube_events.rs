@@ -9,13 +9,14 @@
 
 use serde_json::{Map, Value};
 
+use crate::runtime::cut;
 use crate::store::CollectorEventRow;
 
 /// The collector's name.
 pub const COLLECTOR: &str = "kube-events";
 /// The `node` of an event that names none (not from a kubelet, not about a node).
 pub const NO_NODE: &str = "cluster";
-/// The longest message kept; longer is cut on a character boundary, with `…`.
+/// The longest message kept; longer is cut on a character boundary (`…[truncated]`).
 const MAX_MESSAGE: usize = 4096;
 
 /// One occurrence of an event: the key it is kept once by (its uid and
@@ -39,17 +40,6 @@ fn time_ms(v: &Value, path: &[&str]) -> Option<i64> {
         .parse::<jiff::Timestamp>()
         .ok()
         .map(|t| t.as_millisecond())
-}
-
-fn capped(s: &str) -> String {
-    if s.len() <= MAX_MESSAGE {
-        return s.to_string();
-    }
-    let mut end = MAX_MESSAGE;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 /// The occurrence an Event object stands for now; `None` for an object
@@ -82,7 +72,7 @@ pub fn occurrence(event: &Value) -> Option<EventOccurrence> {
     let mut fields = Map::new();
     let mut put = |name: &str, v: Option<&str>| {
         if let Some(v) = v {
-            fields.insert(name.to_string(), Value::String(capped(v)));
+            fields.insert(name.to_string(), Value::String(cut(v, MAX_MESSAGE)));
         }
     };
     put("type", text(event, &["type"]));

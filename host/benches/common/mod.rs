@@ -81,3 +81,39 @@ pub fn best_child_run(mode: &str, runs: usize) -> Vec<String> {
     }
     best.expect("at least one run").1
 }
+
+/// A daemon over a one-namespace snapshot in `dir` (its store there too),
+/// `auth` (YAML, e.g. `{tokens: [...]}`) and no probes, its router served
+/// on a loopback port: the daemon, its base URL and the server's task.
+pub async fn daemon_on_loopback(
+    dir: &std::path::Path,
+    auth: &str,
+) -> (
+    sonde::daemon::Daemon,
+    String,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    std::fs::write(
+        dir.join("cluster.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-0}\n",
+    )
+    .unwrap();
+    let config: sonde::daemon::config::DaemonConfig = serde_yaml::from_str(&format!(
+        "listen: 127.0.0.1:0\ncluster: {{snapshot: {}}}\nstore: {{path: {}}}\n\
+         events: {{record: false}}\nauth: {auth}\nprobes: []\n",
+        dir.join("cluster.yaml").display(),
+        dir.join("sonde.db").display()
+    ))
+    .unwrap();
+    let daemon = sonde::daemon::Daemon::start(sonde::daemon::ConfigSource::Fixed(
+        Box::new(config),
+        dir.into(),
+    ))
+    .await
+    .expect("daemon");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = sonde::daemon::api::router(daemon.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    (daemon, url, server)
+}

@@ -29,6 +29,8 @@ pub use component::{LoadError, WorldSummary};
 pub use limits::RunLimits;
 pub use outcome::{Denial, FailureReason, LogLevel, LogLine, RunOutcome, RunStatus};
 pub use state::{CreatedObject, LimitTrap, RunContext, RunState};
+/// Text cut to a byte budget on a character boundary, marked `…[truncated]`.
+pub use verdict::cut;
 
 /// How instance memory is allocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
