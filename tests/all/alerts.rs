@@ -42,11 +42,8 @@ fn receiver() -> (u16, Arc<Mutex<Vec<Received>>>) {
                 buf.extend_from_slice(&chunk[..n]);
                 if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                     let head = String::from_utf8_lossy(&buf[..i]).into_owned();
-                    let length: usize = head
-                        .lines()
-                        .filter_map(|l| l.split_once(':'))
-                        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-                        .and_then(|(_, v)| v.trim().parse().ok())
+                    let length: usize = crate::http::header_value(&head, "content-length")
+                        .and_then(|v| v.parse().ok())
                         .unwrap_or(0);
                     while buf.len() < i + 4 + length {
                         let n = stream.read(&mut chunk).unwrap_or(0);
@@ -64,11 +61,7 @@ fn receiver() -> (u16, Arc<Mutex<Vec<Received>>>) {
                 .and_then(|l| l.split(' ').nth(1))
                 .unwrap_or_default()
                 .to_string();
-            let authorization = head
-                .lines()
-                .filter_map(|l| l.split_once(':'))
-                .find(|(k, _)| k.trim().eq_ignore_ascii_case("authorization"))
-                .map(|(_, v)| v.trim().to_string());
+            let authorization = crate::http::header_value(&head, "authorization").map(String::from);
             let fail =
                 path == "/flaky" && !std::mem::replace(&mut *flaky_seen.lock().unwrap(), true);
             if !fail {

@@ -20,6 +20,14 @@ use tokio::net::TcpListener;
 
 use crate::run;
 
+/// The value of header `name` in a request head, if it has one.
+pub fn header_value<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
 /// What the test server answers for a request head and body.
 fn answer(head: &str, body: &[u8]) -> (Vec<u8>, Duration) {
     let mut lines = head.lines();
@@ -27,13 +35,7 @@ fn answer(head: &str, body: &[u8]) -> (Vec<u8>, Duration) {
     let mut parts = request_line.split(' ');
     let method = parts.next().unwrap_or_default();
     let path = parts.next().unwrap_or_default();
-    let header = |name: &str| {
-        head.lines()
-            .filter_map(|l| l.split_once(':'))
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_default()
-    };
+    let header = |name: &str| header_value(head, name).unwrap_or_default().to_string();
     let ok = |extra: &str, body: Vec<u8>| {
         let mut out = format!(
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
@@ -80,11 +82,8 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
         }
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let length: usize = head
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse().ok())
+    let length: usize = header_value(&head, "content-length")
+        .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     while buf.len() < head_end + length {
         match stream.read(&mut chunk).await {

@@ -16,54 +16,53 @@ use sonde_sdk::{Finding, Probe, ProbeError, ProbeInfo, ResourceRef, Rule, Severi
 /// The collector the records come from.
 pub const COLLECTOR: &str = "kube-audit";
 
-const fn rule(
-    id: &'static str,
-    title: &'static str,
-    severity: Severity,
-    description: &'static str,
-    remedy: &'static str,
-) -> Rule {
-    Rule::new(id, title, "audit", severity, description, remedy)
-}
+/// The category of every rule here.
+const CATEGORY: &str = "audit";
 
-pub const CLUSTER_ADMIN_BOUND: Rule = rule(
+pub const CLUSTER_ADMIN_BOUND: Rule = Rule::new(
     "AuditClusterAdminBound",
     "cluster-admin granted",
+    CATEGORY,
     Severity::High,
     "A user created or changed a RoleBinding or ClusterRoleBinding to the cluster-admin ClusterRole: its subjects can do anything in the cluster (or the namespace).",
     "Confirm the grant was intended; bind a role with only the verbs and resources needed, and remove the binding otherwise.",
 );
-pub const POD_EXEC: Rule = rule(
+pub const POD_EXEC: Rule = Rule::new(
     "AuditPodExec",
     "Commands run in a pod",
+    CATEGORY,
     Severity::Medium,
     "A user opened an exec, attach or port-forward session into a pod: commands ran inside a workload outside its image and deployment.",
     "Check with the user named; restrict pods/exec, pods/attach and pods/portforward to break-glass roles.",
 );
-pub const SECRETS_READ: Rule = rule(
+pub const SECRETS_READ: Rule = Rule::new(
     "AuditSecretsRead",
     "Secrets read by a user",
+    CATEGORY,
     Severity::Low,
     "A person (not a service account or a system component) read Secrets: their values left the cluster through that user's client.",
     "Confirm the need; rotate the secrets read if the access was not expected, and narrow who may get, list or watch secrets.",
 );
-pub const IMPERSONATION: Rule = rule(
+pub const IMPERSONATION: Rule = Rule::new(
     "AuditImpersonation",
     "Requests made as another user",
+    CATEGORY,
     Severity::Medium,
     "A user sent requests impersonating another user (Impersonate-User): the API server acted with the other user's rights.",
     "Check that the impersonating user is a support or test identity expected to do this, and who may impersonate whom.",
 );
-pub const ANONYMOUS_ALLOWED: Rule = rule(
+pub const ANONYMOUS_ALLOWED: Rule = Rule::new(
     "AuditAnonymousAllowed",
     "Anonymous requests allowed",
+    CATEGORY,
     Severity::High,
     "The API server answered requests from system:anonymous (no credentials) with success on paths beyond the public health and discovery ones.",
     "Find the RoleBinding or ClusterRoleBinding granting system:anonymous or system:unauthenticated and remove it, or run the API server with --anonymous-auth=false.",
 );
-pub const FORBIDDEN_BURST: Rule = rule(
+pub const FORBIDDEN_BURST: Rule = Rule::new(
     "AuditForbiddenBurst",
     "Many requests refused",
+    CATEGORY,
     Severity::Medium,
     "A user was refused (403) more often than the threshold in the window: a client missing a permission, or someone probing what their credentials allow.",
     "Look at the refused verbs and resources in the message: grant what a legitimate client needs, or revoke the credentials.",
