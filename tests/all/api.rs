@@ -647,6 +647,7 @@ fn the_event_stream_follows_a_run_and_the_openapi_document_covers_every_route() 
         "/api/v1/collectors/batches",
         "/api/v1/audit",
         "/api/v1/collectors/{name}/rows",
+        "/api/v1/traffic",
         "/api/v1/probes",
         "/api/v1/probes/{name}",
         "/api/v1/probes/{name}/run",
@@ -690,6 +691,140 @@ fn agent_batch(node: &str) -> Value {
             "updated_at_ms": 1_700_000_000_500i64
         }]
     })
+}
+
+/// A minute of HTTP sums as an agent sends them: `durations_us` are the
+/// minute's requests, `errors` of them answered 5xx.
+fn http_minute(minute_ms: i64, pod: &str, route: &str, durations_us: &[u64], errors: i64) -> Value {
+    let mut buckets = vec![0u64; sonde::collectors::duration_buckets_us().len() + 1];
+    for d in durations_us {
+        buckets[sonde::collectors::bucket_of(*d)] += 1;
+    }
+    serde_json::json!({
+        "minute_ms": minute_ms, "node": "node-1", "namespace": "shop", "pod": pod,
+        "server": format!("10.0.0.{}:8080", pod.len()), "method": "GET", "route": route,
+        "requests": durations_us.len(), "errors": errors, "client_errors": 1,
+        "duration_sum_us": durations_us.iter().sum::<u64>(),
+        "duration_max_us": durations_us.iter().max().copied().unwrap_or(0),
+        "buckets": buckets
+    })
+}
+
+#[test]
+fn traffic_adds_up_the_agents_http_minutes_per_pod_and_route() {
+    let s = Served::start(&config(1 << 20));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let minute = |back: i64| (now / 60_000 - back) * 60_000;
+    let batch = serde_json::json!({
+        "events": [], "status": [],
+        "http": [
+            http_minute(minute(10), "web-0", "/items/:id", &[1_000; 90], 9),
+            http_minute(minute(5), "web-0", "/cart", &[50_000; 10], 0),
+            http_minute(minute(2), "api-0", "/", &[2_000; 5], 0),
+            // Two hours ago: outside the default hour.
+            http_minute(minute(120), "old-0", "/", &[2_000; 7], 6),
+        ]
+    });
+    let r = send(
+        &s,
+        AGENT,
+        "application/json",
+        &serde_json::to_vec(&batch).unwrap(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let view = ok_json(&s, "/api/v1/traffic");
+    assert_eq!(view["by"], "pod");
+    assert_eq!(view["step_ms"], 60_000);
+    assert_eq!(view["truncated"], false);
+    let services = view["services"].as_array().unwrap();
+    let pods: Vec<&str> = services
+        .iter()
+        .map(|v| v["pod"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        pods,
+        ["web-0", "api-0"],
+        "busiest first, the old minute left out"
+    );
+    let web = &services[0];
+    assert_eq!(web["requests"], 100);
+    assert_eq!(web["errors"], 9);
+    assert_eq!(web["client_errors"], 2);
+    assert!((web["error_ratio"].as_f64().unwrap() - 0.09).abs() < 1e-9);
+    assert!((web["per_second"].as_f64().unwrap() - 100.0 / 3600.0).abs() < 1e-6);
+    assert!(web["method"].is_null() && web["route"].is_null());
+    let p50 = web["p50_ms"].as_f64().unwrap();
+    let p99 = web["p99_ms"].as_f64().unwrap();
+    assert!((0.9..=1.1).contains(&p50), "p50 {p50}");
+    assert!((45.0..=50.0).contains(&p99), "p99 {p99}");
+    assert_eq!(web["max_ms"], 50.0);
+    let series: Vec<i64> = web["series_requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    assert_eq!(series.len(), 60);
+    assert_eq!(series.iter().sum::<i64>(), 100);
+    assert_eq!(series.iter().filter(|c| **c > 0).count(), 2, "{series:?}");
+
+    let routes = ok_json(&s, "/api/v1/traffic?by=route");
+    let names: Vec<(&str, &str)> = routes["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["pod"].as_str().unwrap(), v["route"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        names,
+        [("web-0", "/items/:id"), ("web-0", "/cart"), ("api-0", "/")]
+    );
+    let only = ok_json(&s, "/api/v1/traffic?by=route&pod=web-0&route=%2Fcart");
+    assert_eq!(only["services"].as_array().unwrap().len(), 1);
+    assert_eq!(only["services"][0]["requests"], 10);
+    let day = ok_json(&s, "/api/v1/traffic?minutes=1440&limit=1");
+    assert_eq!(day["step_ms"], 24 * 60_000);
+    assert_eq!(day["services"].as_array().unwrap().len(), 1);
+    assert_eq!(day["truncated"], true, "three services, one shown");
+    let all_day = ok_json(&s, "/api/v1/traffic?minutes=1440");
+    let pods: Vec<&str> = all_day["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["pod"].as_str().unwrap())
+        .collect();
+    assert_eq!(pods, ["web-0", "old-0", "api-0"]);
+    assert_eq!(all_day["services"][1]["errors"], 6);
+    assert!(
+        ok_json(&s, "/api/v1/traffic?namespace=elsewhere")["services"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    for (query, said) in [
+        ("by=host", "by: \"host\" is neither pod nor route"),
+        (
+            "user=alice",
+            "user: neither by, since, until, minutes, limit nor one of node",
+        ),
+        ("limit=0", "limit: \"0\" is not 1 to 1000"),
+        (
+            "since=yesterday",
+            "since: \"yesterday\" is neither an RFC 3339 time",
+        ),
+    ] {
+        let r = get(&s, &format!("/api/v1/traffic?{query}"), VIEWER);
+        assert_eq!(r.status, 400, "{query}: {}", r.body);
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.starts_with(said), "{query}: {message}");
+    }
+    // An agent sends and reads nothing.
+    assert_eq!(get(&s, "/api/v1/traffic", AGENT).status, 403);
 }
 
 fn send(s: &Served, token: &str, content_type: &str, body: &[u8]) -> crate::serve::Reply {

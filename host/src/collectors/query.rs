@@ -554,11 +554,11 @@ fn http_aggregate(a: &Aggregate, rows: &[&Row]) -> Option<Value> {
                 AggregateOp::Avg => Value::Float(sum_us as f64 / requests as f64 / 1000.0),
                 AggregateOp::Max => Value::Float(max_us as f64 / 1000.0),
                 AggregateOp::Min => {
-                    let merged = merge(minutes());
+                    let merged = merged_buckets(minutes());
                     Value::Float(histogram_quantile(&merged, 0.0, max_us) / 1000.0)
                 }
                 AggregateOp::P50 | AggregateOp::P90 | AggregateOp::P99 => {
-                    let merged = merge(minutes());
+                    let merged = merged_buckets(minutes());
                     Value::Float(histogram_quantile(&merged, quantile(op), max_us) / 1000.0)
                 }
             })
@@ -567,7 +567,8 @@ fn http_aggregate(a: &Aggregate, rows: &[&Row]) -> Option<Value> {
     }
 }
 
-fn merge<'a>(minutes: impl Iterator<Item = &'a HttpRedRow>) -> Vec<u64> {
+/// The duration histogram of several minutes: their buckets added.
+pub fn merged_buckets<'a>(minutes: impl Iterator<Item = &'a HttpRedRow>) -> Vec<u64> {
     let mut out = vec![0u64; duration_buckets_us().len() + 1];
     for h in minutes {
         for (o, c) in out.iter_mut().zip(&h.buckets) {

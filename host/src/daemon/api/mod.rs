@@ -18,6 +18,7 @@ mod audit;
 mod control;
 mod reads;
 mod rows;
+mod traffic;
 pub mod views;
 
 use std::sync::Arc;
@@ -279,7 +280,7 @@ async fn api_fallback() -> ApiError {
     paths(
         reads::whoami, reads::summary, reads::findings, reads::finding, reads::rules, reads::rule,
         reads::trends, reads::trends_svg, reads::report, reads::collectors, agents::post_batch,
-        audit::post_audit, rows::collector_rows,
+        audit::post_audit, rows::collector_rows, traffic::traffic,
         control::probes, control::probe, control::run_now, control::suspend, control::resume,
         control::upload, control::runs, control::run, control::events, control::reload,
     ),
@@ -330,6 +331,7 @@ pub fn router(daemon: Daemon) -> Router {
         .route("/report", get(reads::report))
         .route("/collectors", get(reads::collectors))
         .route("/collectors/{name}/rows", get(rows::collector_rows))
+        .route("/traffic", get(traffic::traffic))
         .route(
             "/collectors/batches",
             post(agents::post_batch).layer(axum::extract::DefaultBodyLimit::disable()),

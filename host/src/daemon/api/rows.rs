@@ -51,7 +51,7 @@ fn json_of(v: Value) -> serde_json::Value {
 }
 
 /// A time given as RFC 3339 or as milliseconds since the epoch.
-fn time(name: &str, text: &str) -> Result<i64, ApiError> {
+pub(super) fn time(name: &str, text: &str) -> Result<i64, ApiError> {
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(ms);
     }
@@ -62,6 +62,71 @@ fn time(name: &str, text: &str) -> Result<i64, ApiError> {
                 "{name}: {text:?} is neither an RFC 3339 time nor milliseconds: {e}"
             ))
         })
+}
+
+/// The window and page size a query string asks for (`since`/`until`, RFC
+/// 3339 or ms; or `minutes` back from `until`, 60 by default; `limit`, 1 to
+/// `max_limit`), and its other parameters in order.
+pub(super) struct Window {
+    pub since: i64,
+    pub until: i64,
+    pub now: i64,
+    pub limit: Option<usize>,
+    pub rest: Vec<(String, String)>,
+}
+
+impl Window {
+    pub fn parse(raw: Option<&str>, max_limit: usize) -> Result<Self, ApiError> {
+        let params: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(format!("bad query: {e}")))?;
+        let now = jiff::Timestamp::now().as_millisecond();
+        let (mut since, mut until, mut minutes, mut limit) = (None, None, None, None);
+        let mut rest = Vec::new();
+        for (key, value) in params {
+            match key.as_str() {
+                "since" => since = Some(time("since", &value)?),
+                "until" => until = Some(time("until", &value)?),
+                "minutes" => {
+                    let m: i64 = value.parse().ok().filter(|m| *m > 0).ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "minutes: {value:?} is not a number of minutes above 0"
+                        ))
+                    })?;
+                    minutes = Some(m);
+                }
+                "limit" => {
+                    limit = Some(
+                        value
+                            .parse()
+                            .ok()
+                            .filter(|l| (1..=max_limit).contains(l))
+                            .ok_or_else(|| {
+                                ApiError::bad_request(format!(
+                                    "limit: {value:?} is not 1 to {max_limit}"
+                                ))
+                            })?,
+                    );
+                }
+                _ => rest.push((key, value)),
+            }
+        }
+        let until = until.unwrap_or(now);
+        let since = since.unwrap_or_else(|| {
+            until.saturating_sub(minutes.unwrap_or(DEFAULT_MINUTES).saturating_mul(60_000))
+        });
+        if until < since {
+            return Err(ApiError::bad_request(format!(
+                "until ({until}) is before since ({since})"
+            )));
+        }
+        Ok(Self {
+            since,
+            until,
+            now,
+            limit,
+            rest,
+        })
+    }
 }
 
 /// The rows of collector `name` in a window (`since`/`until`, RFC 3339 or
@@ -85,66 +150,38 @@ pub async fn collector_rows(
     let Some(spec) = crate::collectors::spec(&name) else {
         return Err(ApiError::not_found(format!("no collector {name:?}")));
     };
-    let params: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::bad_request(format!("bad query: {e}")))?;
-    let now = jiff::Timestamp::now().as_millisecond();
-    let (mut since, mut until, mut minutes, mut limit) = (None, None, None, DEFAULT_LIMIT);
+    let window = Window::parse(raw.as_deref(), MAX_LIMIT)?;
     let mut filters = Vec::new();
-    for (key, value) in params {
-        match key.as_str() {
-            "since" => since = Some(time("since", &value)?),
-            "until" => until = Some(time("until", &value)?),
-            "minutes" => {
-                let m: i64 = value.parse().ok().filter(|m| *m > 0).ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "minutes: {value:?} is not a number of minutes above 0"
-                    ))
-                })?;
-                minutes = Some(m);
+    for (field, value) in window.rest {
+        let Some(f) = spec.field(&field) else {
+            let known: Vec<&str> = spec.fields.iter().map(|f| f.name).collect();
+            return Err(ApiError::bad_request(format!(
+                "{field}: neither since, until, minutes, limit nor a field of {name} ({})",
+                known.join(", ")
+            )));
+        };
+        let typed = match f.ty {
+            FieldType::Text => Value::Text(value),
+            FieldType::Integer | FieldType::Timestamp => {
+                Value::Integer(value.parse().map_err(|_| {
+                    ApiError::bad_request(format!("{field}: {value:?} is not an integer"))
+                })?)
             }
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=MAX_LIMIT).contains(l))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!("limit: {value:?} is not 1 to {MAX_LIMIT}"))
-                    })?;
-            }
-            field => {
-                let Some(f) = spec.field(field) else {
-                    let known: Vec<&str> = spec.fields.iter().map(|f| f.name).collect();
-                    return Err(ApiError::bad_request(format!(
-                        "{field}: neither since, until, minutes, limit nor a field of {name} ({})",
-                        known.join(", ")
-                    )));
-                };
-                let typed = match f.ty {
-                    FieldType::Text => Value::Text(value),
-                    FieldType::Integer | FieldType::Timestamp => {
-                        Value::Integer(value.parse().map_err(|_| {
-                            ApiError::bad_request(format!("{field}: {value:?} is not an integer"))
-                        })?)
-                    }
-                    FieldType::Float => Value::Float(value.parse().map_err(|_| {
-                        ApiError::bad_request(format!("{field}: {value:?} is not a number"))
-                    })?),
-                    FieldType::Boolean => Value::Boolean(value.parse().map_err(|_| {
-                        ApiError::bad_request(format!("{field}: {value:?} is not true or false"))
-                    })?),
-                };
-                filters.push(Filter {
-                    field: field.to_string(),
-                    op: FilterOp::Eq,
-                    value: typed,
-                });
-            }
-        }
+            FieldType::Float => Value::Float(value.parse().map_err(|_| {
+                ApiError::bad_request(format!("{field}: {value:?} is not a number"))
+            })?),
+            FieldType::Boolean => Value::Boolean(value.parse().map_err(|_| {
+                ApiError::bad_request(format!("{field}: {value:?} is not true or false"))
+            })?),
+        };
+        filters.push(Filter {
+            field,
+            op: FilterOp::Eq,
+            value: typed,
+        });
     }
-    let until = until.unwrap_or(now);
-    let since = since.unwrap_or_else(|| {
-        until.saturating_sub(minutes.unwrap_or(DEFAULT_MINUTES).saturating_mul(60_000))
-    });
+    let (since, until, now) = (window.since, window.until, window.now);
+    let limit = window.limit.unwrap_or(DEFAULT_LIMIT);
     let q = CollectorQuery {
         collector: name.clone(),
         since,
