@@ -450,9 +450,10 @@ const routes = [
   [/^\/runs\/([^/]+)$/, 'run', runView],
   [/^\/probes$/, 'probes', probesView],
   [/^\/history$/, 'history', historyView],
+  [/^\/traffic$/, 'traffic', trafficView],
 ];
 
-const NAV_FOR_VIEW = { dashboard: 'dashboard', findings: 'findings', resource: 'findings', rule: 'findings', runs: 'runs', run: 'runs', probes: 'probes', history: 'history' };
+const NAV_FOR_VIEW = { dashboard: 'dashboard', findings: 'findings', resource: 'findings', rule: 'findings', runs: 'runs', run: 'runs', probes: 'probes', history: 'history', traffic: 'traffic' };
 
 function parseHash() {
   const raw = location.hash.replace(/^#/, '') || '/';
@@ -476,6 +477,11 @@ class ViewContext {
     this.alive = true;
     this.listeners = [];
     this.timers = new Set();
+  }
+
+  /** Appends to the view what is given, leaving out null (what is not there). */
+  append(...children) {
+    appendChildren(this.el, children);
   }
 
   onRun(listener) {
@@ -795,7 +801,7 @@ async function dashboardView(ctx) {
   };
 
   fill(summary);
-  ctx.el.append(
+  ctx.append(
     h('div', { class: 'title-row' }, h('h1', {}, 'Dashboard'), exportBar()),
     h('div', { class: 'cards' }, scoreCard, countsCard, probesCard),
     h('h2', {}, 'Open findings, last 30 days'),
@@ -905,7 +911,7 @@ async function findingsView(ctx, params) {
   const filters = readFilters(params);
   const cursor = params.get('cursor');
   const results = h('div', { class: 'results' }, h('p', { class: 'loading' }, 'Loading…'));
-  ctx.el.append(
+  ctx.append(
     h('div', { class: 'title-row' }, h('h1', {}, 'Findings'), exportBar()),
     filterForm(filters),
     results);
@@ -945,7 +951,7 @@ async function allFindings(params, maxPages = 20) {
 async function resourceView(ctx, params) {
   const resource = { namespace: params.get('namespace') || '', kind: params.get('kind') || '', name: params.get('name') || '' };
   setTitle(resourceLabel(resource) || 'Resource');
-  ctx.el.append(
+  ctx.append(
     h('h1', {}, h('span', { class: 'muted' }, visibleText(resource.kind || 'Object')), ' ', visibleText(resource.name || '(no name)')),
     h('p', { class: 'muted', 'data-testid': 'resource-namespace' }, resource.namespace ? `namespace ${visibleText(resource.namespace)}` : 'cluster-scoped'));
   const { items, complete } = await allFindings({ ...resource, namespace: resource.namespace || '-', status: 'all' });
@@ -955,7 +961,7 @@ async function resourceView(ctx, params) {
     && (f.resource.name ?? '') === resource.name);
   const open = mine.filter((f) => f.status !== 'fixed');
   const fixed = mine.filter((f) => f.status === 'fixed');
-  ctx.el.append(
+  ctx.append(
     h('h2', {}, `Open (${open.length})`), findingsTable(open, 'open-findings'),
     h('h2', {}, `Fixed (${fixed.length})`), findingsTable(fixed, 'fixed-findings'),
     complete ? null : h('p', { class: 'muted' }, 'Only the first pages are shown.'));
@@ -965,7 +971,7 @@ async function ruleView(ctx, params, probe, ruleId) {
   setTitle(`${ruleId} (${probe})`);
   const facts = h('div', {});
   const findings = h('div', {});
-  ctx.el.append(h('h1', {}, visibleText(ruleId), ' ', h('span', { class: 'muted' }, visibleText(probe))), facts, h('h2', {}, 'Open findings'), findings);
+  ctx.append(h('h1', {}, visibleText(ruleId), ' ', h('span', { class: 'muted' }, visibleText(probe))), facts, h('h2', {}, 'Open findings'), findings);
   const [rule, first] = await Promise.allSettled([
     api(`/api/v1/rules/${seg(probe)}/${seg(ruleId)}`),
     api(`/api/v1/findings${query({ probe, rule: ruleId, status: 'open', limit: PAGE_SIZE })}`),
@@ -1020,7 +1026,7 @@ async function runsView(ctx, params) {
   const live = new RunTable({ testid: 'live-runs', rowTestid: 'live-run-row', accept: (run) => accept(run) && isActive(run), empty: 'No run in progress.' });
   const history = new RunTable({ testid: 'runs-table', rowTestid: 'run-row', accept, insertNew: !cursor });
   const pager = h('div', { class: 'pager' });
-  ctx.el.append(
+  ctx.append(
     h('div', { class: 'title-row' }, h('h1', {}, probe ? `Runs of ${visibleText(probe)}` : 'Runs'), form),
     h('h2', {}, 'In progress ', h('span', { class: 'muted small' }, '(live)')), live.el,
     h('h2', {}, 'History'), history.el, pager);
@@ -1053,7 +1059,7 @@ function logText(log) {
 async function runView(ctx, params, id) {
   setTitle(`Run ${String(id).slice(0, 8)}`);
   const body = h('div', {});
-  ctx.el.append(h('h1', {}, 'Run ', h('span', { class: 'mono' }, visibleText(id))), body);
+  ctx.append(h('h1', {}, 'Run ', h('span', { class: 'mono' }, visibleText(id))), body);
   const show = (run) => {
     const logs = Array.isArray(run.logs) ? run.logs : [];
     const denials = Array.isArray(run.denials) ? run.denials : [];
@@ -1160,7 +1166,7 @@ async function probesView(ctx) {
     rows.set(p.name, fresh);
   };
 
-  ctx.el.append(h('h1', {}, 'Probes'), message,
+  ctx.append(h('h1', {}, 'Probes'), message,
     h('table', { class: 'grid probes', 'data-testid': 'probes-table' },
       h('thead', {}, h('tr', {}, ['Probe', 'Version', 'Schedule', 'Next run', 'Last run', 'Last success', 'State', 'Rules', ''].map((c) => h('th', { scope: 'col' }, c)))),
       tbody));
@@ -1169,7 +1175,7 @@ async function probesView(ctx) {
   ctx.onRun(() => ctx.debounce('probes', 500, () => api('/api/v1/probes').then((list) => {
     if (ctx.alive) for (const p of list) put(p);
   }, () => {})));
-  ctx.el.append(await collectorsSection());
+  ctx.append(await collectorsSection());
 }
 
 // ---------------------------------------------------------------------------
@@ -1228,7 +1234,7 @@ async function historyView(ctx, params) {
   on(pick, 'change', () => form.requestSubmit());
   on(span, 'change', () => form.requestSubmit());
   const spec = (Array.isArray(collectors) ? collectors : []).find((c) => c.name === collector);
-  ctx.el.append(
+  ctx.append(
     h('div', { class: 'title-row' }, h('h1', {}, 'History'), form),
     spec ? h('p', { class: 'muted' }, visibleText(spec.description)) : null);
 
@@ -1236,7 +1242,7 @@ async function historyView(ctx, params) {
   try {
     pairs = parseWhere(where);
   } catch (err) {
-    ctx.el.append(h('p', { class: 'error', role: 'alert', 'data-testid': 'error' }, visibleText(err.message)));
+    ctx.append(h('p', { class: 'error', role: 'alert', 'data-testid': 'error' }, visibleText(err.message)));
     return;
   }
   const search = new URLSearchParams();
@@ -1256,11 +1262,120 @@ async function historyView(ctx, params) {
       shown.map((c) => h('td', { class: c === 'message' ? 'message' : null, 'data-field': c },
         value(c) === null || value(c) === undefined ? '' : visibleText(value(c)))));
   });
-  ctx.el.append(
+  ctx.append(
     rows.length
       ? table(['Time', ...shown], rows, { class: 'grid history', 'data-testid': 'history-table' })
       : h('p', { class: 'empty', 'data-testid': 'no-history' }, 'Nothing in this window.'),
     page.truncated ? h('p', { class: 'muted', 'data-testid': 'history-truncated' }, 'More rows matched: the newest 200 are shown. Narrow the window or the filter.') : null);
+}
+
+// ---------------------------------------------------------------------------
+// Traffic: HTTP R.E.D. per serving pod or route (GET /api/v1/traffic)
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+/** An SVG element with numeric or plain attributes (no handlers, no styles). */
+function svgEl(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attrs)) el.setAttribute(name, String(value));
+  appendChildren(el, children);
+  return el;
+}
+
+/** Requests (line) and 5xx (bars) across the window, scaled to the busiest point. */
+function sparkline(requests, errors) {
+  const width = 120;
+  const height = 24;
+  const n = Math.max(requests.length, 1);
+  const top = Math.max(1, ...requests.map(Number));
+  const x = (i) => (n === 1 ? width / 2 : (i * width) / (n - 1));
+  const y = (v) => height - 1 - (Number(v) / top) * (height - 2);
+  const points = requests.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
+  const bars = errors.map((v, i) => (Number(v) > 0
+    ? svgEl('rect', { class: 'spark-errors', x: Math.max(0, x(i) - 1).toFixed(1), y: y(v).toFixed(1), width: 2, height: (height - 1 - y(v)).toFixed(1) })
+    : null));
+  return svgEl('svg', { class: 'sparkline', viewBox: `0 0 ${width} ${height}`, width, height, role: 'img', 'aria-label': 'requests and server errors across the window' },
+    svgEl('polyline', { class: 'spark-requests', points }), bars);
+}
+
+function fmtMs(value) {
+  if (value === null || value === undefined) return '—';
+  const n = Number(value);
+  if (!Number.isFinite(n)) return '—';
+  return `${n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : Math.round(n)} ms`;
+}
+
+function fmtRatio(value) {
+  const n = Number(value) * 100;
+  if (!Number.isFinite(n) || n === 0) return '0 %';
+  return `${n < 0.1 ? '<0.1' : n < 10 ? n.toFixed(1) : Math.round(n)} %`;
+}
+
+async function trafficView(ctx, params) {
+  const by = params.get('by') === 'route' ? 'route' : 'pod';
+  const minutes = params.get('minutes') || '60';
+  const where = params.get('where') || '';
+  setTitle('Traffic');
+  const span = h('select', { id: 'traffic-window', 'data-testid': 'traffic-window' },
+    HISTORY_WINDOWS.map(([value, label]) => h('option', { value }, label)));
+  span.value = HISTORY_WINDOWS.some(([v]) => v === minutes) ? minutes : '60';
+  const per = h('select', { id: 'traffic-by', 'data-testid': 'traffic-by' },
+    h('option', { value: 'pod' }, 'pod'), h('option', { value: 'route' }, 'pod and route'));
+  per.value = by;
+  const filter = h('input', {
+    id: 'traffic-where', type: 'search', 'data-testid': 'traffic-where', size: 32,
+    placeholder: 'field=value … (e.g. namespace=shop)',
+  });
+  filter.value = where;
+  const form = h('form', { class: 'filters inline', 'aria-label': 'Filter traffic' },
+    h('label', { for: 'traffic-window' }, 'Window'), span,
+    h('label', { for: 'traffic-by' }, 'Per'), per,
+    h('label', { for: 'traffic-where' }, 'Where'), filter,
+    h('button', { type: 'submit', 'data-testid': 'traffic-apply' }, 'Show'));
+  on(form, 'submit', (event) => {
+    event.preventDefault();
+    goTo(`#/traffic${query({ minutes: span.value, by: per.value, where: filter.value.trim() || null })}`);
+  });
+  on(span, 'change', () => form.requestSubmit());
+  on(per, 'change', () => form.requestSubmit());
+  ctx.append(
+    h('div', { class: 'title-row' }, h('h1', {}, 'Traffic'), form),
+    h('p', { class: 'muted' }, 'HTTP/1.x requests answered by each server, counted in the kernel by the node agents\' http collector: rate, server errors (5xx) and duration.'));
+
+  let pairs;
+  try {
+    pairs = parseWhere(where);
+  } catch (err) {
+    ctx.append(h('p', { class: 'error', role: 'alert', 'data-testid': 'error' }, visibleText(err.message)));
+    return;
+  }
+  const search = new URLSearchParams({ minutes: span.value, by });
+  for (const [k, v] of pairs) search.append(k, v);
+  const page = await api(`/api/v1/traffic?${search}`);
+  const services = Array.isArray(page.services) ? page.services : [];
+  const step = Math.round(Number(page.step_ms) / 60000) || 1;
+  const rows = services.map((s) => {
+    const name = s.pod ? `${s.namespace}/${s.pod}` : s.server;
+    const bad = Number(s.error_ratio) >= 0.01;
+    return h('tr', { 'data-testid': 'traffic-row', title: visibleText(`node ${s.node}\nserver ${s.server}`) },
+      h('td', { 'data-field': 'service' }, visibleText(name)),
+      by === 'route' ? h('td', { 'data-field': 'method' }, visibleText(s.method)) : null,
+      by === 'route' ? h('td', { class: 'message', 'data-field': 'route' }, visibleText(s.route)) : null,
+      h('td', { class: 'num', 'data-field': 'requests' }, fmtNumber(s.requests)),
+      h('td', { class: 'num', 'data-field': 'per_second' }, Number(s.per_second).toFixed(2)),
+      h('td', { class: `num${bad ? ' bad' : ''}`, 'data-field': 'errors', title: `${s.errors} answers 500-599` }, fmtRatio(s.error_ratio)),
+      h('td', { class: 'num', 'data-field': 'client_errors' }, fmtNumber(s.client_errors)),
+      h('td', { class: 'num', 'data-field': 'p50' }, fmtMs(s.p50_ms)),
+      h('td', { class: 'num', 'data-field': 'p99' }, fmtMs(s.p99_ms)),
+      h('td', { class: 'num', 'data-field': 'max' }, fmtMs(s.max_ms)),
+      h('td', { 'data-field': 'trend' }, sparkline(s.series_requests || [], s.series_errors || [])));
+  });
+  const columns = ['Server', ...(by === 'route' ? ['Method', 'Route'] : []), 'Requests', 'Per second', '5xx', '4xx', 'p50', 'p99', 'Max', `Trend (${step} min a point)`];
+  ctx.append(
+    rows.length
+      ? table(columns, rows, { class: 'grid traffic', 'data-testid': 'traffic-table' })
+      : h('p', { class: 'empty', 'data-testid': 'no-traffic' }, 'No HTTP traffic in this window. The http collector runs in `sonde agent` on each node (as root).'),
+    page.truncated ? h('p', { class: 'muted', 'data-testid': 'traffic-truncated' }, 'More servers (or minutes) than one page holds: narrow the window or the filter.') : null);
 }
 
 // The node collectors and their state on each node (GET /api/v1/collectors).

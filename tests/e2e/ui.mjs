@@ -226,6 +226,61 @@ await step('the history page lists the events kept past their hour, filtered, as
   if (error !== '"nonsense" is not field=value') throw new Error(`expected the bad filter named, saw "${error}"`);
 });
 
+await step('the traffic page adds up HTTP minutes per pod and route, a hostile route as text', async () => {
+  // A node agent's batch (this daemon has no tokens, so the test may send
+  // one): two pods' minutes of HTTP sums, one with server errors, and a
+  // route a client chose to look like markup.
+  const bounds = [];
+  for (let b = 10; b < 100000000; b *= 1.1) if (bounds[bounds.length - 1] !== Math.round(b)) bounds.push(Math.round(b));
+  const minuteOf = (back) => (Math.floor(Date.now() / 60000) - back) * 60000;
+  const minute = (back, pod, route, requests, durationUs, errors) => {
+    const buckets = new Array(bounds.length + 1).fill(0);
+    buckets[bounds.findIndex((b) => b >= durationUs)] = requests;
+    return {
+      minute_ms: minuteOf(back), node: 'node-1', namespace: 'shop', pod, server: `10.0.0.${pod.length}:8080`,
+      method: 'GET', route, requests, errors, client_errors: 0,
+      duration_sum_us: requests * durationUs, duration_max_us: durationUs, buckets,
+    };
+  };
+  const batch = {
+    events: [], status: [],
+    http: [
+      minute(3, 'checkout-0', '/pay', 40, 20000, 10),
+      minute(2, 'web-0', '/items/:id', 120, 1500, 0),
+      minute(1, 'web-0', '/<img/src=x/onerror=alert(3)>', 30, 1500, 0),
+    ],
+  };
+  const sent = await fetch(`${base}/api/v1/collectors/batches`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(batch),
+  });
+  if (!sent.ok) throw new Error(`the batch was refused: ${sent.status} ${await sent.text()}`);
+  await go('#/traffic', 'traffic');
+  await page.waitForSelector('[data-testid="traffic-table"]');
+  const servers = await texts('[data-testid="traffic-row"] td[data-field="service"]');
+  if (servers.join(',') !== 'shop/web-0,shop/checkout-0') throw new Error(`expected web-0 (150 requests) before checkout-0 (40), saw ${servers.join(', ')}`);
+  const requests = await texts('[data-testid="traffic-row"] td[data-field="requests"]');
+  if (requests.join(',') !== '150,40') throw new Error(`expected 150 and 40 requests, saw ${requests.join(', ')}`);
+  const errors = await texts('[data-testid="traffic-row"] td[data-field="errors"]');
+  if (errors[1].trim() !== '25 %') throw new Error(`expected checkout-0's 5xx at 25 %, saw "${errors[1]}"`);
+  const flagged = await page.$$eval('[data-testid="traffic-row"] td[data-field="errors"].bad', (els) => els.length);
+  if (flagged !== 1) throw new Error(`expected one server's errors flagged, saw ${flagged}`);
+  const p50 = await texts('[data-testid="traffic-row"] td[data-field="p50"]');
+  if (!/^1\.\d\d ms$/.test(p50[0].trim())) throw new Error(`expected web-0's median near 1.5 ms, saw "${p50[0]}"`);
+  const tail = (await page.textContent('section.view')).trim();
+  if (tail.endsWith('null')) throw new Error('the page ends in a stray "null"');
+  const lines = await page.$$eval('[data-testid="traffic-row"] svg.sparkline polyline', (els) => els.length);
+  if (lines !== 2) throw new Error(`expected a sparkline per server, saw ${lines}`);
+  await markViewOld();
+  await page.selectOption('[data-testid="traffic-by"]', 'route');
+  await waitForView('traffic');
+  await page.waitForSelector('[data-testid="traffic-row"] td[data-field="route"]');
+  const routes = await texts('[data-testid="traffic-row"] td[data-field="route"]');
+  if (routes.join(',') !== '/items/:id,/pay,/<img/src=x/onerror=alert(3)>') throw new Error(`expected the three routes busiest first, as text, saw ${routes.join(', ')}`);
+  const images = await page.$$eval('[data-testid="traffic-table"] img', (els) => els.length);
+  if (images !== 0) throw new Error(`a route became markup: ${images} img elements`);
+  if (!page.url().includes('by=route')) throw new Error(`expected the choice in the address, saw ${page.url()}`);
+});
+
 await step('"Run now" starts a run that the runs page follows live to success', async () => {
   await go('#/probes', 'probes');
   const button = '[data-testid="run-now-workload-audit"]';
