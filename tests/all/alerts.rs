@@ -268,7 +268,7 @@ fn a_bad_destination_is_named_at_start() {
     let config = dir.path().join("sonde.yaml");
     std::fs::write(
         &config,
-        "alerts:\n  - {name: a, url: \"ftp://x\", min_severity: urgent}\n  - {name: b, url: \"http://127.0.0.1:1/\", token_env: SONDE_NO_SUCH_VAR}\nprobes: []\n",
+        "alerts:\n  - {name: a, url: \"ftp://x\", min_severity: urgent}\n  - {name: b, url: \"http://127.0.0.1:1/\", token_env: SONDE_NO_SUCH_VAR}\n  - {name: c, url: \"http://127.0.0.1:1/\", findings: false}\n  - {name: d, url: \"http://127.0.0.1:1/\", events: {reasons: [BackOff]}}\nevents: {record: false}\nprobes: []\n",
     )
     .unwrap();
     let out = crate::cli::sonde()
@@ -283,7 +283,121 @@ fn a_bad_destination_is_named_at_start() {
         "alerts[0] (a): url \"ftp://x\" is not an http(s) URL",
         "alerts[0] (a): min_severity: unknown severity \"urgent\"",
         "alerts[1] (b): the environment variable SONDE_NO_SUCH_VAR is not set",
+        "alerts[2] (c): sends nothing: findings is false and no events are chosen",
+        "alerts[3] (d): events: the daemon does not keep the cluster's events (events.record is false)",
     ] {
         assert!(stderr.contains(want), "{want}: {stderr}");
     }
+}
+
+/// The recorded Warning BackOff event, counted again `now`.
+fn backoff_again(count: i64, at: &str) -> Value {
+    let list: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            sonde_fake_apiserver::default_fixtures().join("responses/list-events.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut event = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["reason"] == "BackOff" && e["type"] == "Warning")
+        .unwrap()
+        .clone();
+    event["count"] = serde_json::json!(count);
+    event["lastTimestamp"] = serde_json::json!(at);
+    event
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clusters_new_events_are_sent_once_to_the_destinations_that_choose_them() {
+    use sonde::daemon::{ConfigSource, Daemon};
+    use sonde_fake_apiserver::{ADMIN_TOKEN, FakeApiServer};
+
+    let (port, got) = receiver();
+    let server = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = server.kubeconfig(dir.path(), ADMIN_TOKEN);
+    let config = dir.path().join("sonde.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\ncluster: {{kubeconfig: \"{}\"}}\nstore: {{path: \"{}\"}}\n\
+             events: {{interval_seconds: 1}}\nretention: {{max_age_days: null}}\n\
+             external_url: \"https://sonde.example\"\n\
+             alerts:\n\
+             \x20 - {{name: crashes, url: \"http://127.0.0.1:{port}/crashes\", findings: false, events: {{reasons: [BackOff], namespaces: [shop]}}}}\n\
+             \x20 - {{name: chat, url: \"http://127.0.0.1:{port}/chat\", format: slack, findings: false, events: {{}}}}\n\
+             \x20 - {{name: scheduling, url: \"http://127.0.0.1:{port}/scheduling\", findings: false, events: {{reasons: [FailedScheduling]}}}}\n\
+             probes: []\n",
+            kubeconfig.display(),
+            dir.path().join("sonde.db").display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(ConfigSource::File(config)).await.unwrap();
+    let kept = || async {
+        daemon
+            .store()
+            .collector_events("kube-events", 0, i64::MAX, 1000)
+            .await
+            .unwrap()
+            .len()
+    };
+    // The 18 recorded events are weeks old: kept, not sent.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while kept().await < 18 {
+        assert!(Instant::now() < deadline, "the events were not kept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(got.lock().unwrap().is_empty(), "{:?}", got.lock().unwrap());
+
+    // The kubelet counts the back-off again, now: one occurrence, sent to
+    // the two destinations that choose it, once each.
+    let now = jiff::Timestamp::now().to_string();
+    server.apply("", "events", backoff_again(63, &now));
+    let crashes = tokio::task::spawn_blocking({
+        let got = got.clone();
+        move || wait_for(&got, "/crashes", 1)
+    })
+    .await
+    .unwrap();
+    let chat = tokio::task::spawn_blocking({
+        let got = got.clone();
+        move || wait_for(&got, "/chat", 1)
+    })
+    .await
+    .unwrap();
+    let body = &crashes[0].body;
+    assert_eq!(body["kind"], "events");
+    assert_eq!(body["total"], 1);
+    let event = &body["events"][0];
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "BackOff");
+    assert_eq!(event["namespace"], "shop");
+    assert_eq!(event["object"]["kind"], "Pod");
+    assert_eq!(event["object"]["name"], "web-7d9c6b5f4-9hzrm");
+    assert_eq!(event["count"], 63);
+    assert_eq!(event["node"], "node-2");
+    assert!(
+        event["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://sonde.example/#/history?collector=kube-events"),
+        "{event}"
+    );
+    let text = chat[0].body["text"].as_str().unwrap();
+    assert!(
+        text.contains("Warning BackOff on Pod shop/web-7d9c6b5f4-9hzrm (x63): "),
+        "{text}"
+    );
+    // Passes after it send nothing again; the third destination chose
+    // another reason and got nothing.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let all = got.lock().unwrap().clone();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all.iter().all(|r| r.path != "/scheduling"));
 }

@@ -23,7 +23,7 @@ use super::config::{AlertFormat, CheckedAlert};
 use crate::store::{RunPhase, RunRecord, StoredFinding};
 
 /// Findings per request, of each list; the totals say how many there were.
-const MAX_PER_REQUEST: usize = 100;
+pub(super) const MAX_PER_REQUEST: usize = 100;
 /// Findings read per run (most severe first).
 const READ_PER_RUN: u32 = 1000;
 /// Waits before each retry.
@@ -38,12 +38,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 impl Daemon {
     /// Follows finished runs and sends their alerts, for as long as the daemon runs.
     pub(super) async fn alert_loop(self, mut runs: broadcast::Receiver<RunRecord>) {
-        let client = match reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("sonde/", env!("CARGO_PKG_VERSION")))
-            .build()
-        {
+        let client = match client() {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("alerts off: cannot build an HTTP client: {e}");
@@ -72,7 +67,10 @@ impl Daemon {
             .checked
             .alerts
             .iter()
-            .filter(|a| a.config.probes.is_empty() || a.config.probes.contains(&run.probe))
+            .filter(|a| {
+                a.config.findings
+                    && (a.config.probes.is_empty() || a.config.probes.contains(&run.probe))
+            })
             .collect();
         let (Some(min), Some(at)) = (
             sinks
@@ -170,9 +168,18 @@ impl Daemon {
     }
 }
 
+/// The client alerts are sent with: a timeout per request, no redirects.
+pub(super) fn client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("sonde/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 /// Sends `body`, trying again after each of [`RETRIES`]; whether it got
 /// through (a 2xx answer).
-async fn deliver(client: &reqwest::Client, sink: &CheckedAlert, body: &Value) -> bool {
+pub(super) async fn deliver(client: &reqwest::Client, sink: &CheckedAlert, body: &Value) -> bool {
     let name = &sink.config.name;
     let mut last = String::new();
     for (attempt, wait) in std::iter::once(Duration::ZERO).chain(RETRIES).enumerate() {

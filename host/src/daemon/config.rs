@@ -95,6 +95,47 @@ pub struct AlertConfig {
     pub resolved: bool,
     /// An environment variable holding a bearer token for `url`.
     pub token_env: Option<String>,
+    /// Send the findings runs open and fix (default true; off for a
+    /// destination of events only).
+    #[serde(default = "default_true")]
+    pub findings: bool,
+    /// Also send the cluster's events as the daemon keeps them
+    /// (`events.record`), those this selects.
+    pub events: Option<EventAlertConfig>,
+}
+
+/// Which of the cluster's events an alert destination is sent, as the
+/// daemon keeps them (each occurrence once, within `events.interval_seconds`
+/// of the API server writing it). Every list given must hold the event's
+/// value; an empty list holds any.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EventAlertConfig {
+    /// Event types (default `[Warning]`).
+    #[serde(default = "default_event_types")]
+    pub types: Vec<String>,
+    /// Reasons (`BackOff`, `FailedScheduling`, `Failed`, ...).
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    /// The involved object's namespace.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// The involved object's kind (`Pod`, `Node`, ...).
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Occurrences older than this when first read are kept, not sent
+    /// (default 15): the hour of events a first start finds is history,
+    /// not news.
+    #[serde(default = "default_event_alert_age")]
+    pub max_age_minutes: u64,
+}
+
+fn default_event_types() -> Vec<String> {
+    vec!["Warning".into()]
+}
+
+fn default_event_alert_age() -> u64 {
+    15
 }
 
 /// What an alert request's body is.
@@ -611,6 +652,16 @@ impl DaemonConfig {
                     }
                 },
             };
+            if !a.findings && a.events.is_none() {
+                problems.push(format!(
+                    "{at}: sends nothing: findings is false and no events are chosen"
+                ));
+            }
+            if a.events.is_some() && !self.events.record {
+                problems.push(format!(
+                    "{at}: events: the daemon does not keep the cluster's events (events.record is false)"
+                ));
+            }
             if let (Some(min_severity), Some(token), true) = (min_severity, token, url_ok) {
                 alerts.push(CheckedAlert {
                     config: a.clone(),

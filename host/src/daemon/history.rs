@@ -11,18 +11,25 @@ use std::time::Duration;
 use super::Daemon;
 use crate::kube::{KindRef, ListQuery};
 use crate::kube_events::{COLLECTOR, NO_NODE, occurrence};
+use crate::store::CollectorEventRow;
 
 impl Daemon {
     /// Reads and keeps the events, for as long as the daemon runs.
     pub(super) async fn event_history_loop(self) {
         let mut last_error: Option<String> = None;
+        let client = super::alerts::client()
+            .map_err(|e| tracing::error!("event alerts off: cannot build an HTTP client: {e}"))
+            .ok();
         loop {
             let config = self.loaded().checked.config.events.clone();
             if config.record {
                 match self.record_events().await {
                     Ok(stored) => {
-                        if stored > 0 {
-                            tracing::debug!(stored, "events kept");
+                        if !stored.is_empty() {
+                            tracing::debug!(stored = stored.len(), "events kept");
+                            if let Some(client) = &client {
+                                self.alert_events(client, &stored);
+                            }
                         }
                         last_error = None;
                     }
@@ -46,8 +53,8 @@ impl Daemon {
         }
     }
 
-    /// One pass: every event listed, the new occurrences stored; how many.
-    pub async fn record_events(&self) -> Result<usize, String> {
+    /// One pass: every event listed, the new occurrences stored and returned.
+    pub async fn record_events(&self) -> Result<Vec<CollectorEventRow>, String> {
         let Some(kube) = self.services().kube.clone() else {
             return Err("no cluster is configured".into());
         };
@@ -72,9 +79,16 @@ impl Daemon {
                 _ => break,
             }
         }
-        self.store()
+        let stored = self
+            .store()
             .write_keyed_events(COLLECTOR, NO_NODE, &rows)
             .await
-            .map_err(|e| format!("store events: {}", crate::errors::chain(&e)))
+            .map_err(|e| format!("store events: {}", crate::errors::chain(&e)))?;
+        let mut rows: Vec<Option<(String, CollectorEventRow)>> =
+            rows.into_iter().map(Some).collect();
+        Ok(stored
+            .into_iter()
+            .filter_map(|i| rows.get_mut(i).and_then(Option::take).map(|(_, row)| row))
+            .collect())
     }
 }

@@ -19,6 +19,7 @@ pub mod api;
 pub mod config;
 pub mod demo;
 pub mod dispatch;
+mod event_alerts;
 mod history;
 pub mod metrics;
 pub mod probes;

@@ -382,13 +382,13 @@ impl Store {
     /// transaction, each once: `key` names a row within its collector (see
     /// migration 8), and a key stored before is skipped. The collector's
     /// state on `node` (rows taken, at now) is written with them. Returns
-    /// how many were new.
+    /// the positions in `rows` of those that were new, in order.
     pub async fn write_keyed_events(
         &self,
         collector: &str,
         node: &str,
         rows: &[(String, CollectorEventRow)],
-    ) -> Result<usize, StoreError> {
+    ) -> Result<Vec<usize>, StoreError> {
         let mut tx = self
             .writer
             .begin_with(dialect::BEGIN_WRITE)
@@ -409,8 +409,10 @@ impl Store {
             new_keys.extend(inserted);
         }
         let mut batch = CollectorBatch::default();
-        for (key, row) in rows {
+        let mut stored = Vec::new();
+        for (i, (key, row)) in rows.iter().enumerate() {
             if new_keys.remove(key) {
+                stored.push(i);
                 batch.events.push(CollectorEventRow {
                     collector: collector.into(),
                     ..row.clone()
@@ -439,7 +441,7 @@ impl Store {
         });
         insert_batch(&mut tx, &batch).await?;
         tx.commit().await.ctx("commit keyed rows")?;
-        Ok(batch.events.len())
+        Ok(stored)
     }
 
     /// Marks `collector` unavailable on `node`, saying why (its source
@@ -802,7 +804,7 @@ mod tests {
                 .write_keyed_events("kube-events", "cluster", &first)
                 .await
                 .unwrap(),
-            2
+            [0, 1]
         );
         // Read again: the same two, and one new occurrence.
         let again = vec![
@@ -815,7 +817,7 @@ mod tests {
                 .write_keyed_events("kube-events", "cluster", &again)
                 .await
                 .unwrap(),
-            1
+            [2]
         );
         // The same key under another collector is another row (of that
         // collector, whatever the row said).
@@ -825,7 +827,7 @@ mod tests {
                 .write_keyed_events("kube-audit", "kube-apiserver", &audit)
                 .await
                 .unwrap(),
-            1
+            [0]
         );
         let rows = store
             .collector_events("kube-events", 0, i64::MAX, 100)
@@ -872,7 +874,7 @@ mod tests {
                 .write_keyed_events("kube-events", "cluster", &twice)
                 .await
                 .unwrap(),
-            1
+            [0]
         );
         let rows = store
             .collector_events("kube-events", 3_500, i64::MAX, 100)
@@ -887,7 +889,7 @@ mod tests {
                 .write_keyed_events("kube-events", "cluster", &again)
                 .await
                 .unwrap(),
-            2
+            [0, 1]
         );
     }
 

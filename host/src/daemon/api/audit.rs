@@ -84,7 +84,8 @@ pub async fn post_audit(
             crate::kube_audit::SOURCE,
             &rows,
         )
-        .await?;
+        .await?
+        .len();
     tracing::debug!(received = rows.len(), stored, "audit batch");
     Ok(Json(AuditAccepted {
         received: rows.len(),
