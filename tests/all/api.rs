@@ -615,6 +615,7 @@ fn the_event_stream_follows_a_run_and_the_openapi_document_covers_every_route() 
             "tcp",
             "listen",
             "http",
+            "kernel-log",
             "kube-events",
             "kube-audit"
         ]

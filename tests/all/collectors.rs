@@ -1,6 +1,7 @@
 //! The eBPF collectors on the real kernel: an OOM kill in a kubelet-shaped
 //! v1 memory cgroup attributed to its pod and container and reported by the
-//! node-signals probe; an exec in such a cgroup; a TCP reset on loopback; a
+//! node-signals probe, and the same kill read from the kernel's log and
+//! reported by kernel-audit; an exec in such a cgroup; a TCP reset on loopback; a
 //! listen queue overflowing; an HTTP mix whose RED figures match; and the
 //! agent without privilege. Tests that need root say so and return when not
 //! root (CI runs as root).
@@ -38,6 +39,10 @@ macro_rules! needs_root {
 }
 
 const MEMCG: &str = "/sys/fs/cgroup/memory";
+
+/// The tests that cause OOM kills take turns: the oom collector and the
+/// kernel's log each see every kill on the node, another test's too.
+static OOM_KILLS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A kubelet-shaped cgroup in the v1 memory hierarchy
 /// (`kubepods/burstable/pod<uid>/<container-id>`), below a root of its own
@@ -269,6 +274,7 @@ async fn wait_for(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oom_kill_is_attributed_to_its_pod_and_container_and_reported() {
     needs_root!();
+    let _turn = OOM_KILLS.lock().await;
     let cg = PodCgroup::new(Some(20 << 20));
     let running = start_agent(&["oom"], &cg.pod_yaml("shop", "cart-7d9f", "app"), |_| {}).await;
     // 100 MiB of touched memory in a 20 MiB cgroup: the OOM killer takes it.
@@ -323,6 +329,91 @@ async fn an_oom_kill_is_attributed_to_its_pod_and_container_and_reported() {
         out.logs
             .iter()
             .any(|l| l.message.starts_with("tcp checks skipped")),
+        "{:?}",
+        out.logs
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_kill_in_the_kernel_log_is_the_nodes_kernel_problem() {
+    needs_root!();
+    let _turn = OOM_KILLS.lock().await;
+    let cg = PodCgroup::new(Some(20 << 20));
+    let running = start_agent(&["kernel-log"], "", |_| {}).await;
+    // A real OOM kill: the kernel writes "Memory cgroup out of memory:
+    // Killed process <pid> (perl) total-vm:..." into its log.
+    let child = cg
+        .command("exec perl -e '$x = \"a\" x (100 * 1024 * 1024); sleep 1'")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = i64::from(child.id());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        !out.status.success(),
+        "the allocation should have been killed"
+    );
+    let rows = wait_for(&running.store, "kernel-log", |r| r.pid == Some(pid)).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let line = &rows[0];
+    assert_eq!(line.kind, "OOMKilling");
+    assert_eq!(line.comm.as_deref(), Some("perl"));
+    assert_eq!(line.node, "test-node");
+    let message = line.fields["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("Killed process {pid} (perl) total-vm:")),
+        "{message}"
+    );
+    assert!(line.fields["seq"].as_i64().unwrap() > 0);
+    let age = sonde::agent::now_ms() - line.ts_ms;
+    assert!(
+        (0..60_000).contains(&age),
+        "the line's time is {age} ms ago"
+    );
+    let (store, dir) = running.stop().await;
+
+    // kernel-audit reads it as the node's problem, with no
+    // node-problem-detector in the cluster (no Nodes, no Events at all).
+    let cluster = dir.path().join("empty-cluster");
+    std::fs::create_dir_all(&cluster).unwrap();
+    let services = Arc::new(HostServices {
+        collectors: Some(store),
+        kube: Some(Arc::new(SnapshotBackend::load(&cluster).unwrap())),
+        ..Default::default()
+    });
+    let out = crate::run(
+        sonde_probes::KERNEL_AUDIT_PATH,
+        serde_json::Value::Null,
+        None,
+        Default::default(),
+        services,
+    )
+    .await;
+    assert_eq!(
+        out.status,
+        sonde::runtime::RunStatus::Succeeded,
+        "{:?}",
+        out.reason
+    );
+    // One finding for the node (other tests' kills, read back from the
+    // kernel's buffer, may be among its count and be its last message).
+    let oom: Vec<_> = out
+        .findings
+        .iter()
+        .filter(|f| f.rule == "NodeOOM")
+        .collect();
+    assert_eq!(oom.len(), 1, "{:?}", out.findings);
+    let r = oom[0].resource.as_ref().unwrap();
+    assert_eq!((r.kind.as_str(), r.name.as_str()), ("Node", "test-node"));
+    assert!(
+        oom[0].message.starts_with("OOMKilling x") && oom[0].message.contains(") total-vm:"),
+        "{}",
+        oom[0].message
+    );
+    assert!(
+        out.logs
+            .iter()
+            .any(|l| l.message.starts_with("kernel logs: ")),
         "{:?}",
         out.logs
     );
@@ -1094,6 +1185,18 @@ fn without_privilege_the_agent_starts_and_says_why_each_collector_is_unavailable
             line.contains("no privilege to load eBPF programs"),
             "{line}"
         );
+    }
+    // The kernel's log is no eBPF program: where the kernel keeps it from
+    // users (kernel.dmesg_restrict, 1 here), it says so.
+    let restricted =
+        std::fs::read_to_string("/proc/sys/kernel/dmesg_restrict").is_ok_and(|v| v.trim() == "1");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(" kernel-log "))
+        .unwrap_or_else(|| panic!("kernel-log in {stdout}"));
+    if restricted {
+        assert!(line.contains("unavailable"), "{line}");
+        assert!(line.contains("cannot read /dev/kmsg: "), "{line}");
     }
 }
 

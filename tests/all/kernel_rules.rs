@@ -53,9 +53,9 @@ fn assert_fixture_findings(report: &sonde::audit::AuditReport) {
     let uid = oom.resource.as_ref().unwrap().uid.as_deref();
     assert!(uid.is_some_and(|u| u != "node-2"), "{uid:?}");
     assert!(
-        report.runs[0].logs.iter().any(|l| l.message.starts_with(
-            "kernel-log check skipped: the \"kernel-log\" collector cannot be queried (ProbeError::Unavailable("
-        )),
+        report.runs[0].logs.iter().any(|l| l
+            .message
+            .starts_with("kernel logs not read: the \"kernel-log\" collector is unavailable (")),
         "{:?}",
         report.runs[0].logs
     );

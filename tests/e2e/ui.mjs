@@ -202,13 +202,13 @@ await step('the probes page lists the collectors (no agent, no audit webhook in 
   await go('#/probes', 'probes');
   await page.waitForSelector('[data-testid="collectors-table"]');
   const names = await texts('[data-testid="collector-row"] td:first-child');
-  const expected = 'oom,exec,tcp,listen,http,kube-events,kube-audit';
+  const expected = 'oom,exec,tcp,listen,http,kernel-log,kube-events,kube-audit';
   if (names.join(',') !== expected) throw new Error(`expected the collectors ${expected}, saw ${names.join(', ')}`);
   const states = (await texts('[data-testid="collector-row"] .pill')).map((t) => t.trim());
-  if (states.slice(0, 5).some((t) => t !== 'no agent')) throw new Error(`expected "no agent" for each node collector, saw ${states.join(', ')}`);
+  if (states.slice(0, 6).some((t) => t !== 'no agent')) throw new Error(`expected "no agent" for each node collector, saw ${states.join(', ')}`);
   // The daemon reads the snapshot's events from its start; no audit webhook sends here.
-  if (!['running', 'not read yet'].includes(states[5])) throw new Error(`expected the events kept or about to be, saw "${states[5]}"`);
-  if (states[6] !== 'no records yet') throw new Error(`expected no audit records yet, saw "${states[6]}"`);
+  if (!['running', 'not read yet'].includes(states[6])) throw new Error(`expected the events kept or about to be, saw "${states[6]}"`);
+  if (states[7] !== 'no records yet') throw new Error(`expected no audit records yet, saw "${states[7]}"`);
 });
 
 await step('the history page lists the events kept past their hour, filtered, as text', async () => {

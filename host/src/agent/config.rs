@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::loader::COLLECTOR_NAMES;
+use super::COLLECTOR_NAMES;
 
 /// Whether `sonde serve` runs the collectors in its own process.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub struct AgentConfig {
     pub mode: Mode,
     /// The node's name (default: $NODE_NAME, else the host name).
     pub node: Option<String>,
-    /// Which collectors to run (default: all of oom, exec, tcp, listen, http).
+    /// Which collectors to run (default: all of oom, exec, tcp, listen, http, kernel-log).
     #[serde(default = "all_collectors")]
     pub collectors: Vec<String>,
     #[serde(default)]

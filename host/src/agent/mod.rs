@@ -1,6 +1,7 @@
 //! `sonde agent`: the eBPF collectors of one node. It loads the programs
 //! (`loader`), reads their ring buffers and the listen iterator, decodes the
-//! records (`records`, `http`), attributes each event to its pod from the
+//! records (`records`, `http`), reads the kernel's log for the problems
+//! node-problem-detector knows (`kmsg`), attributes each event to its pod from the
 //! cgroup identity the kernel captured at event time (`cgroups`, `pods`),
 //! and writes batches with each collector's state to its `sink`.
 //!
@@ -13,6 +14,7 @@ pub mod btf;
 pub mod cgroups;
 pub mod config;
 pub mod http;
+pub mod kmsg;
 pub mod loader;
 pub mod pods;
 pub mod procfs;
@@ -58,6 +60,17 @@ enum Item {
     Undecodable(&'static str, String),
 }
 
+/// The collectors the agent knows, in the order they are reported: the
+/// eBPF ones, then the kernel's log.
+pub const COLLECTOR_NAMES: [&str; 6] = [
+    loader::COLLECTOR_NAMES[0],
+    loader::COLLECTOR_NAMES[1],
+    loader::COLLECTOR_NAMES[2],
+    loader::COLLECTOR_NAMES[3],
+    loader::COLLECTOR_NAMES[4],
+    kmsg::COLLECTOR,
+];
+
 /// A running agent.
 pub struct Agent {
     shutdown: watch::Sender<bool>,
@@ -98,10 +111,20 @@ impl Agent {
             loader::Loaded::none(&format!("loading the eBPF programs failed: {e}"), &enabled)
         });
         let started = now_ms();
-        let status: Vec<CollectorStatusRow> = loader::COLLECTOR_NAMES
+        let kmsg_file = if enabled.iter().any(|c| c == kmsg::COLLECTOR) {
+            kmsg::open()
+        } else {
+            Err(loader::DISABLED.to_string())
+        };
+        let kmsg_status = kmsg_file.as_ref().map(|_| ()).map_err(Clone::clone);
+        let status: Vec<CollectorStatusRow> = COLLECTOR_NAMES
             .iter()
             .map(|name| {
-                let s = &loaded.status[name];
+                let s = if *name == kmsg::COLLECTOR {
+                    &kmsg_status
+                } else {
+                    &loaded.status[name]
+                };
                 match s {
                     Ok(()) => tracing::info!(collector = name, "collector running"),
                     Err(why) => {
@@ -178,6 +201,18 @@ impl Agent {
                 maps,
                 tx.clone(),
                 Duration::from_millis(config.http.report_interval_ms.max(1)),
+                shutdown_rx.clone(),
+            ));
+        }
+        if let Ok(file) = kmsg_file {
+            let since_usec = u64::try_from(
+                (clock_ns(libc::CLOCK_MONOTONIC) - kmsg::LOOKBACK.as_nanos() as i128).max(0) / 1000,
+            )
+            .unwrap_or(0);
+            tasks.spawn(kmsg::read_kmsg(
+                file,
+                since_usec,
+                tx.clone(),
                 shutdown_rx.clone(),
             ));
         }
@@ -276,7 +311,7 @@ pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
-fn clock_ns(clock: libc::clockid_t) -> i128 {
+pub(crate) fn clock_ns(clock: libc::clockid_t) -> i128 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

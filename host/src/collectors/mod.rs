@@ -188,6 +188,32 @@ pub const COLLECTORS: &[CollectorSpec] = &[
         aggregated: true,
     },
     CollectorSpec {
+        name: crate::agent::kmsg::COLLECTOR,
+        description: "Kernel problems in the node's kernel log (/dev/kmsg), named as \
+                      node-problem-detector's kernel monitor names them (kind: OOMKilling, \
+                      TaskHung, KernelOops, Ext4Error, ...)",
+        fields: event_fields![
+            f("message", Text, "the kernel's message"),
+            f(
+                "condition",
+                Text,
+                "the Node condition a permanent problem sets (KernelDeadlock, \
+                 ReadonlyFilesystem, XfsShutdown); null for a temporary one",
+            ),
+            f(
+                "level",
+                Integer,
+                "the record's log level (0 emergency .. 7 debug)"
+            ),
+            f(
+                "seq",
+                Integer,
+                "the record's sequence number in the kernel's log"
+            ),
+        ],
+        aggregated: false,
+    },
+    CollectorSpec {
         name: crate::kube_events::COLLECTOR,
         description: "The cluster's events, kept past the API server's hour: one row per \
                       occurrence (an event counted again is a new row; kind: the reason)",

@@ -2,17 +2,19 @@
 //! problems node-problem-detector reports (KubeEye's NodeOOM, NodeTaskHung,
 //! NodeDeadlock, NodeDockerHung, ...), from the Node conditions it sets and
 //! the Warning Events it posts on Nodes (`sonde_sdk::npd` names them: this
-//! probe owns those events, event-audit skips them). One finding per node and
-//! rule, with the event count, the last time and the last message. Kernel
-//! logs read on the nodes (a `kernel-log` collector) are skipped, and said so
-//! in the run log, until the host has such a collector.
+//! probe owns those events, event-audit skips them), and from the nodes'
+//! kernel logs as Sonde's agents read them (the `kernel-log` collector,
+//! matched against the same kernel monitor rules), so a cluster without
+//! node-problem-detector is covered too. One finding per node and rule, with
+//! the count, the last time and the last message; where both sources saw a
+//! node's problem, the larger count (they read the same kernel lines).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Event, Node};
-use sonde_sdk::bindings::sonde::probe::collectors;
 use sonde_sdk::{
-    Finding, KubeVerb, Probe, ProbeError, ProbeInfo, ResourceRef, Rule, Severity, kube, log, npd,
+    Finding, KubeVerb, Probe, ProbeError, ProbeInfo, ResourceRef, Rule, Severity, collectors, kube,
+    log, npd,
 };
 
 const fn rule(
@@ -222,6 +224,9 @@ struct TrueCondition {
 struct Group {
     node: ResourceRef,
     condition: Option<TrueCondition>,
+    /// node-problem-detector's events' count, and the kernel-log lines'.
+    events: i64,
+    lines: i64,
     count: i64,
     last: String,
     reason: String,
@@ -233,10 +238,22 @@ impl Group {
         Group {
             node,
             condition: None,
+            events: 0,
+            lines: 0,
             count: 0,
             last: String::new(),
             reason: String::new(),
             message: String::new(),
+        }
+    }
+
+    /// One more sighting at `last` (RFC 3339), of `reason`, saying `message`.
+    fn saw(&mut self, last: String, reason: &str, message: String) {
+        self.count = self.events.max(self.lines);
+        if last >= self.last {
+            self.last = last;
+            self.reason = reason.to_string();
+            self.message = message;
         }
     }
 
@@ -290,9 +307,20 @@ fn event_node(event: &Event) -> ResourceRef {
     }
 }
 
+/// A kernel problem an agent found in a node's kernel log (a `kernel-log` row).
+#[derive(Debug, Clone)]
+pub struct KernelLine {
+    pub node: String,
+    /// node-problem-detector's reason (the row's kind).
+    pub reason: String,
+    pub ts_ms: i64,
+    pub message: String,
+}
+
 /// One finding per (node, rule): node-problem-detector's conditions that are
-/// True on `nodes`, and its Warning Events on Nodes among `events`.
-pub fn audit(nodes: &[Node], events: &[Event]) -> Vec<Finding> {
+/// True on `nodes`, its Warning Events on Nodes among `events`, and the
+/// problems agents found in the nodes' kernel logs.
+pub fn audit(nodes: &[Node], events: &[Event], kernel_log: &[KernelLine]) -> Vec<Finding> {
     let mut groups: BTreeMap<(String, &'static str), Group> = BTreeMap::new();
     let mut refs: BTreeMap<&str, ResourceRef> = BTreeMap::new();
     for node in nodes {
@@ -340,12 +368,36 @@ pub fn audit(nodes: &[Node], events: &[Event]) -> Vec<Finding> {
             .map(|t| t.0.to_string())
             .or_else(|| e.event_time.as_ref().map(|t| t.0.to_string()))
             .unwrap_or_default();
-        group.count += i64::from(e.count.unwrap_or(1).max(1));
-        if last >= group.last {
-            group.last = last;
-            group.reason = problem.reason.to_string();
-            group.message = message;
-        }
+        group.events += i64::from(e.count.unwrap_or(1).max(1));
+        group.saw(last, problem.reason, message);
+    }
+    for line in kernel_log {
+        let Some(problem) = npd::problem(&line.reason) else {
+            continue;
+        };
+        let Some(rule) = rule_for_event(problem, &line.message) else {
+            continue;
+        };
+        let group =
+            groups
+                .entry((line.node.clone(), rule.id))
+                .or_insert_with(|| {
+                    Group::new(refs.get(line.node.as_str()).cloned().unwrap_or_else(|| {
+                        ResourceRef {
+                            api_version: "v1".into(),
+                            kind: "Node".into(),
+                            namespace: None,
+                            name: line.node.clone(),
+                            uid: None,
+                        }
+                    }))
+                });
+        group.lines += 1;
+        group.saw(
+            sonde_sdk::time::utc(line.ts_ms),
+            problem.reason,
+            line.message.clone(),
+        );
     }
     groups
         .into_iter()
@@ -353,49 +405,67 @@ pub fn audit(nodes: &[Node], events: &[Event]) -> Vec<Finding> {
         .collect()
 }
 
-/// Milliseconds since the Unix epoch, from the host's wall clock.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+/// Rows the kernel-log query reads at most.
+const KERNEL_LOG_ROWS: u32 = 10_000;
 
-/// Asks the kernel-log collector for the last `lookback_minutes`; says in the run log why the check was skipped.
-fn kernel_log_check(lookback_minutes: u32) {
-    let query = collectors::CollectorQuery {
-        collector: KERNEL_LOG_COLLECTOR.into(),
-        since: now_ms() - i64::from(lookback_minutes) * 60_000,
-        until: None,
-        filters: Vec::new(),
-        group_by: Vec::new(),
-        aggregates: Vec::new(),
-        limit: Some(1),
-    };
-    match collectors::query(&query) {
-        Err(e) => log::info(&format!(
-            "kernel-log check skipped: the {KERNEL_LOG_COLLECTOR:?} collector cannot be queried ({e:?}); \
+/// The kernel problems agents found in the last `lookback_minutes`; none,
+/// said in the run log, when the host has no such data.
+fn kernel_log(lookback_minutes: u32) -> Vec<KernelLine> {
+    if let Err(why) = collectors::available(KERNEL_LOG_COLLECTOR) {
+        log::info(&format!(
+            "kernel logs not read: the {KERNEL_LOG_COLLECTOR:?} collector is unavailable ({why}); \
              only node-problem-detector's Node conditions and Events were read"
-        )),
-        Ok(_) => log::warn(&format!(
-            "kernel-log check skipped: the {KERNEL_LOG_COLLECTOR:?} collector answered, but this version \
-             of kernel-audit does not read its rows; only node-problem-detector's Node conditions and Events were read"
-        )),
+        ));
+        return Vec::new();
     }
+    let table = match collectors::query(KERNEL_LOG_COLLECTOR, lookback_minutes)
+        .limit(KERNEL_LOG_ROWS)
+        .run()
+    {
+        Ok(t) => t,
+        Err(e) => {
+            log::warn(&format!(
+                "kernel logs not read: the {KERNEL_LOG_COLLECTOR:?} query failed ({e:?})"
+            ));
+            return Vec::new();
+        }
+    };
+    if table.truncated() {
+        log::warn(&format!(
+            "kernel logs: more than {KERNEL_LOG_ROWS} problems in {lookback_minutes} minutes; the oldest were read"
+        ));
+    }
+    let lines: Vec<KernelLine> = table
+        .rows()
+        .filter_map(|r| {
+            Some(KernelLine {
+                node: r.text("node")?.to_string(),
+                reason: r.text("kind")?.to_string(),
+                ts_ms: r.integer("ts")?,
+                message: r.text("message").unwrap_or_default().to_string(),
+            })
+        })
+        .collect();
+    log::info(&format!(
+        "kernel logs: {} problem lines in the last {lookback_minutes} minutes",
+        lines.len()
+    ));
+    lines
 }
 
 /// Probe config.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// How far back the kernel-log check looks (node-problem-detector's default lookback is 5 minutes).
+    /// How far back the nodes' kernel logs are read (default 60: as long
+    /// as the API server keeps node-problem-detector's events).
     pub kernel_log_lookback_minutes: u32,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            kernel_log_lookback_minutes: 5,
+            kernel_log_lookback_minutes: 60,
         }
     }
 }
@@ -410,7 +480,7 @@ impl Probe for KernelAudit {
         sonde_sdk::describe(
             "kernel-audit",
             env!("CARGO_PKG_VERSION"),
-            "node kernel and container-runtime problems reported by node-problem-detector",
+            "node kernel and container-runtime problems: node-problem-detector's reports and the nodes' kernel logs",
         )
         .rules(RULES)
         .kube("", "Node", &[KubeVerb::List])
@@ -427,8 +497,8 @@ impl Probe for KernelAudit {
             field_selector: Some("involvedObject.kind=Node,type=Warning".into()),
             ..Default::default()
         })?;
-        kernel_log_check(config.kernel_log_lookback_minutes);
-        Ok(audit(&nodes, &events))
+        let lines = kernel_log(config.kernel_log_lookback_minutes);
+        Ok(audit(&nodes, &events, &lines))
     }
 }
 

@@ -133,7 +133,7 @@ fn each_event_reason_yields_its_rule() {
         ),
     ];
     for (reason, message, want) in cases {
-        let found = audit(&[], &[event("Warning", "Node", reason, message, 2, T)]);
+        let found = audit(&[], &[event("Warning", "Node", reason, message, 2, T)], &[]);
         assert_eq!(
             rules(&found),
             [("node-2".to_string(), want.to_string())],
@@ -176,6 +176,7 @@ fn normal_events_other_kinds_and_other_reasons_are_not_kernel_problems() {
                 T,
             ),
         ],
+        &[],
     );
     assert!(found.is_empty(), "{found:?}");
 }
@@ -210,6 +211,7 @@ fn events_are_grouped_per_node_and_rule_with_the_last_message() {
                 T,
             ),
         ],
+        &[],
     );
     assert_eq!(
         rules(&found),
@@ -268,6 +270,7 @@ fn true_conditions_yield_their_rule() {
         let found = audit(
             &[node("node-1", json!([condition(type_, "True", reason)]))],
             &[],
+            &[],
         );
         assert_eq!(
             rules(&found),
@@ -300,6 +303,7 @@ fn false_conditions_and_kubelet_conditions_are_fine() {
             ]),
         )],
         &[],
+        &[],
     );
     assert!(found.is_empty(), "{found:?}");
 }
@@ -318,6 +322,7 @@ fn a_condition_and_its_events_are_one_finding() {
             "message": "Node condition KernelDeadlock is now: True, reason: DockerHung",
         }))
         .unwrap()],
+        &[],
     );
     assert_eq!(
         rules(&found),
@@ -333,4 +338,79 @@ fn a_condition_and_its_events_are_one_finding() {
     )));
     assert_eq!(label(f, "time"), Some(T));
     assert_eq!(label(f, "count"), Some("1"));
+}
+
+fn line(node: &str, reason: &str, ts_ms: i64, message: &str) -> KernelLine {
+    KernelLine {
+        node: node.into(),
+        reason: reason.into(),
+        ts_ms,
+        message: message.into(),
+    }
+}
+
+/// `T` and 18:20:00 the same day, in ms.
+const T_MS: i64 = 1_795_371_103_000;
+const LATER_MS: i64 = 1_795_371_600_000;
+
+#[test]
+fn kernel_log_lines_are_findings_on_their_node_without_node_problem_detector() {
+    let hung = "INFO: task docker:2072 blocked for more than 120 seconds.";
+    let found = audit(
+        &[node("node-2", json!([]))],
+        &[],
+        &[
+            line(
+                "node-2",
+                "TaskHung",
+                T_MS,
+                "INFO: task kworker/0:1:17 blocked for more than 120 seconds.",
+            ),
+            line("node-2", "TaskHung", LATER_MS, hung),
+            // The same line is also DockerHung, a problem of its own.
+            line("node-2", "DockerHung", LATER_MS, hung),
+            // A node the cluster does not list (yet): named all the same.
+            line(
+                "node-9",
+                "Ext4Error",
+                T_MS,
+                "EXT4-fs error (device sda1): ext4_lookup:1602: comm ls",
+            ),
+            line("node-2", "NotAProblem", T_MS, "eth0: link up"),
+        ],
+    );
+    assert_eq!(
+        rules(&found),
+        [
+            ("node-2".to_string(), "NodeDockerHung".to_string()),
+            ("node-2".to_string(), "NodeTaskHung".to_string()),
+            ("node-9".to_string(), "NodeExt4Error".to_string()),
+        ]
+    );
+    let task = &found[1];
+    assert_eq!(label(task, "count"), Some("2"));
+    assert_eq!(label(task, "time"), Some("2026-11-22T18:20:00Z"));
+    assert_eq!(
+        task.message,
+        format!("TaskHung x2 (last 2026-11-22T18:20:00Z): {hung}")
+    );
+    assert_eq!(
+        found[0].resource.as_ref().unwrap().uid.as_deref(),
+        Some("uid-node-2")
+    );
+    assert_eq!(found[2].resource.as_ref().unwrap().uid, None);
+}
+
+#[test]
+fn a_problem_both_sources_saw_is_counted_once() {
+    let oom = "Out of memory: Killed process 41785 (redis-server) total-vm:306204kB, anon-rss:130968kB, file-rss:4096kB, shmem-rss:0kB";
+    let found = audit(
+        &[node("node-2", json!([]))],
+        &[event("Warning", "Node", "OOMKilling", oom, 1, T)],
+        &[line("node-2", "OOMKilling", T_MS, oom)],
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].rule, "NodeOOM");
+    assert_eq!(label(&found[0], "count"), Some("1"));
+    assert_eq!(label(&found[0], "time"), Some(T));
 }
