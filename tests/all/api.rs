@@ -828,6 +828,63 @@ fn traffic_adds_up_the_agents_http_minutes_per_pod_and_route() {
     assert_eq!(get(&s, "/api/v1/traffic", AGENT).status, 403);
 }
 
+/// The value of the first `name{...}` sample in `text` whose labels hold every one of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn the_metrics_carry_each_servers_http_rate_errors_and_duration() {
+    let s = Served::start(&config(1 << 20));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let minute = |back: i64| (now / 60_000 - back) * 60_000;
+    let batch = serde_json::json!({
+        "events": [], "status": [],
+        "http": [
+            // Inside the last five whole minutes, whenever the scrape falls
+            // in this minute or the next.
+            http_minute(minute(1), "pay-0", "/pay", &[20_000; 4], 2),
+            http_minute(minute(2), "pay-0", "/pay", &[20_000; 2], 0),
+            // Long before: no series.
+            http_minute(minute(30), "old-0", "/", &[1_000; 3], 0),
+        ]
+    });
+    let r = send(
+        &s,
+        AGENT,
+        "application/json",
+        &serde_json::to_vec(&batch).unwrap(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let text = get(&s, "/metrics", VIEWER).body;
+    let pay = [
+        "pod=\"pay-0\"",
+        "namespace=\"shop\"",
+        "node=\"node-1\"",
+        "server=\"10.0.0.5:8080\"",
+    ];
+    let rate = sample(&text, "sonde_http_requests_per_second", &pay).expect(&text);
+    assert!((rate - 6.0 / 300.0).abs() < 1e-9, "{rate}");
+    let errors = sample(&text, "sonde_http_server_errors_per_second", &pay).unwrap();
+    assert!((errors - 2.0 / 300.0).abs() < 1e-9, "{errors}");
+    let mut p99 = pay.to_vec();
+    p99.push("quantile=\"0.99\"");
+    let p99 = sample(&text, "sonde_http_request_duration_seconds", &p99).unwrap();
+    assert!((0.018..=0.020).contains(&p99), "{p99}");
+    assert!(!text.contains("pod=\"old-0\""), "{text}");
+    assert!(
+        text.contains("# TYPE sonde_http_requests_per_second gauge"),
+        "{text}"
+    );
+}
+
 fn send(s: &Served, token: &str, content_type: &str, body: &[u8]) -> crate::serve::Reply {
     s.request(
         "POST",

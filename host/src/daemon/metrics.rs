@@ -2,9 +2,12 @@
 //! the run duration histogram, open findings by severity, seconds since
 //! each probe's last success, and each node collector's state per node
 //! (available, records lost, seconds since its agent last reported: an
-//! agent that stopped reporting shows as a growing number). Counters move
-//! as runs end; the gauges are read from the store when scraped, so they
-//! are right after a restart too.
+//! agent that stopped reporting shows as a growing number), and each serving
+//! pod's HTTP rate, server errors and duration percentiles over the last
+//! `RED_MINUTES` whole minutes (from the http collector; a pod that served
+//! nothing in them has no series). Counters move as runs end; the gauges
+//! are read from the store when scraped, so they are right after a restart
+//! too.
 
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
@@ -38,6 +41,27 @@ struct CollectorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerLabels {
+    node: String,
+    namespace: String,
+    pod: String,
+    server: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuantileLabels {
+    node: String,
+    namespace: String,
+    pod: String,
+    server: String,
+    quantile: String,
+}
+
+/// The whole minutes the HTTP gauges cover (the newest, still being
+/// counted, is left out).
+pub const RED_MINUTES: i64 = 5;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AlertLabels {
     alert: String,
     outcome: String,
@@ -66,6 +90,9 @@ pub struct Metrics {
     collector_dropped: Family<CollectorLabels, Gauge>,
     collector_since_report: Family<CollectorLabels, Gauge<f64, AtomicU64>>,
     alerts: Family<AlertLabels, Counter>,
+    http_rate: Family<ServerLabels, Gauge<f64, AtomicU64>>,
+    http_errors: Family<ServerLabels, Gauge<f64, AtomicU64>>,
+    http_duration: Family<QuantileLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -127,6 +154,24 @@ impl Metrics {
             "Seconds since a node's agent last reported a collector's state (it does at least every 30 s)",
             collector_since_report.clone(),
         );
+        let http_rate = Family::<ServerLabels, Gauge<f64, AtomicU64>>::default();
+        let http_errors = Family::<ServerLabels, Gauge<f64, AtomicU64>>::default();
+        let http_duration = Family::<QuantileLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "sonde_http_requests_per_second",
+            "HTTP requests a server answered per second over the last 5 whole minutes (http collector)",
+            http_rate.clone(),
+        );
+        registry.register(
+            "sonde_http_server_errors_per_second",
+            "HTTP answers 500-599 per second over the last 5 whole minutes (http collector)",
+            http_errors.clone(),
+        );
+        registry.register(
+            "sonde_http_request_duration_seconds",
+            "HTTP request duration quantiles (0.5, 0.9, 0.99; within 10%) over the last 5 whole minutes",
+            http_duration.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             runs,
@@ -137,7 +182,51 @@ impl Metrics {
             collector_dropped,
             collector_since_report,
             alerts,
+            http_rate,
+            http_errors,
+            http_duration,
         }
+    }
+
+    /// Sets the HTTP gauges from the last whole minutes' sums, the series
+    /// of servers that served nothing in them dropped.
+    async fn refresh_http(&self, store: &Store, now_ms: i64) -> Result<(), StoreError> {
+        let until = now_ms - now_ms.rem_euclid(60_000);
+        let since = until - RED_MINUTES * 60_000;
+        let rows = store
+            .http_red(since, until, crate::collectors::query::SCAN_CAP)
+            .await?;
+        let services =
+            super::api::traffic::summarize(&rows, super::api::traffic::By::Pod, since, until);
+        self.http_rate.clear();
+        self.http_errors.clear();
+        self.http_duration.clear();
+        for s in services {
+            let labels = ServerLabels {
+                node: s.node,
+                namespace: s.namespace,
+                pod: s.pod,
+                server: s.server,
+            };
+            self.http_rate.get_or_create(&labels).set(s.per_second);
+            self.http_errors
+                .get_or_create(&labels)
+                .set(s.errors as f64 / (RED_MINUTES * 60) as f64);
+            for (quantile, ms) in [("0.5", s.p50_ms), ("0.9", s.p90_ms), ("0.99", s.p99_ms)] {
+                if let Some(ms) = ms {
+                    self.http_duration
+                        .get_or_create(&QuantileLabels {
+                            node: labels.node.clone(),
+                            namespace: labels.namespace.clone(),
+                            pod: labels.pod.clone(),
+                            server: labels.server.clone(),
+                            quantile: quantile.into(),
+                        })
+                        .set(ms / 1000.0);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Counts a finished run.
@@ -205,6 +294,7 @@ impl Metrics {
             let secs = (now.as_millisecond() - s.updated_at_ms).max(0) as f64 / 1000.0;
             self.collector_since_report.get_or_create(&labels).set(secs);
         }
+        self.refresh_http(store, now.as_millisecond()).await?;
         let mut out = String::new();
         let registry = self
             .registry

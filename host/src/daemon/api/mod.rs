@@ -18,7 +18,7 @@ mod audit;
 mod control;
 mod reads;
 mod rows;
-mod traffic;
+pub(crate) mod traffic;
 pub mod views;
 
 use std::sync::Arc;

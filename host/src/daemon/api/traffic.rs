@@ -30,7 +30,7 @@ const FILTERS: [&str; 6] = ["node", "namespace", "pod", "server", "method", "rou
 
 /// How the minutes are added up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum By {
+pub(crate) enum By {
     /// One row per serving pod and address (node, namespace, pod, server).
     Pod,
     /// One row per serving pod, address, method and route.
@@ -122,7 +122,7 @@ fn step_ms(since: i64, until: i64) -> i64 {
 }
 
 /// Adds up `rows` (the window's minutes) per service, busiest first.
-fn summarize(rows: &[HttpRedRow], by: By, since: i64, until: i64) -> Vec<TrafficRow> {
+pub(crate) fn summarize(rows: &[HttpRedRow], by: By, since: i64, until: i64) -> Vec<TrafficRow> {
     let step = step_ms(since, until);
     let points = usize::try_from((until.saturating_sub(since) + step - 1) / step)
         .unwrap_or(0)
