@@ -5,7 +5,8 @@
 # protoc (etcd's protocol, compiled by etcd-client); for the tests, dnsmasq
 # (a real DNS server the DNS tests start on loopback), etcd (a real one),
 # Chromium, Node.js and the browser test's one npm package (tests/e2e,
-# playwright-core); for the benchmarks, wrk and perf.
+# playwright-core), Go with Sprig (the Helm chart's renderer); for the
+# benchmarks, wrk and perf.
 # Usage: scripts/setup.sh [--for-tests | --for-bench]
 set -euo pipefail
 
@@ -75,6 +76,9 @@ fi
 if [[ $need_tests -eq 1 ]]; then
     # dnsmasq: the DNS tests' server; etcd: the etcd capability's tests' real etcd.
     apt_install dnsmasq-base chromium etcd-server
+    # The Helm chart's tests render it as Helm does (tests/helm/render.go):
+    # Go's text/template with Sprig, from Debian's Go packages (no Helm there).
+    apt_install golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev golang-gopkg-yaml.v3-dev
     # Node.js may come from elsewhere than Debian (NodeSource's nodejs carries
     # npm and conflicts with Debian's npm package): install only when missing.
     if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -17,6 +17,7 @@ mod event_history;
 mod event_rules;
 mod fixture_audit;
 mod grants;
+mod helm;
 mod hostile;
 mod http;
 mod kernel_rules;
