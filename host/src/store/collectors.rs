@@ -420,15 +420,16 @@ impl Store {
             }
         }
         let now = self.now_ms();
-        let taken: i64 = sqlx::query_scalar(
-            "SELECT COALESCE((SELECT events FROM collector_status \
-             WHERE node = $1 AND collector = $2), 0)",
+        // What was taken so far, and since when (the first write's time).
+        let before: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT events, started_at FROM collector_status WHERE node = $1 AND collector = $2",
         )
         .bind(node)
         .bind(collector)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
         .ctx("read the rows taken")?;
+        let (taken, started) = before.unwrap_or((0, now));
         batch.status.push(CollectorStatusRow {
             node: node.into(),
             collector: collector.into(),
@@ -436,7 +437,7 @@ impl Store {
             reason: None,
             events: taken + batch.events.len() as i64,
             dropped: 0,
-            started_at_ms: now,
+            started_at_ms: started,
             updated_at_ms: now,
         });
         insert_batch(&mut tx, &batch).await?;
@@ -789,7 +790,7 @@ mod tests {
     #[tokio::test]
     async fn keyed_rows_are_stored_once_and_the_state_says_what_was_taken() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = open(dir.path()).await;
+        let (store, clock) = open(dir.path()).await;
         let row = |ts| CollectorEventRow {
             collector: "kube-events".into(),
             node: "cluster".into(),
@@ -806,6 +807,14 @@ mod tests {
                 .unwrap(),
             [0, 1]
         );
+        let first_written = |all: Vec<CollectorStatusRow>| {
+            all.into_iter()
+                .find(|s| s.collector == "kube-events")
+                .map(|s| (s.started_at_ms, s.updated_at_ms))
+                .unwrap()
+        };
+        let (started, _) = first_written(store.collector_statuses().await.unwrap());
+        clock.advance(std::time::Duration::from_secs(30));
         // Read again: the same two, and one new occurrence.
         let again = vec![
             ("e/1".to_string(), row(1_000)),
@@ -847,6 +856,10 @@ mod tests {
             state(store.collector_statuses().await.unwrap()),
             (true, None, 3)
         );
+        // Kept since the first write; written now.
+        let (since, updated) = first_written(store.collector_statuses().await.unwrap());
+        assert_eq!(since, started);
+        assert_eq!(updated, started + 30_000);
         // Unreadable: unavailable with the reason, what was taken stays.
         store
             .set_collector_unavailable("kube-events", "cluster", "list events: forbidden")
