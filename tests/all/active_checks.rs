@@ -272,3 +272,50 @@ async fn an_https_endpoints_certificate_must_stay_valid_long_enough() {
         "{f:?}"
     );
 }
+
+#[tokio::test]
+async fn a_user_flow_logs_in_and_uses_its_session_and_a_refused_log_in_is_named() {
+    let port = crate::http::serve(None).await;
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let flow = |password: &str| {
+        json!({
+            "name": format!("orders as ops ({password})"),
+            "steps": [
+                {"name": "log in", "method": "POST", "url": url("/login"),
+                 "headers": {"Content-Type": "application/json"},
+                 "body": format!("{{\"user\": \"ops\", \"password\": \"{password}\"}}"),
+                 "expect_status": [200],
+                 "capture": {"token": "/token", "user": "/user/id", "session": "header:X-Session"}},
+                {"name": "orders", "url": url("/users/${user}/orders"),
+                 "headers": {"Authorization": "Bearer ${token}", "X-Session": "${session}"},
+                 "body_contains": "orders: 3"},
+            ]
+        })
+    };
+    let config = json!({
+        "dns": {"coredns": false, "names": []},
+        // An endpoint's body goes out as given.
+        "endpoints": [{"name": "echo", "method": "POST", "url": url("/echo"),
+                       "body": "ping", "body_contains": "POST  ping"}],
+        "flows": [flow("s3cret"), flow("wrong")],
+    });
+    let out = check(config, Arc::default()).await;
+    assert_eq!(
+        found(&out),
+        [format!(
+            "UserFlowFailed: flow orders as ops (wrong): step 1 (log in): POST {} answered 401 (expected [200])",
+            url("/login")
+        )]
+    );
+    let f = out
+        .findings
+        .iter()
+        .find(|f| f.rule == "UserFlowFailed")
+        .unwrap();
+    assert!(
+        f.labels
+            .contains(&("flow".into(), "orders as ops (wrong)".into())),
+        "{:?}",
+        f.labels
+    );
+}

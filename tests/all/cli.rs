@@ -431,9 +431,9 @@ fn rules_lists_every_rule_of_the_built_in_probes() {
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         rows.len(),
-        99,
+        101,
         "20 workload rules, 5 RBAC rules, 11 node rules, 6 event rules, 14 pod rules, \
-         5 control-plane rules, 7 active-check rules, 17 kernel rules, 6 node-signals rules, \
+         5 control-plane rules, 9 active-check rules, 17 kernel rules, 6 node-signals rules, \
          6 audit-activity rules, 1 rego rule, 1 schema-checks rule"
     );
     let high_risk = rows

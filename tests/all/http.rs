@@ -56,6 +56,22 @@ fn answer(head: &str, body: &[u8]) -> (Vec<u8>, Duration) {
             (ok("", text.into_bytes()), Duration::ZERO)
         }
         "/big" => (ok("", vec![b'a'; 3 << 20]), Duration::ZERO),
+        // A log-in and what its session may read (active-checks' flows).
+        "/login" if method == "POST" && String::from_utf8_lossy(body).contains("\"s3cret\"") => (
+            ok(
+                "Content-Type: application/json\r\nX-Session: s-9\r\n",
+                br#"{"token": "t-42", "user": {"id": 7}}"#.to_vec(),
+            ),
+            Duration::ZERO,
+        ),
+        "/users/7/orders" if header("authorization") == "Bearer t-42" => {
+            (ok("", b"orders: 3".to_vec()), Duration::ZERO)
+        }
+        "/login" | "/users/7/orders" => (
+            b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                .to_vec(),
+            Duration::ZERO,
+        ),
         "/slow" => (ok("", b"late".to_vec()), Duration::from_secs(5)),
         "/redirect" => (
             b"HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),

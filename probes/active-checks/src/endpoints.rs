@@ -27,6 +27,9 @@ pub struct Check {
     /// e.g. `Host: shop.example.com` to reach an ingress through its controller's address.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The request's body (text), e.g. a JSON document for a POST.
+    #[serde(default)]
+    pub body: Option<String>,
     /// Statuses that pass; empty: any 2xx or 3xx.
     #[serde(default)]
     pub expect_status: Vec<u16>,
@@ -52,20 +55,20 @@ fn default_cert_days() -> u32 {
     30
 }
 
-fn get() -> String {
+pub(crate) fn get() -> String {
     "GET".into()
 }
 
-fn default_latency() -> u64 {
+pub(crate) fn default_latency() -> u64 {
     2000
 }
 
-fn default_timeout() -> u32 {
+pub(crate) fn default_timeout() -> u32 {
     10_000
 }
 
 impl Check {
-    fn shown(&self) -> &str {
+    pub fn shown(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.url)
     }
 
@@ -78,34 +81,31 @@ impl Check {
     }
 }
 
-/// The finding one answer calls for, if any; `Err` is a line for the log
-/// (a grant or config problem, not the cluster's).
-pub fn judge(
+/// What one answer says of a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    /// No answer, or not the one expected: why.
+    Failed(String),
+    /// Answered as expected, above the latency threshold: how slowly.
+    Slow(String),
+    /// Not the cluster's fault (a grant or config problem): a line for the log.
+    Skipped(String),
+}
+
+/// What `answer` (the response and how long it took, or the error) says
+/// of `check`; `what` names the request in the messages.
+pub fn verdict(
     check: &Check,
+    what: &str,
     answer: Result<(&Response, Duration), &ProbeError>,
-) -> Result<Option<Finding>, String> {
-    let what = format!("{} {}", check.method, check.url);
-    let finding = |rule: &sonde_sdk::Rule, message: String| -> Finding {
-        rule.cluster_finding(message)
-            .label("check", check.shown())
-            .label("url", check.url.clone())
-            .into()
-    };
+) -> Verdict {
     let (response, took) = match answer {
         Ok(a) => a,
         Err(e) if cluster_fault(e) => {
-            return Ok(Some(finding(
-                &ENDPOINT_FAILURE,
-                format!("{}: {what} failed: {}", check.shown(), error_text(e)),
-            )));
+            return Verdict::Failed(format!("{what} failed: {}", error_text(e)));
         }
-        Err(e) => {
-            return Err(format!(
-                "endpoint check {} skipped: {}",
-                check.shown(),
-                error_text(e)
-            ));
-        }
+        Err(e) => return Verdict::Skipped(error_text(e)),
     };
     if !check.status_ok(response.status) {
         let expected = if check.expect_status.is_empty() {
@@ -113,14 +113,10 @@ pub fn judge(
         } else {
             format!("{:?}", check.expect_status)
         };
-        return Ok(Some(finding(
-            &ENDPOINT_FAILURE,
-            format!(
-                "{}: {what} answered {} (expected {expected})",
-                check.shown(),
-                response.status
-            ),
-        )));
+        return Verdict::Failed(format!(
+            "{what} answered {} (expected {expected})",
+            response.status
+        ));
     }
     if let Some(text) = &check.body_contains
         && !String::from_utf8_lossy(&response.body).contains(text.as_str())
@@ -130,27 +126,56 @@ pub fn judge(
         } else {
             ""
         };
-        return Ok(Some(finding(
-            &ENDPOINT_FAILURE,
-            format!(
-                "{}: {what} answered {} without {text:?} in its body{cut}",
-                check.shown(),
-                response.status
-            ),
-        )));
+        return Verdict::Failed(format!(
+            "{what} answered {} without {text:?} in its body{cut}",
+            response.status
+        ));
     }
     if took.as_millis() > u128::from(check.max_latency_ms) {
-        return Ok(Some(finding(
-            &ENDPOINT_SLOW,
-            format!(
-                "{}: {what} answered in {} ms (threshold {} ms)",
-                check.shown(),
-                took.as_millis(),
-                check.max_latency_ms
-            ),
-        )));
+        return Verdict::Slow(format!(
+            "{what} answered in {} ms (threshold {} ms)",
+            took.as_millis(),
+            check.max_latency_ms
+        ));
     }
-    Ok(None)
+    Verdict::Pass
+}
+
+/// The finding one answer calls for, if any; `Err` is a line for the log
+/// (a grant or config problem, not the cluster's).
+pub fn judge(
+    check: &Check,
+    answer: Result<(&Response, Duration), &ProbeError>,
+) -> Result<Option<Finding>, String> {
+    let what = format!("{} {}", check.method, check.url);
+    let finding = |rule: &sonde_sdk::Rule, message: String| -> Finding {
+        rule.cluster_finding(format!("{}: {message}", check.shown()))
+            .label("check", check.shown())
+            .label("url", check.url.clone())
+            .into()
+    };
+    match verdict(check, &what, answer) {
+        Verdict::Pass => Ok(None),
+        Verdict::Failed(m) => Ok(Some(finding(&ENDPOINT_FAILURE, m))),
+        Verdict::Slow(m) => Ok(Some(finding(&ENDPOINT_SLOW, m))),
+        Verdict::Skipped(why) => Err(format!("endpoint check {} skipped: {why}", check.shown())),
+    }
+}
+
+/// The request a check sends.
+pub fn request(check: &Check) -> Request {
+    Request {
+        method: check.method.clone(),
+        url: check.url.clone(),
+        headers: check
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        body: check.body.as_ref().map(|b| b.as_bytes().to_vec()),
+        timeout_ms: Some(check.timeout_ms),
+        insecure_skip_verify: check.insecure,
+    }
 }
 
 /// The finding an https endpoint's certificate calls for at `now` (seconds
@@ -199,18 +224,7 @@ pub fn certificate(check: &Check, cert: &PeerCertificate, now: i64) -> Option<Fi
 
 /// Calls one endpoint.
 pub fn run(check: &Check, out: &mut Vec<Finding>) {
-    let request = Request {
-        method: check.method.clone(),
-        url: check.url.clone(),
-        headers: check
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        body: None,
-        timeout_ms: Some(check.timeout_ms),
-        insecure_skip_verify: check.insecure,
-    };
+    let request = request(check);
     let started = Instant::now();
     let answer = http::send(&request);
     let took = started.elapsed();

@@ -2,7 +2,9 @@
 //! is made to do things and each failure is a finding. Names are resolved
 //! through every CoreDNS pod and the cluster DNS Service on their own
 //! (`dns`), HTTP endpoints such as ingresses are called with an expected
-//! status, text and latency (`endpoints`), and a key is written, read back
+//! status, text and latency (`endpoints`), user flows of several requests
+//! carrying values from one answer to the next request run in order
+//! (`flows`: log in, then use the session), a key is written, read back
 //! and deleted in etcd (`etcd`), and a pod is created, must start, and is
 //! deleted (`pod`). Nothing runs that the config or a live
 //! cluster does not name, so a snapshot audit sends no traffic. A check the
@@ -12,6 +14,7 @@
 pub mod dns;
 pub mod endpoints;
 pub mod etcd;
+pub mod flows;
 pub mod pod;
 
 use serde::Deserialize;
@@ -60,6 +63,22 @@ pub const ENDPOINT_CERTIFICATE: Rule = Rule::new(
     "An https endpoint served a certificate that expires within the check's days (default 30), has expired, or is not valid yet (critical then): clients will refuse it.",
     "Renew the certificate named (its subject and issuer are in the message) and check that whatever renews it (cert-manager, the ingress controller) runs.",
 );
+pub const FLOW_FAILURE: Rule = Rule::new(
+    "UserFlowFailed",
+    "User flow failed",
+    CATEGORY,
+    Severity::High,
+    "A configured user flow (HTTP requests in order, such as logging in and then using the session) stopped at a step that did not answer, answered with an unexpected status or text, or without a value a later step needs.",
+    "Follow the step named: its service, what it depends on (a database, an identity provider), and the values the steps before it returned.",
+);
+pub const FLOW_SLOW: Rule = Rule::new(
+    "UserFlowSlow",
+    "User flow step slow",
+    CATEGORY,
+    Severity::Medium,
+    "A step of a configured user flow answered above its latency threshold.",
+    "Look at the load and latency of the service behind the step named and of what it calls.",
+);
 pub const ETCD_ROUND_TRIP: Rule = Rule::new(
     "EtcdRoundTripFailed",
     "etcd write, read or delete failed",
@@ -84,6 +103,8 @@ pub const RULES: &[Rule] = &[
     ENDPOINT_FAILURE,
     ENDPOINT_SLOW,
     ENDPOINT_CERTIFICATE,
+    FLOW_FAILURE,
+    FLOW_SLOW,
     ETCD_ROUND_TRIP,
     POD_LIFECYCLE,
 ];
@@ -95,6 +116,8 @@ pub struct Config {
     pub dns: dns::Config,
     /// HTTP endpoints to call (ingress hosts, service URLs).
     pub endpoints: Vec<endpoints::Check>,
+    /// User flows: steps of requests, values carried from step to step.
+    pub flows: Vec<flows::Flow>,
     /// The etcd round trip; absent: not run.
     pub etcd: Option<etcd::Config>,
     /// The pod check (live clusters); absent: not run.
@@ -135,7 +158,7 @@ impl Probe for ActiveChecks {
         sonde_sdk::describe(
             "active-checks",
             env!("CARGO_PKG_VERSION"),
-            "active checks: cluster DNS through each CoreDNS pod, HTTP endpoints (ingresses), an etcd round trip",
+            "active checks: cluster DNS through each CoreDNS pod, HTTP endpoints (ingresses), user flows, an etcd round trip, a pod's lifecycle",
         )
         .rules(RULES)
         .kube(
@@ -168,6 +191,9 @@ impl Probe for ActiveChecks {
         dns::run(&config.dns, live, &mut out);
         for check in &config.endpoints {
             endpoints::run(check, &mut out);
+        }
+        for flow in &config.flows {
+            flows::run(flow, &mut out);
         }
         if let Some(etcd) = &config.etcd {
             etcd::run(etcd, &mut out);
