@@ -136,12 +136,15 @@ impl Step {
     }
 }
 
+/// An answer to a step (or why there was none) and how long it took.
+pub type Answer = (Result<Response, ProbeError>, Duration);
+
 /// Runs `flow`, with `send` making each request (the host's HTTP in the
 /// probe; a stand-in in the unit tests). `Err` is a line for the log: the
 /// flow stopped on a grant or config problem, not the cluster's.
 pub fn run_with(
     flow: &Flow,
-    send: &mut dyn FnMut(&Check) -> (Result<Response, ProbeError>, Duration),
+    send: &mut dyn FnMut(&Check) -> Answer,
     out: &mut Vec<Finding>,
 ) -> Result<(), String> {
     let mut vars = BTreeMap::new();
