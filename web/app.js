@@ -1189,6 +1189,7 @@ const HISTORY_WINDOWS = [['60', 'last hour'], ['1440', 'last day'], ['10080', 'l
 const HISTORY_COLUMNS = {
   'kube-events': ['type', 'kind', 'namespace', 'object_kind', 'object_name', 'count', 'node', 'message'],
   'kube-audit': ['user', 'kind', 'resource', 'subresource', 'namespace', 'name', 'code', 'decision', 'source_ip'],
+  'kernel-log': ['node', 'kind', 'condition', 'pid', 'comm', 'message'],
 };
 
 /** `field=value` pairs written in the filter box, space-separated; a bad one is named. */

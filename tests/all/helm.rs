@@ -261,6 +261,12 @@ fn values_name_the_release_set_the_config_and_leave_the_agent_out() {
     assert_eq!(agent.collectors, ["oom", "kernel-log"]);
     assert!(agent.http.ports.is_empty());
 
+    // Off by default: no Ingress, no ServiceMonitor.
+    assert!(
+        docs.iter()
+            .all(|d| d["kind"] != "Ingress" && d["kind"] != "ServiceMonitor")
+    );
+
     // No agent: no DaemonSet, nor its account.
     let docs = render("sonde", "sonde", "agent: {enabled: false}\n");
     assert!(docs.iter().all(|d| d["kind"] != "DaemonSet"));
@@ -269,4 +275,46 @@ fn values_name_the_release_set_the_config_and_leave_the_agent_out() {
         "{docs:?}"
     );
     assert!(docs.iter().any(|d| d["kind"] == "Deployment"));
+}
+
+#[test]
+fn an_ingress_and_a_service_monitor_when_asked_for() {
+    let docs = render(
+        "sonde",
+        "sonde",
+        "ingress: {enabled: true, className: nginx, host: sonde.example.com, tlsSecretName: sonde-tls}\n\
+         serviceMonitor: {enabled: true, labels: {release: prometheus}}\n",
+    );
+    let ingress = find(&docs, "Ingress", "sonde");
+    assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
+    assert_eq!(ingress["spec"]["tls"][0]["secretName"], "sonde-tls");
+    assert_eq!(ingress["spec"]["tls"][0]["hosts"][0], "sonde.example.com");
+    let rule = &ingress["spec"]["rules"][0];
+    assert_eq!(rule["host"], "sonde.example.com");
+    let backend = &rule["http"]["paths"][0]["backend"]["service"];
+    assert_eq!(backend["name"], "sonde");
+    assert_eq!(backend["port"]["name"], "http");
+    // The Service it points at has that port.
+    let service = find(&docs, "Service", "sonde");
+    assert_eq!(service["spec"]["ports"][0]["name"], "http");
+
+    let monitor = find(&docs, "ServiceMonitor", "sonde");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    // It selects the Service by the Service's own labels.
+    let labels = service["metadata"]["labels"].as_mapping().unwrap();
+    for (k, v) in monitor["spec"]["selector"]["matchLabels"]
+        .as_mapping()
+        .unwrap()
+    {
+        assert_eq!(labels.get(k), Some(v), "{k:?}");
+    }
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["path"], "/metrics");
+    assert_eq!(endpoint["port"], "http");
+    // /metrics takes a viewer token.
+    assert_eq!(
+        endpoint["authorization"]["credentials"]["name"],
+        "sonde-tokens"
+    );
+    assert_eq!(endpoint["authorization"]["credentials"]["key"], "viewer");
 }
