@@ -318,3 +318,57 @@ fn an_ingress_and_a_service_monitor_when_asked_for() {
     );
     assert_eq!(endpoint["authorization"]["credentials"]["key"], "viewer");
 }
+
+#[test]
+fn with_a_tls_secret_the_daemon_serves_https_and_the_agents_trust_its_ca() {
+    let docs = render("sonde", "sonde", "tls: {secretName: sonde-tls}\n");
+    let config = find(&docs, "ConfigMap", "sonde")["data"]["sonde.yaml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let parsed: serde_yaml::Value = serde_yaml::from_str(&config).unwrap();
+    assert_eq!(parsed["tls"]["cert_file"], "/etc/sonde-tls/tls.crt");
+    assert_eq!(parsed["tls"]["key_file"], "/etc/sonde-tls/tls.key");
+    let pod = &find(&docs, "Deployment", "sonde")["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["containers"][0]["readinessProbe"]["httpGet"]["scheme"],
+        "HTTPS"
+    );
+    assert_eq!(
+        pod["containers"][0]["livenessProbe"]["httpGet"]["scheme"],
+        "HTTPS"
+    );
+    let tls = pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "tls")
+        .unwrap();
+    assert_eq!(tls["secret"]["secretName"], "sonde-tls");
+    let ds = &find(&docs, "DaemonSet", "sonde-agent")["spec"]["template"]["spec"];
+    let args: Vec<&str> = ds["containers"][0]["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let at = |flag: &str| args[args.iter().position(|a| *a == flag).unwrap() + 1];
+    assert_eq!(at("--daemon"), "https://sonde.sonde.svc:8080");
+    assert_eq!(at("--daemon-ca"), "/etc/sonde-tls/ca.crt");
+    // The agents get the CA, not the daemon's key.
+    let agent_tls = ds["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "tls")
+        .unwrap();
+    assert_eq!(agent_tls["secret"]["items"][0]["key"], "ca.crt");
+    assert_eq!(agent_tls["secret"]["items"].as_sequence().unwrap().len(), 1);
+    // The daemon's config is one it takes once the Secret's files are there.
+    let pki = crate::pki::pki();
+    let local = config
+        .replace("/etc/sonde-tls/tls.crt", pki.server_cert.to_str().unwrap())
+        .replace("/etc/sonde-tls/tls.key", pki.server_key.to_str().unwrap());
+    let (ok, _, stderr) = check_config(&local);
+    assert!(ok, "{stderr}");
+}

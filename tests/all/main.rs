@@ -32,6 +32,7 @@ mod report_formats;
 mod schema_checks;
 mod seed_examples;
 mod serve;
+mod tls;
 mod web_ui;
 mod workload_rules;
 

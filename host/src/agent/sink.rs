@@ -40,6 +40,11 @@ pub enum SinkError {
     Store(#[from] StoreError),
     #[error("{url} is not a daemon address: {why}")]
     BadUrl { url: String, why: &'static str },
+    #[error("the daemon's CA {path}: {why}")]
+    Ca {
+        path: std::path::PathBuf,
+        why: String,
+    },
     #[error("cannot encode collector data as JSON")]
     Encode(#[source] serde_json::Error),
     #[error("cannot send collector data to {endpoint}")]
@@ -100,18 +105,24 @@ impl DaemonSink {
     /// The daemon at `url` (`http://host:port`, its listen address or
     /// service), sending `token` (an agent token) when there is one.
     pub fn new(url: &str, token: Option<String>) -> Result<DaemonSink, SinkError> {
+        Self::with_ca(url, token, None)
+    }
+
+    /// The same, and for an `https://` daemon (its `tls:`), the CA its
+    /// certificate is checked against (PEM; default: the public web roots).
+    pub fn with_ca(
+        url: &str,
+        token: Option<String>,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<DaemonSink, SinkError> {
         let bad = |why| SinkError::BadUrl {
             url: url.to_string(),
             why,
         };
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            bad(if url.starts_with("https://") {
-                "the agent speaks plain HTTP to the daemon (as the daemon serves it); \
-                 use http://, and a mesh or a tunnel for TLS"
-            } else {
-                "it must start with http://"
-            })
-        })?;
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+            .ok_or_else(|| bad("it must start with http:// or https://"))?;
         let host = rest.split('/').next().unwrap_or_default();
         if host.is_empty() {
             return Err(bad("no host"));
@@ -119,11 +130,32 @@ impl DaemonSink {
         if rest.contains(['?', '#']) {
             return Err(bad("no query or fragment"));
         }
-        let http: ureq::Agent = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(REQUEST_TIMEOUT))
-            .build()
-            .into();
+            .timeout_global(Some(REQUEST_TIMEOUT));
+        if let Some(path) = ca_file {
+            let ca = |why: String| SinkError::Ca {
+                path: path.into(),
+                why,
+            };
+            let certs: Vec<ureq::tls::Certificate<'static>> =
+                ureq::tls::parse_pem(&std::fs::read(path).map_err(|e| ca(e.to_string()))?)
+                    .filter_map(|item| match item {
+                        Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                        Ok(_) => None,
+                        Err(e) => Some(Err(ca(e.to_string()))),
+                    })
+                    .collect::<Result<_, _>>()?;
+            if certs.is_empty() {
+                return Err(ca("no CERTIFICATE in it".into()));
+            }
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs)))
+                    .build(),
+            );
+        }
+        let http: ureq::Agent = config.build().into();
         Ok(DaemonSink {
             http,
             endpoint: format!("{}{BATCHES_PATH}", url.trim_end_matches('/')),
@@ -464,11 +496,23 @@ mod tests {
             "http://sonde.sonde.svc:8080/api/v1/collectors/batches"
         );
         assert!(ok.token.is_none(), "an empty token is none");
-        let https = DaemonSink::new("https://sonde:8080", None)
-            .unwrap_err()
-            .to_string();
-        assert!(https.contains("plain HTTP"), "{https}");
-        for bad in ["sonde:8080", "http://", "http://h/?x=1"] {
+        let https = DaemonSink::new("https://sonde:8443", None).unwrap();
+        assert_eq!(
+            https.endpoint(),
+            "https://sonde:8443/api/v1/collectors/batches"
+        );
+        let missing = DaemonSink::with_ca(
+            "https://sonde:8443",
+            None,
+            Some(std::path::Path::new("/nonexistent/ca.pem")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            missing.starts_with("the daemon's CA /nonexistent/ca.pem: "),
+            "{missing}"
+        );
+        for bad in ["sonde:8080", "http://", "http://h/?x=1", "ftp://h"] {
             let e = DaemonSink::new(bad, None).unwrap_err().to_string();
             assert!(
                 e.starts_with(&format!("{bad} is not a daemon address")),

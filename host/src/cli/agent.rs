@@ -28,6 +28,10 @@ pub struct AgentArgs {
     /// SONDE_AGENT_TOKEN, none when it is unset).
     #[arg(long, value_name = "NAME", requires = "daemon")]
     token_env: Option<String>,
+    /// The CA (PEM) an `https://` daemon's certificate is checked against
+    /// (default: the public web roots).
+    #[arg(long, value_name = "FILE", requires = "daemon")]
+    daemon_ca: Option<PathBuf>,
     /// The agent's settings (YAML): node, collectors, http, tcp, intervals, retention.
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
@@ -120,7 +124,11 @@ pub async fn agent(args: AgentArgs) -> Result<u8> {
             )
             .await?,
         ),
-        (None, Some(url)) => Sink::Daemon(DaemonSink::new(url, agent_token(&args)?)?),
+        (None, Some(url)) => Sink::Daemon(DaemonSink::with_ca(
+            url,
+            agent_token(&args)?,
+            args.daemon_ca.as_deref(),
+        )?),
         (None, None) => anyhow::bail!("--store or --daemon says where the agent writes"),
     };
     // A check loads the collectors to say which run, and writes nothing:

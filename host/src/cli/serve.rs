@@ -82,24 +82,45 @@ pub async fn serve(args: ServeArgs) -> Result<u8> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let bound = listener.local_addr()?;
+    // Files checked at load; read again here (they may have changed since).
+    let tls = match &loaded.checked.config.tls {
+        Some(t) => Some(std::sync::Arc::new(daemon::tls::CertFiles::open(
+            &t.cert_file,
+            &t.key_file,
+        )?)),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
-        url = %format!("http://{bound}/"),
+        url = %format!("{scheme}://{bound}/"),
         store = %d.store().path().display(),
         cluster = %loaded.source,
         probes = d.probes().len(),
         "sonde is serving"
     );
     eprintln!(
-        "sonde: serving http://{bound}/ (store {})",
+        "sonde: serving {scheme}://{bound}/ (store {})",
         d.store().path().display()
     );
     drop(loaded);
     tokio::spawn(daemon::reload_on_sighup(d.clone()));
     let app = daemon::api::router(d.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    match tls {
+        Some(files) => {
+            daemon::tls::serve(
+                listener,
+                daemon::tls::acceptor(files),
+                app,
+                shutdown_signal(),
+            )
+            .await
+            .context("serving HTTPS")?;
+        }
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving HTTP")?,
+    }
     tracing::info!("shutting down: waiting for runs in flight");
     d.shutdown(Duration::from_secs(30)).await;
     Ok(exit::OK)

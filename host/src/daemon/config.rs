@@ -41,6 +41,9 @@ pub struct DaemonConfig {
     /// Where the API and UI listen (default 127.0.0.1:8080).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Serve HTTPS with this certificate instead of plain HTTP.
+    #[serde(default)]
+    pub tls: Option<ServeTlsConfig>,
     /// The cluster the probes read.
     #[serde(default)]
     pub cluster: ClusterConfig,
@@ -136,6 +139,16 @@ fn default_event_types() -> Vec<String> {
 
 fn default_event_alert_age() -> u64 {
     15
+}
+
+/// The daemon's own certificate: PEM files, read again when they change.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServeTlsConfig {
+    /// The certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 /// What an alert request's body is.
@@ -561,6 +574,13 @@ impl DaemonConfig {
             problems.push(format!("cluster.{e}"));
         }
         resolve(&mut self.store.path);
+        if let Some(tls) = &mut self.tls {
+            resolve(&mut tls.cert_file);
+            resolve(&mut tls.key_file);
+            if let Err(e) = super::tls::load(&tls.cert_file, &tls.key_file) {
+                problems.push(format!("tls.{e}"));
+            }
+        }
         if let Some(p) = &mut self.exemptions {
             resolve(p);
         }

@@ -54,6 +54,7 @@ pub fn config(data_dir: &Path, listen: SocketAddr) -> Result<DaemonConfig> {
         .collect();
     Ok(DaemonConfig {
         listen,
+        tls: None,
         cluster: ClusterConfig {
             snapshot: Some(snapshot),
             ..Default::default()

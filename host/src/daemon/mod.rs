@@ -27,6 +27,7 @@ pub mod report;
 pub mod schedule;
 pub mod scheduler;
 pub mod svg;
+pub mod tls;
 pub mod web;
 
 use std::collections::HashMap;
