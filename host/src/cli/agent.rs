@@ -19,7 +19,7 @@ pub struct AgentArgs {
     /// The store to write into (the daemon's SQLite file, or one of its own) ...
     #[arg(long, value_name = "FILE", required_unless_present = "daemon")]
     store: Option<PathBuf>,
-    /// ... or the daemon to send to (`http://HOST:PORT`, its listen address
+    /// ... or the daemon to send to (`http://HOST:PORT`, or `https://` when it serves `tls:`; its listen address
     /// or service): one agent per node, one daemon.
     #[arg(long, value_name = "URL", conflicts_with = "store")]
     daemon: Option<String>,
