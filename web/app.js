@@ -283,8 +283,10 @@ async function loadWhoami() {
     slot.replaceChildren();
     return;
   }
-  const { role, auth } = session.whoami;
-  const children = [h('span', { class: 'role', title: auth ? 'signed in with a token' : 'the daemon has no tokens' }, visibleText(role))];
+  const { role, auth, cluster } = session.whoami;
+  const children = [];
+  if (cluster) children.push(h('span', { class: 'cluster', 'data-testid': 'cluster-name', title: 'this cluster (cluster_name)' }, visibleText(cluster)));
+  children.push(h('span', { class: 'role', title: auth ? 'signed in with a token' : 'the daemon has no tokens' }, visibleText(role)));
   if (session.token) {
     children.push(on(h('button', { type: 'button', class: 'link-button', 'data-testid': 'sign-out' }, 'Sign out'), 'click', () => {
       setToken('');

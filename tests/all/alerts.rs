@@ -125,6 +125,7 @@ listen: 127.0.0.1:0
 cluster: {{snapshot: "{{cluster}}"}}
 store: {{path: "{{dir}}/sonde.db"}}
 external_url: http://sonde.example.com
+cluster_name: "prod <eu>"
 exemptions: "{}"
 auth:
   tokens:
@@ -149,6 +150,7 @@ probes:
     let hook = wait_for(&got, "/hook", 1);
     let body = &hook[0].body;
     assert_eq!(body["source"], "sonde");
+    assert_eq!(body["cluster"], "prod <eu>");
     assert_eq!(body["probe"], "workload-audit");
     let opened = body["opened"].as_array().unwrap();
     assert!(!opened.is_empty());
@@ -202,6 +204,7 @@ probes:
     let alerts = am[0].body.as_array().unwrap();
     assert!(!alerts.is_empty());
     assert!(alerts.iter().all(|a| a["labels"]["severity"] == "critical"
+        && a["labels"]["cluster"] == "prod <eu>"
         && a["labels"]["probe"] == "workload-audit"
         && a["startsAt"].is_string()
         && a.get("endsAt").is_none()));
@@ -211,7 +214,7 @@ probes:
     let chat = wait_for(&got, "/flaky", 1);
     let text = chat[0].body["text"].as_str().unwrap();
     assert!(
-        text.starts_with("*Sonde*: hostile ran: 2 opened, 0 fixed"),
+        text.starts_with("*Sonde* (prod &lt;eu&gt;): hostile ran: 2 opened, 0 fixed"),
         "{text}"
     );
     assert!(

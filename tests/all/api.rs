@@ -19,6 +19,7 @@ fn config(upload_max: usize) -> String {
         r#"
 listen: 127.0.0.1:0
 cluster: {{snapshot: "{{cluster}}"}}
+cluster_name: shop-prod
 store: {{path: "{{dir}}/sonde.db"}}
 auth:
   tokens:
@@ -147,6 +148,7 @@ fn auth_roles_and_public_endpoints() {
         (who["role"].as_str(), who["auth"].as_bool()),
         (Some("admin"), Some(true))
     );
+    assert_eq!(who["cluster"], "shop-prod");
     // Unknown API paths are JSON 404s.
     assert!(
         get(&s, "/api/v1/nope", VIEWER)

@@ -23,7 +23,7 @@ fn the_dashboard_findings_run_now_export_and_xss_in_chromium() {
         "{chromium} is missing: run scripts/setup.sh --for-tests (Debian's chromium)"
     );
     let mut config = String::from(
-        "listen: 127.0.0.1:0\ncluster: {snapshot: \"{cluster}\"}\nstore: {path: \"{dir}/sonde.db\"}\nprobes:\n",
+        "listen: 127.0.0.1:0\ncluster: {snapshot: \"{cluster}\"}\ncluster_name: \"<b>e2e</b>\"\nstore: {path: \"{dir}/sonde.db\"}\nprobes:\n",
     );
     for name in sonde::builtin::names() {
         config.push_str(&format!(

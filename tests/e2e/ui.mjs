@@ -4,7 +4,7 @@
 //   SONDE_DOWNLOADS=/tmp/dl [CHROMIUM=/usr/bin/chromium] node tests/e2e/ui.mjs
 //
 // Expects a daemon with the built-in probes over the sample cluster, the
-// `hostile` probe in xss mode, and no tokens. Prints one line per step;
+// `hostile` probe in xss mode, cluster_name "<b>e2e</b>", and no tokens. Prints one line per step;
 // exits 0 when every step passed, 1 on the first failure.
 
 import fs from 'node:fs';
@@ -177,6 +177,14 @@ await step('the dashboard shows the score, the severity counts and the trend', a
   }
   fs.mkdirSync(path.dirname(path.resolve(screenshot)), { recursive: true });
   await page.screenshot({ path: screenshot, fullPage: true });
+});
+
+await step('the header names the cluster, as text', async () => {
+  await page.waitForSelector('[data-testid="cluster-name"]');
+  const name = (await page.textContent('[data-testid="cluster-name"]')).trim();
+  if (name !== '<b>e2e</b>') throw new Error(`expected the cluster_name as text, saw "${name}"`);
+  const bold = await page.$$eval('header b', (els) => els.length);
+  if (bold !== 0) throw new Error('the cluster name became markup');
 });
 
 await step('the findings explorer filters by severity', async () => {

@@ -118,7 +118,12 @@ impl Daemon {
             if opened.is_empty() && fixed.is_empty() {
                 continue;
             }
-            let body = render(sink.config.format, run, &opened, &fixed, external);
+            let mut body = render(sink.config.format, run, &opened, &fixed, external);
+            name_cluster(
+                sink.config.format,
+                &mut body,
+                loaded.checked.config.cluster_name.as_deref(),
+            );
             let (client, sink, metrics) = (client.clone(), (*sink).clone(), self.clone());
             tokio::spawn(async move {
                 let sent = deliver(&client, &sink, &body).await;
@@ -360,6 +365,31 @@ pub fn render(
     }
 }
 
+/// Names the cluster in a rendered body, when it has a name: a `cluster`
+/// field (JSON), a `cluster` label on each alert (Alertmanager), after
+/// "Sonde" in the text (Slack).
+pub fn name_cluster(format: AlertFormat, body: &mut Value, cluster: Option<&str>) {
+    let Some(cluster) = cluster else { return };
+    match format {
+        AlertFormat::Json => body["cluster"] = Value::String(cluster.into()),
+        AlertFormat::Alertmanager => {
+            for alert in body.as_array_mut().into_iter().flatten() {
+                alert["labels"]["cluster"] = Value::String(cluster.into());
+            }
+        }
+        AlertFormat::Slack => {
+            if let Some(text) = body["text"].as_str() {
+                let named = text.replacen(
+                    "*Sonde*",
+                    &format!("*Sonde* ({})", slack_escape(cluster)),
+                    1,
+                );
+                body["text"] = Value::String(named);
+            }
+        }
+    }
+}
+
 /// Text as Slack's markup reads it literally: `&`, `<`, `>` escaped (so
 /// `<!channel>` or `<http://x|y>` in a message stay text).
 pub fn slack_escape(s: &str) -> String {
@@ -467,5 +497,27 @@ mod tests {
         assert_eq!(body["opened_total"], 150);
         assert_eq!(body["opened"].as_array().unwrap().len(), 100);
         assert_eq!(body["opened"][0]["url"], Value::Null);
+    }
+
+    #[test]
+    fn the_cluster_is_named_in_every_format() {
+        let mut json_body = serde_json::json!({"source": "sonde"});
+        name_cluster(AlertFormat::Json, &mut json_body, Some("prod-eu"));
+        assert_eq!(json_body["cluster"], "prod-eu");
+        let mut am =
+            serde_json::json!([{"labels": {"alertname": "X"}}, {"labels": {"alertname": "Y"}}]);
+        name_cluster(AlertFormat::Alertmanager, &mut am, Some("prod-eu"));
+        assert!(
+            am.as_array()
+                .unwrap()
+                .iter()
+                .all(|a| a["labels"]["cluster"] == "prod-eu")
+        );
+        let mut slack = serde_json::json!({"text": "*Sonde*: p ran"});
+        name_cluster(AlertFormat::Slack, &mut slack, Some("<!here>"));
+        assert_eq!(slack["text"], "*Sonde* (&lt;!here&gt;): p ran");
+        let mut unnamed = serde_json::json!({"source": "sonde"});
+        name_cluster(AlertFormat::Json, &mut unnamed, None);
+        assert!(unnamed.get("cluster").is_none());
     }
 }

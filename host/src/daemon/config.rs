@@ -73,6 +73,11 @@ pub struct DaemonConfig {
     /// for links in alerts; none: alerts carry no links.
     #[serde(default)]
     pub external_url: Option<String>,
+    /// This cluster's name in what Sonde sends out (alerts) and shows (the
+    /// UI's header): several clusters' Sondes can share one Alertmanager or
+    /// chat channel and still be told apart.
+    #[serde(default)]
+    pub cluster_name: Option<String>,
     pub probes: Vec<ProbeConfig>,
 }
 
@@ -694,6 +699,13 @@ impl DaemonConfig {
             && !reqwest::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
         {
             problems.push(format!("external_url: {u:?} is not an http(s) URL"));
+        }
+        if let Some(n) = &self.cluster_name
+            && (n.is_empty() || n.len() > 63 || n.chars().any(|c| c.is_control()))
+        {
+            problems.push(format!(
+                "cluster_name: {n:?} is not a name (1 to 63 characters, no control characters)"
+            ));
         }
 
         let mut names = BTreeSet::new();

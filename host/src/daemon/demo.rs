@@ -55,6 +55,7 @@ pub fn config(data_dir: &Path, listen: SocketAddr) -> Result<DaemonConfig> {
     Ok(DaemonConfig {
         listen,
         tls: None,
+        cluster_name: Some("demo".into()),
         cluster: ClusterConfig {
             snapshot: Some(snapshot),
             ..Default::default()

@@ -52,7 +52,12 @@ impl Daemon {
             if chosen.is_empty() {
                 continue;
             }
-            let body = render(sink.config.format, &chosen, external);
+            let mut body = render(sink.config.format, &chosen, external);
+            super::alerts::name_cluster(
+                sink.config.format,
+                &mut body,
+                loaded.checked.config.cluster_name.as_deref(),
+            );
             let (client, sink, metrics) = (client.clone(), sink.clone(), self.clone());
             tokio::spawn(async move {
                 let sent = deliver(&client, &sink, &body).await;

@@ -34,6 +34,7 @@ pub async fn whoami(
         }
         .into(),
         auth: !app.daemon.loaded().tokens().is_empty(),
+        cluster: app.daemon.loaded().checked.config.cluster_name.clone(),
     })
 }
 

@@ -348,6 +348,8 @@ pub struct WhoAmI {
     pub role: String,
     /// False when the daemon has no tokens (loopback only: everyone is admin).
     pub auth: bool,
+    /// The config's `cluster_name`, when it has one.
+    pub cluster: Option<String>,
 }
 
 /// A run just queued.
