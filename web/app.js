@@ -1378,7 +1378,9 @@ async function trafficView(ctx, params) {
     rows.length
       ? table(columns, rows, { class: 'grid traffic', 'data-testid': 'traffic-table' })
       : h('p', { class: 'empty', 'data-testid': 'no-traffic' }, 'No HTTP traffic in this window. The http collector runs in `sonde agent` on each node (as root).'),
-    page.truncated ? h('p', { class: 'muted', 'data-testid': 'traffic-truncated' }, 'More servers (or minutes) than one page holds: narrow the window or the filter.') : null);
+    page.complete_since
+      ? h('p', { class: 'muted', 'data-testid': 'traffic-partial' }, 'More minutes than one read takes: the figures cover from ', timeEl(new Date(Number(page.complete_since)).toISOString()), ' on. Narrow the window or the filter.')
+      : page.truncated ? h('p', { class: 'muted', 'data-testid': 'traffic-truncated' }, 'More servers than one page holds: narrow the filter.') : null);
 }
 
 // The node collectors and their state on each node (GET /api/v1/collectors).

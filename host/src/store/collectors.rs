@@ -616,24 +616,50 @@ impl Store {
             .collect()
     }
 
-    /// HTTP RED rows of the minutes in `[since, until)`, at most `cap`.
+    /// HTTP RED rows of the minutes in `[since, until)`, oldest first, at most `cap`.
     pub async fn http_red(
         &self,
         since_ms: i64,
         until_ms: i64,
         cap: u32,
     ) -> Result<Vec<HttpRedRow>, StoreError> {
-        let rows = sqlx::query(
+        self.http_red_ordered(since_ms, until_ms, cap, false).await
+    }
+
+    /// The same, newest first: a window with more than `cap` rows keeps
+    /// its most recent minutes.
+    pub async fn http_red_newest(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+        cap: u32,
+    ) -> Result<Vec<HttpRedRow>, StoreError> {
+        self.http_red_ordered(since_ms, until_ms, cap, true).await
+    }
+
+    async fn http_red_ordered(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+        cap: u32,
+        newest_first: bool,
+    ) -> Result<Vec<HttpRedRow>, StoreError> {
+        let sql = if newest_first {
             "SELECT minute, node, namespace, pod, server, method, route, requests, errors, \
              client_errors, duration_sum_us, duration_max_us, buckets FROM http_red \
-             WHERE minute >= $1 AND minute < $2 ORDER BY minute, server, method, route LIMIT $3",
-        )
-        .bind(since_ms)
-        .bind(until_ms)
-        .bind(i64::from(cap))
-        .fetch_all(&self.reader)
-        .await
-        .ctx("read http red")?;
+             WHERE minute >= $1 AND minute < $2 ORDER BY minute DESC, server, method, route LIMIT $3"
+        } else {
+            "SELECT minute, node, namespace, pod, server, method, route, requests, errors, \
+             client_errors, duration_sum_us, duration_max_us, buckets FROM http_red \
+             WHERE minute >= $1 AND minute < $2 ORDER BY minute, server, method, route LIMIT $3"
+        };
+        let rows = sqlx::query(sql)
+            .bind(since_ms)
+            .bind(until_ms)
+            .bind(i64::from(cap))
+            .fetch_all(&self.reader)
+            .await
+            .ctx("read http red")?;
         rows.iter()
             .map(|r| {
                 Ok(HttpRedRow {
@@ -1333,6 +1359,23 @@ mod tests {
         );
         let http = store.http_red(0, 120_000, 100).await.unwrap();
         assert_eq!(http, vec![red(60_000, 9)]);
+        // Newest first, cut at the cap: the most recent minutes.
+        store
+            .write_collector_batch(&CollectorBatch {
+                http: vec![red(120_000, 1), red(180_000, 2)],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let minutes = |rows: Vec<HttpRedRow>| rows.iter().map(|r| r.minute_ms).collect::<Vec<_>>();
+        assert_eq!(
+            minutes(store.http_red_newest(0, 240_000, 2).await.unwrap()),
+            [180_000, 120_000]
+        );
+        assert_eq!(
+            minutes(store.http_red(0, 240_000, 2).await.unwrap()),
+            [60_000, 120_000]
+        );
         assert_eq!(store.collector_statuses().await.unwrap(), vec![status]);
         // Past one statement's worth of rows: every event lands, in order.
         let many: Vec<_> = (0..1201).map(|i| event(100_000 + i, "oom_kill")).collect();

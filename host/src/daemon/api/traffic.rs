@@ -45,12 +45,16 @@ pub struct TrafficView {
     pub until: i64,
     /// `pod` or `route`.
     pub by: String,
-    /// The width of one point of each series, ms (a whole number of minutes).
+    /// The width of one point of each series, ms (a whole number of
+    /// minutes); the series start at `complete_since` when it is set.
     pub step_ms: i64,
     pub services: Vec<TrafficRow>,
     /// More services than the page holds, or more minutes in the window
-    /// than one read takes (the oldest are then left out): narrow it.
+    /// than one read takes (see `complete_since`): narrow it.
     pub truncated: bool,
+    /// When the window held more rows than one read takes, the newest
+    /// were read: the figures cover the minutes from this time (ms) on.
+    pub complete_since: Option<i64>,
 }
 
 /// One service's requests, errors and durations over the window.
@@ -119,6 +123,16 @@ fn field<'a>(row: &'a HttpRedRow, name: &str) -> &'a str {
 fn step_ms(since: i64, until: i64) -> i64 {
     let minutes = (until.saturating_sub(since) + MINUTE_MS - 1) / MINUTE_MS;
     ((minutes + MAX_POINTS - 1) / MAX_POINTS).max(1) * MINUTE_MS
+}
+
+/// Where the figures start when the read stopped at its cap (`rows`
+/// newest first): the minute after the oldest one read, which may be
+/// there only in part; `None` when every row was read.
+fn complete_since(rows: &[HttpRedRow], read_all: bool) -> Option<i64> {
+    if read_all {
+        return None;
+    }
+    rows.last().map(|r| r.minute_ms + MINUTE_MS)
 }
 
 /// Adds up `rows` (the window's minutes) per service, busiest first.
@@ -228,14 +242,17 @@ pub async fn traffic(
     let rows = app
         .daemon
         .store()
-        .http_red(window.since, window.until, SCAN_CAP)
+        .http_red_newest(window.since, window.until, SCAN_CAP)
         .await?;
     let scanned_all = rows.len() < SCAN_CAP as usize;
+    let complete_since = complete_since(&rows, scanned_all);
+    let since = complete_since.unwrap_or(window.since);
     let rows: Vec<HttpRedRow> = rows
         .into_iter()
-        .filter(|r| filters.iter().all(|(f, v)| field(r, f) == v))
+        .filter(|r| r.minute_ms >= since && filters.iter().all(|(f, v)| field(r, f) == v))
         .collect();
-    let mut services = summarize(&rows, by, window.since, window.until);
+    // Rates and series over what was read.
+    let mut services = summarize(&rows, by, since, window.until);
     let limit = window.limit.unwrap_or(DEFAULT_LIMIT);
     let truncated = services.len() > limit || !scanned_all;
     services.truncate(limit);
@@ -247,9 +264,10 @@ pub async fn traffic(
             By::Route => "route",
         }
         .to_string(),
-        step_ms: step_ms(window.since, window.until),
+        step_ms: step_ms(since, window.until),
         services,
         truncated,
+        complete_since,
     }))
 }
 
@@ -326,6 +344,18 @@ mod tests {
         assert_eq!(routes[1].route.as_deref(), Some("/cart"));
         let cart = routes[1].p50_ms.unwrap();
         assert!((45.0..=50.0).contains(&cart), "p50 {cart}");
+    }
+
+    #[test]
+    fn a_read_cut_at_its_cap_covers_the_newest_whole_minutes() {
+        let newest_first = vec![
+            minute(180_000, "web-0", "/", &[1_000], 0),
+            minute(120_000, "web-0", "/", &[1_000], 0),
+            minute(60_000, "web-0", "/", &[1_000], 0),
+        ];
+        assert_eq!(complete_since(&newest_first, true), None);
+        assert_eq!(complete_since(&newest_first, false), Some(120_000));
+        assert_eq!(complete_since(&[], false), None);
     }
 
     #[test]
