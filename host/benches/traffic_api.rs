@@ -40,7 +40,7 @@ fn minute(minute_ms: i64, server: usize, route: usize) -> HttpRedRow {
         method: method.into(),
         route: path.into(),
         requests: requests as i64,
-        errors: (server % 13 == 0) as i64,
+        errors: server.is_multiple_of(13) as i64,
         client_errors: 0,
         duration_sum_us: requests as i64 * 4_000,
         duration_max_us: 90_000,
