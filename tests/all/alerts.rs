@@ -293,27 +293,6 @@ fn a_bad_destination_is_named_at_start() {
     }
 }
 
-/// The recorded Warning BackOff event, counted again `now`.
-fn backoff_again(count: i64, at: &str) -> Value {
-    let list: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            sonde_fake_apiserver::default_fixtures().join("responses/list-events.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let mut event = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["reason"] == "BackOff" && e["type"] == "Warning")
-        .unwrap()
-        .clone();
-    event["count"] = serde_json::json!(count);
-    event["lastTimestamp"] = serde_json::json!(at);
-    event
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_clusters_new_events_are_sent_once_to_the_destinations_that_choose_them() {
     use sonde::daemon::{ConfigSource, Daemon};
@@ -361,7 +340,7 @@ async fn the_clusters_new_events_are_sent_once_to_the_destinations_that_choose_t
     // The kubelet counts the back-off again, now: one occurrence, sent to
     // the two destinations that choose it, once each.
     let now = jiff::Timestamp::now().to_string();
-    server.apply("", "events", backoff_again(63, &now));
+    server.apply("", "events", crate::event_history::backoff_again(63, &now));
     let crashes = tokio::task::spawn_blocking({
         let got = got.clone();
         move || wait_for(&got, "/crashes", 1)

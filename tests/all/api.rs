@@ -713,31 +713,40 @@ fn http_minute(minute_ms: i64, pod: &str, route: &str, durations_us: &[u64], err
     })
 }
 
-#[test]
-fn traffic_adds_up_the_agents_http_minutes_per_pod_and_route() {
-    let s = Served::start(&config(1 << 20));
+/// The start of the minute `back` minutes before this one, ms.
+fn minute_ago(back: i64) -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    let minute = |back: i64| (now / 60_000 - back) * 60_000;
-    let batch = serde_json::json!({
-        "events": [], "status": [],
-        "http": [
-            http_minute(minute(10), "web-0", "/items/:id", &[1_000; 90], 9),
-            http_minute(minute(5), "web-0", "/cart", &[50_000; 10], 0),
-            http_minute(minute(2), "api-0", "/", &[2_000; 5], 0),
-            // Two hours ago: outside the default hour.
-            http_minute(minute(120), "old-0", "/", &[2_000; 7], 6),
-        ]
-    });
+    (now / 60_000 - back) * 60_000
+}
+
+/// Sends `http` minutes as a node agent does; the daemon must take them.
+fn send_minutes(s: &Served, http: Vec<Value>) {
+    let batch = serde_json::json!({"events": [], "status": [], "http": http});
     let r = send(
-        &s,
+        s,
         AGENT,
         "application/json",
         &serde_json::to_vec(&batch).unwrap(),
     );
     assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[test]
+fn traffic_adds_up_the_agents_http_minutes_per_pod_and_route() {
+    let s = Served::start(&config(1 << 20));
+    send_minutes(
+        &s,
+        vec![
+            http_minute(minute_ago(10), "web-0", "/items/:id", &[1_000; 90], 9),
+            http_minute(minute_ago(5), "web-0", "/cart", &[50_000; 10], 0),
+            http_minute(minute_ago(2), "api-0", "/", &[2_000; 5], 0),
+            // Two hours ago: outside the default hour.
+            http_minute(minute_ago(120), "old-0", "/", &[2_000; 7], 6),
+        ],
+    );
 
     let view = ok_json(&s, "/api/v1/traffic");
     assert_eq!(view["by"], "pod");
@@ -842,29 +851,17 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
 #[test]
 fn the_metrics_carry_each_servers_http_rate_errors_and_duration() {
     let s = Served::start(&config(1 << 20));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let minute = |back: i64| (now / 60_000 - back) * 60_000;
-    let batch = serde_json::json!({
-        "events": [], "status": [],
-        "http": [
+    send_minutes(
+        &s,
+        vec![
             // Inside the last five whole minutes, whenever the scrape falls
             // in this minute or the next.
-            http_minute(minute(1), "pay-0", "/pay", &[20_000; 4], 2),
-            http_minute(minute(2), "pay-0", "/pay", &[20_000; 2], 0),
+            http_minute(minute_ago(1), "pay-0", "/pay", &[20_000; 4], 2),
+            http_minute(minute_ago(2), "pay-0", "/pay", &[20_000; 2], 0),
             // Long before: no series.
-            http_minute(minute(30), "old-0", "/", &[1_000; 3], 0),
-        ]
-    });
-    let r = send(
-        &s,
-        AGENT,
-        "application/json",
-        &serde_json::to_vec(&batch).unwrap(),
+            http_minute(minute_ago(30), "old-0", "/", &[1_000; 3], 0),
+        ],
     );
-    assert_eq!(r.status, 200, "{}", r.body);
     let text = get(&s, "/metrics", VIEWER).body;
     let pay = [
         "pod=\"pay-0\"",

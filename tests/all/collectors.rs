@@ -271,19 +271,30 @@ async fn wait_for(
     }
 }
 
+/// 100 MiB of touched memory in a cgroup of 20 MiB: the OOM killer takes
+/// the process (perl); its pid.
+fn oom_kill(cg: &PodCgroup) -> i64 {
+    let child = cg
+        .command("exec perl -e '$x = \"a\" x (100 * 1024 * 1024); sleep 1'")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = i64::from(child.id());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        !out.status.success(),
+        "the allocation should have been killed"
+    );
+    pid
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oom_kill_is_attributed_to_its_pod_and_container_and_reported() {
     needs_root!();
     let _turn = OOM_KILLS.lock().await;
     let cg = PodCgroup::new(Some(20 << 20));
     let running = start_agent(&["oom"], &cg.pod_yaml("shop", "cart-7d9f", "app"), |_| {}).await;
-    // 100 MiB of touched memory in a 20 MiB cgroup: the OOM killer takes it.
-    let status = cg
-        .command("exec perl -e '$x = \"a\" x (100 * 1024 * 1024); sleep 1'")
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(!status.success(), "the allocation should have been killed");
+    oom_kill(&cg);
     let rows = wait_for(&running.store, "oom", |r| {
         r.pod_uid.as_deref() == Some(cg.uid.as_str())
     })
@@ -342,17 +353,7 @@ async fn an_oom_kill_in_the_kernel_log_is_the_nodes_kernel_problem() {
     let running = start_agent(&["kernel-log"], "", |_| {}).await;
     // A real OOM kill: the kernel writes "Memory cgroup out of memory:
     // Killed process <pid> (perl) total-vm:..." into its log.
-    let child = cg
-        .command("exec perl -e '$x = \"a\" x (100 * 1024 * 1024); sleep 1'")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = i64::from(child.id());
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        !out.status.success(),
-        "the allocation should have been killed"
-    );
+    let pid = oom_kill(&cg);
     let rows = wait_for(&running.store, "kernel-log", |r| r.pid == Some(pid)).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     let line = &rows[0];

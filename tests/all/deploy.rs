@@ -77,14 +77,16 @@ fn sondes_own_manifests_pass_its_audit_but_for_the_agents_documented_needs() {
     assert!(rules.contains(&"HostPIDAllowed"), "{rules:?}");
 }
 
-#[test]
-fn the_daemons_config_map_is_a_config_it_takes_and_the_agents_settings_are_valid() {
+/// `sonde serve --check` of a daemon config (as a manifest's ConfigMap
+/// holds it), with the four tokens it names in the environment: whether it
+/// passed, stdout, stderr.
+pub fn check_config(config: &str) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sonde.yaml");
-    std::fs::write(&config, config_map_entry("daemon.yaml", "sonde.yaml")).unwrap();
+    let path = dir.path().join("sonde.yaml");
+    std::fs::write(&path, config).unwrap();
     let out = sonde()
         .args(["serve", "-c"])
-        .arg(&config)
+        .arg(&path)
         .arg("--check")
         .env("SONDE_VIEWER_TOKEN", "viewer-0123456789abcdef")
         .env("SONDE_ADMIN_TOKEN", "admin-0123456789abcdef")
@@ -93,8 +95,17 @@ fn the_daemons_config_map_is_a_config_it_takes_and_the_agents_settings_are_valid
         .output()
         .unwrap();
     let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
+    (out.status.success(), stdout, stderr)
+}
+
+#[test]
+fn the_daemons_config_map_is_a_config_it_takes_and_the_agents_settings_are_valid() {
+    let (ok, stdout, stderr) = check_config(&config_map_entry("daemon.yaml", "sonde.yaml"));
+    assert!(ok, "{stderr}");
     assert!(stdout.contains("config ok: 8 probes"), "{stdout}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sonde.yaml");
+    std::fs::write(&config, config_map_entry("daemon.yaml", "sonde.yaml")).unwrap();
     // It listens beyond loopback, so it must not start without its tokens.
     let out = sonde()
         .args(["serve", "-c"])

@@ -11,6 +11,27 @@ use sonde::daemon::{ConfigSource, Daemon};
 use sonde::store::CollectorEventRow;
 use sonde_fake_apiserver::{ADMIN_TOKEN, FakeApiServer, RESTRICTED_TOKEN};
 
+/// The recorded Warning BackOff event, counted again to `count` at `at`.
+pub fn backoff_again(count: i64, at: &str) -> Value {
+    let list: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            sonde_fake_apiserver::default_fixtures().join("responses/list-events.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut event = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["reason"] == "BackOff" && e["type"] == "Warning")
+        .unwrap()
+        .clone();
+    event["count"] = json!(count);
+    event["lastTimestamp"] = json!(at);
+    event
+}
+
 async fn rows(daemon: &Daemon) -> Vec<CollectorEventRow> {
     daemon
         .store()
@@ -83,23 +104,7 @@ async fn events_are_kept_once_per_occurrence_from_the_watch() {
     );
 
     // The kubelet counts the back-off again: one more occurrence, at its time.
-    let list: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            sonde_fake_apiserver::default_fixtures().join("responses/list-events.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let mut event = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["reason"] == "BackOff" && e["type"] == "Warning")
-        .unwrap()
-        .clone();
-    event["count"] = json!(63);
-    event["lastTimestamp"] = json!("2026-11-22T18:25:00Z");
-    server.apply("", "events", event);
+    server.apply("", "events", backoff_again(63, "2026-11-22T18:25:00Z"));
     let after = wait_rows(&daemon, 19).await;
     let again: Vec<&CollectorEventRow> = after
         .iter()

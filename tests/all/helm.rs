@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::cli::{sonde, text};
+use crate::deploy::check_config;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -95,24 +96,6 @@ fn container(doc: &serde_yaml::Value) -> serde_yaml::Value {
     m.remove("imagePullPolicy");
     m.remove("args");
     c
-}
-
-fn check_config(config: &str) -> (bool, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sonde.yaml");
-    std::fs::write(&path, config).unwrap();
-    let out = sonde()
-        .args(["serve", "-c"])
-        .arg(&path)
-        .arg("--check")
-        .env("SONDE_VIEWER_TOKEN", "viewer-0123456789abcdef")
-        .env("SONDE_ADMIN_TOKEN", "admin-0123456789abcdef")
-        .env("SONDE_AGENT_TOKEN", "agent-0123456789abcdef")
-        .env("SONDE_AUDIT_TOKEN", "audit-0123456789abcdef")
-        .output()
-        .unwrap();
-    let (stdout, stderr) = text(&out);
-    (out.status.success(), stdout, stderr)
 }
 
 #[test]

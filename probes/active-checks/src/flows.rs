@@ -226,6 +226,15 @@ mod tests {
         }
     }
 
+    /// The log-in step's answer: a token, a user id, a trace header.
+    fn logged_in() -> Response {
+        response(
+            200,
+            &[("x-trace", "abc")],
+            r#"{"token": "t-42", "user": {"id": 7}}"#,
+        )
+    }
+
     fn flow() -> Flow {
         serde_json::from_value(serde_json::json!({
             "name": "checkout",
@@ -266,11 +275,7 @@ mod tests {
 
     #[test]
     fn captured_values_go_into_later_steps_and_a_pass_is_silent() {
-        let login = response(
-            200,
-            &[("x-trace", "abc")],
-            r#"{"token": "t-42", "user": {"id": 7}}"#,
-        );
+        let login = logged_in();
         let (found, sent) = run_against(
             &flow(),
             vec![(Ok(login), 5), (Ok(response(200, &[], "orders: 3")), 5)],
@@ -291,11 +296,7 @@ mod tests {
             ]
         );
         assert_eq!(sent.len(), 1);
-        let login = response(
-            200,
-            &[("x-trace", "abc")],
-            r#"{"token": "t-42", "user": {"id": 7}}"#,
-        );
+        let login = logged_in();
         let (found, _) = run_against(
             &flow(),
             vec![(Ok(login), 5), (Ok(response(403, &[], "")), 5)],
@@ -335,11 +336,7 @@ mod tests {
 
     #[test]
     fn a_slow_step_is_a_finding_and_the_flow_goes_on() {
-        let login = response(
-            200,
-            &[("x-trace", "abc")],
-            r#"{"token": "t-42", "user": {"id": 7}}"#,
-        );
+        let login = logged_in();
         let (found, sent) = run_against(
             &flow(),
             vec![(Ok(login), 2500), (Ok(response(200, &[], "orders")), 5)],
@@ -357,11 +354,7 @@ mod tests {
     fn an_unknown_variable_stops_the_flow_as_a_config_problem() {
         let mut f = flow();
         f.steps[1].url = "http://shop.test/${nope}".into();
-        let login = response(
-            200,
-            &[("x-trace", "abc")],
-            r#"{"token": "t-42", "user": {"id": 7}}"#,
-        );
+        let login = logged_in();
         let (found, sent) = run_against(&f, vec![(Ok(login), 5)]);
         assert_eq!(
             found,
