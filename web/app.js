@@ -1356,7 +1356,8 @@ async function trafficView(ctx, params) {
   for (const [k, v] of pairs) search.append(k, v);
   const page = await api(`/api/v1/traffic?${search}`);
   const services = Array.isArray(page.services) ? page.services : [];
-  const step = Math.round(Number(page.step_ms) / 60000) || 1;
+  const stepMinutes = Math.round(Number(page.step_ms) / 60000) || 1;
+  const step = stepMinutes % 60 === 0 ? `${stepMinutes / 60} h` : `${stepMinutes} min`;
   const rows = services.map((s) => {
     const name = s.pod ? `${s.namespace}/${s.pod}` : s.server;
     const bad = Number(s.error_ratio) >= 0.01;
@@ -1373,7 +1374,7 @@ async function trafficView(ctx, params) {
       h('td', { class: 'num', 'data-field': 'max' }, fmtMs(s.max_ms)),
       h('td', { 'data-field': 'trend' }, sparkline(s.series_requests || [], s.series_errors || [])));
   });
-  const columns = ['Server', ...(by === 'route' ? ['Method', 'Route'] : []), 'Requests', 'Per second', '5xx', '4xx', 'p50', 'p99', 'Max', `Trend (${step} min a point)`];
+  const columns = ['Server', ...(by === 'route' ? ['Method', 'Route'] : []), 'Requests', 'Per second', '5xx', '4xx', 'p50', 'p99', 'Max', `Trend (${step} a point)`];
   ctx.append(
     rows.length
       ? table(columns, rows, { class: 'grid traffic', 'data-testid': 'traffic-table' })

@@ -799,7 +799,8 @@ fn traffic_adds_up_the_agents_http_minutes_per_pod_and_route() {
     assert_eq!(only["services"].as_array().unwrap().len(), 1);
     assert_eq!(only["services"][0]["requests"], 10);
     let day = ok_json(&s, "/api/v1/traffic?minutes=1440&limit=1");
-    assert_eq!(day["step_ms"], 24 * 60_000);
+    assert_eq!(day["step_ms"], 3_600_000, "a day in points of an hour");
+    assert_eq!(day["services"][0]["series_requests"].as_array().unwrap().len(), 25);
     assert_eq!(day["services"].as_array().unwrap().len(), 1);
     assert_eq!(day["truncated"], true, "three services, one shown");
     let all_day = ok_json(&s, "/api/v1/traffic?minutes=1440");
@@ -837,6 +838,79 @@ fn traffic_adds_up_the_agents_http_minutes_per_pod_and_route() {
     }
     // An agent sends and reads nothing.
     assert_eq!(get(&s, "/api/v1/traffic", AGENT).status, 403);
+}
+
+/// The figures of a traffic view that must not depend on how it was read.
+fn traffic_figures(view: &Value) -> Vec<(String, i64, i64, i64, Value, Value)> {
+    view["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["pod"].as_str().unwrap().to_string(),
+                v["requests"].as_i64().unwrap(),
+                v["errors"].as_i64().unwrap(),
+                v["client_errors"].as_i64().unwrap(),
+                v["p99_ms"].clone(),
+                v["series_requests"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_long_window_reads_the_hours_the_daemon_adds_up_with_the_same_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start_in(dir.path(), &config(1 << 20)).unwrap();
+    // Eight hours of minutes, one in ten, and one in the current minute.
+    let mut minutes: Vec<Value> = (0..48)
+        .map(|i| {
+            let pod = if i % 3 == 0 { "api-0" } else { "web-0" };
+            http_minute(minute_ago(10 * i + 1), pod, "/", &[2_000; 4], i % 2)
+        })
+        .collect();
+    minutes.push(http_minute(minute_ago(0), "web-0", "/", &[90_000; 2], 1));
+    send_minutes(&s, minutes);
+    // A fixed window: both reads below ask for the same one.
+    let query = format!(
+        "/api/v1/traffic?since={}&until={}",
+        minute_ago(720),
+        minute_ago(-1)
+    );
+    let before = ok_json(&s, &query);
+    assert_eq!(before["step_ms"], 3_600_000);
+    assert_eq!(before["series_since"].as_i64().unwrap() % 3_600_000, 0);
+    assert_eq!(before["complete_since"], Value::Null);
+    let figures = traffic_figures(&before);
+    let requests: i64 = figures.iter().map(|f| f.1).sum();
+    assert_eq!(requests, 48 * 4 + 2);
+    let series_sum: i64 = figures
+        .iter()
+        .flat_map(|f| f.5.as_array().unwrap().iter().map(|v| v.as_i64().unwrap()))
+        .sum();
+    assert_eq!(series_sum, requests, "every request in one point");
+
+    // Restarted, the daemon adds up the hours that are over (at once,
+    // then every minute); the view reads them and says the same.
+    drop(s);
+    let s = Served::start_in(dir.path(), &config(1 << 20)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let hours = rt.block_on(async {
+        let store = s.open_store().await;
+        let this_hour = minute_ago(0) / 3_600_000 * 3_600_000;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !store.http_stale_hours(0, this_hour).await.unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "hours not added up");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let hours = store.http_red_hours_newest(0, i64::MAX, 1000).await.unwrap();
+        store.close().await;
+        hours
+    });
+    assert!(hours.len() >= 8, "{} hour rows", hours.len());
+    let after = ok_json(&s, &query);
+    assert_eq!(traffic_figures(&after), figures);
 }
 
 /// The value of the first `name{...}` sample in `text` whose labels hold every one of `labels`.

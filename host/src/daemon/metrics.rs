@@ -196,8 +196,14 @@ impl Metrics {
         let rows = store
             .http_red(since, until, crate::collectors::query::SCAN_CAP)
             .await?;
-        let services =
-            super::api::traffic::summarize(&rows, super::api::traffic::By::Pod, since, until);
+        use super::api::traffic::{By, Points, summarize};
+        let services = summarize(
+            &rows,
+            By::Pod,
+            since,
+            until,
+            Points::over(since, until, false),
+        );
         self.http_rate.clear();
         self.http_errors.clear();
         self.http_duration.clear();

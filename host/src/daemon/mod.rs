@@ -296,6 +296,7 @@ impl Daemon {
         }
         tokio::spawn(daemon.clone().drive(sched, rx));
         tokio::spawn(daemon.clone().retention_loop());
+        tokio::spawn(daemon.clone().http_hours_loop());
         tokio::spawn(daemon.clone().event_history_loop());
         tokio::spawn(daemon.clone().alert_loop(daemon.inner.events.subscribe()));
         daemon
@@ -633,6 +634,26 @@ impl Daemon {
                     }
                 },
             }
+        }
+    }
+
+    /// Adds up the http collector's minutes per hour once each hour is over
+    /// (and again when a late minute comes), a day of hours at a time, so
+    /// that the Traffic page reads days and weeks in hours.
+    async fn http_hours_loop(self) {
+        const HOURS_A_TIME: u32 = 24;
+        loop {
+            match self.inner.store.roll_up_http_hours(HOURS_A_TIME).await {
+                // More may wait (a store from before the hours, an agent's
+                // backlog): go on after letting others write.
+                Ok(n) if n == HOURS_A_TIME as usize => {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!("adding up http minutes per hour failed: {e}"),
+            }
+            tokio::time::sleep(Duration::from_secs(60)).await;
         }
     }
 

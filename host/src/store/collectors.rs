@@ -271,7 +271,7 @@ fn upsert_counts_sql(rows: usize) -> &'static str {
 }
 
 /// `head`, then `rows` groups of `params` placeholders, then `tail`.
-fn values_sql(head: &str, rows: usize, params: usize, tail: &str) -> String {
+pub(super) fn values_sql(head: &str, rows: usize, params: usize, tail: &str) -> String {
     let mut sql = String::from(head);
     let mut n = 0;
     for i in 0..rows {
@@ -487,6 +487,54 @@ fn keyed_insert_sql() -> &'static str {
     })
 }
 
+/// An `http_red` or `http_red_hours` row read with its period's start and
+/// then the columns in the table's order (`minute`/`hour`, node, ...).
+pub(super) fn red_row(r: &<dialect::Db as sqlx::Database>::Row) -> Result<HttpRedRow, StoreError> {
+    Ok(HttpRedRow {
+        minute_ms: r.get(0),
+        node: r.get(1),
+        namespace: r.get(2),
+        pod: r.get(3),
+        server: r.get(4),
+        method: r.get(5),
+        route: r.get(6),
+        requests: r.get(7),
+        errors: r.get(8),
+        client_errors: r.get(9),
+        duration_sum_us: r.get(10),
+        duration_max_us: r.get(11),
+        buckets: from_json(r.get::<&str, _>(12), "http duration buckets")?,
+    })
+}
+
+/// HTTP RED rows of the minutes in `[since, until)`, oldest or newest first,
+/// at most `cap`, through `conn` (a read transaction's, for one snapshot).
+pub(super) async fn read_minutes(
+    conn: &mut dialect::Conn,
+    since_ms: i64,
+    until_ms: i64,
+    cap: u32,
+    newest_first: bool,
+) -> Result<Vec<HttpRedRow>, StoreError> {
+    let sql = if newest_first {
+        "SELECT minute, node, namespace, pod, server, method, route, requests, errors, \
+         client_errors, duration_sum_us, duration_max_us, buckets FROM http_red \
+         WHERE minute >= $1 AND minute < $2 ORDER BY minute DESC, server, method, route LIMIT $3"
+    } else {
+        "SELECT minute, node, namespace, pod, server, method, route, requests, errors, \
+         client_errors, duration_sum_us, duration_max_us, buckets FROM http_red \
+         WHERE minute >= $1 AND minute < $2 ORDER BY minute, server, method, route LIMIT $3"
+    };
+    let rows = sqlx::query(sql)
+        .bind(since_ms)
+        .bind(until_ms)
+        .bind(i64::from(cap))
+        .fetch_all(&mut *conn)
+        .await
+        .ctx("read http red")?;
+    rows.iter().map(red_row).collect()
+}
+
 /// Writes a batch's rows (inside the caller's transaction).
 async fn insert_batch(conn: &mut dialect::Conn, batch: &CollectorBatch) -> Result<(), StoreError> {
     // Many rows per statement: one statement per event would cap the
@@ -551,6 +599,7 @@ async fn insert_batch(conn: &mut dialect::Conn, batch: &CollectorBatch) -> Resul
         .await
         .ctx("upsert http red")?;
     }
+    super::http_hours::mark_stale(conn, &batch.http).await?;
     for s in &batch.status {
         sqlx::query(
             "INSERT INTO collector_status (node, collector, available, reason, events, \
@@ -644,41 +693,8 @@ impl Store {
         cap: u32,
         newest_first: bool,
     ) -> Result<Vec<HttpRedRow>, StoreError> {
-        let sql = if newest_first {
-            "SELECT minute, node, namespace, pod, server, method, route, requests, errors, \
-             client_errors, duration_sum_us, duration_max_us, buckets FROM http_red \
-             WHERE minute >= $1 AND minute < $2 ORDER BY minute DESC, server, method, route LIMIT $3"
-        } else {
-            "SELECT minute, node, namespace, pod, server, method, route, requests, errors, \
-             client_errors, duration_sum_us, duration_max_us, buckets FROM http_red \
-             WHERE minute >= $1 AND minute < $2 ORDER BY minute, server, method, route LIMIT $3"
-        };
-        let rows = sqlx::query(sql)
-            .bind(since_ms)
-            .bind(until_ms)
-            .bind(i64::from(cap))
-            .fetch_all(&self.reader)
-            .await
-            .ctx("read http red")?;
-        rows.iter()
-            .map(|r| {
-                Ok(HttpRedRow {
-                    minute_ms: r.get(0),
-                    node: r.get(1),
-                    namespace: r.get(2),
-                    pod: r.get(3),
-                    server: r.get(4),
-                    method: r.get(5),
-                    route: r.get(6),
-                    requests: r.get(7),
-                    errors: r.get(8),
-                    client_errors: r.get(9),
-                    duration_sum_us: r.get(10),
-                    duration_max_us: r.get(11),
-                    buckets: from_json(r.get::<&str, _>(12), "http duration buckets")?,
-                })
-            })
-            .collect()
+        let mut conn = self.reader.acquire().await.ctx("read http red")?;
+        read_minutes(&mut conn, since_ms, until_ms, cap, newest_first).await
     }
 
     /// Every collector's state on every node.
@@ -743,11 +759,11 @@ impl Store {
     }
 
     /// Deletes collector events and HTTP minutes older than `cutoff_ms`, the
-    /// counts of minutes that ended by then, and the agent processes last
+    /// counts of minutes and the HTTP hours that ended by then, and the agent processes last
     /// heard of before it (an agent's retention on its own store, and the
     /// daemon's on what agents send); returns how many rows went.
     pub async fn delete_collector_data_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
-        let steps: [(&'static str, i64, &'static str); 5] = [
+        let steps: [(&'static str, i64, &'static str); 7] = [
             (
                 "DELETE FROM collector_seen WHERE ts < $1",
                 cutoff_ms,
@@ -762,6 +778,18 @@ impl Store {
                 "DELETE FROM http_red WHERE minute < $1",
                 cutoff_ms,
                 "delete old http minutes",
+            ),
+            // An hour goes once the whole hour is past the cutoff, and its
+            // stale mark with it (no minute of it is left to add up).
+            (
+                "DELETE FROM http_red_hours WHERE hour <= $1",
+                cutoff_ms.saturating_sub(super::http_hours::HOUR_MS),
+                "delete old http hours",
+            ),
+            (
+                "DELETE FROM http_red_stale_hours WHERE hour <= $1",
+                cutoff_ms.saturating_sub(super::http_hours::HOUR_MS),
+                "delete old stale http hours",
             ),
             // A minute's count goes once the whole minute is past the cutoff.
             (

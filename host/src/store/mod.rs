@@ -15,6 +15,7 @@ mod collectors;
 mod dialect;
 mod finding_queries;
 mod findings;
+mod http_hours;
 mod probes;
 mod retention;
 mod runs;
@@ -33,6 +34,7 @@ pub use collectors::{
     HttpRedRow, count_events,
 };
 pub use dialect::{VacuumAction, VacuumPolicy};
+pub use http_hours::{HOUR_MS, HttpWindow, add_up_hours, hour_of};
 pub use finding_queries::{
     FindingFilter, FindingPage, FindingStatus, MAX_PAGE, RunChanges, StoredFinding,
 };
@@ -317,6 +319,8 @@ mod tests {
                 "findings_text_docsize",
                 "findings_text_idx",
                 "http_red",
+                "http_red_hours",
+                "http_red_stale_hours",
                 "probes",
                 "runs"
             ]

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use super::rows::Window;
 use super::{ApiError, AppState};
 use crate::collectors::query::{SCAN_CAP, histogram_quantile, merged_buckets};
-use crate::store::HttpRedRow;
+use crate::store::{HOUR_MS, HttpRedRow, hour_of};
 
 /// Services a page holds by default, and at most.
 const DEFAULT_LIMIT: usize = 100;
@@ -25,6 +25,10 @@ const MAX_LIMIT: usize = 1000;
 /// per point.
 const MAX_POINTS: i64 = 60;
 const MINUTE_MS: i64 = 60_000;
+/// Windows longer than this are read in hours where the store has added
+/// them up (a day is 24 rows per service instead of 1,440), and their
+/// series have points of whole hours.
+const HOURLY_AFTER_MS: i64 = 6 * HOUR_MS;
 /// The fields a query may ask to equal a value.
 const FILTERS: [&str; 6] = ["node", "namespace", "pod", "server", "method", "route"];
 
@@ -45,9 +49,12 @@ pub struct TrafficView {
     pub until: i64,
     /// `pod` or `route`.
     pub by: String,
-    /// The width of one point of each series, ms (a whole number of
-    /// minutes); the series start at `complete_since` when it is set.
+    /// The width of one point of each series, ms: whole minutes, or whole
+    /// hours for a window longer than 6 hours.
     pub step_ms: i64,
+    /// Where the series' first point starts, ms: the window's start (or
+    /// `complete_since`), or the start of its hour when the points are hours.
+    pub series_since: i64,
     pub services: Vec<TrafficRow>,
     /// More services than the page holds, or more minutes in the window
     /// than one read takes (see `complete_since`): narrow it.
@@ -118,11 +125,36 @@ fn field<'a>(row: &'a HttpRedRow, name: &str) -> &'a str {
     }
 }
 
-/// The width of a series' point for a window: whole minutes, at most
-/// [`MAX_POINTS`] points.
-fn step_ms(since: i64, until: i64) -> i64 {
-    let minutes = (until.saturating_sub(since) + MINUTE_MS - 1) / MINUTE_MS;
-    ((minutes + MAX_POINTS - 1) / MAX_POINTS).max(1) * MINUTE_MS
+/// The points of a window's series: where the first starts, and how wide
+/// each is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Points {
+    pub origin: i64,
+    pub step: i64,
+}
+
+impl Points {
+    /// At most [`MAX_POINTS`] points over `[since, until)`: of whole
+    /// minutes from `since`, or with `hourly` of whole hours from the
+    /// start of `since`'s hour.
+    pub(crate) fn over(since: i64, until: i64, hourly: bool) -> Points {
+        let (origin, unit) = if hourly {
+            (hour_of(since), HOUR_MS)
+        } else {
+            (since, MINUTE_MS)
+        };
+        let units = (until.saturating_sub(origin) + unit - 1) / unit;
+        Points {
+            origin,
+            step: ((units + MAX_POINTS - 1) / MAX_POINTS).max(1) * unit,
+        }
+    }
+
+    fn count(&self, until: i64) -> usize {
+        usize::try_from((until.saturating_sub(self.origin) + self.step - 1) / self.step)
+            .unwrap_or(0)
+            .max(1)
+    }
 }
 
 /// Where the figures start when the read stopped at its cap (`rows`
@@ -135,12 +167,18 @@ fn complete_since(rows: &[HttpRedRow], read_all: bool) -> Option<i64> {
     rows.last().map(|r| r.minute_ms + MINUTE_MS)
 }
 
-/// Adds up `rows` (the window's minutes) per service, busiest first.
-pub(crate) fn summarize(rows: &[HttpRedRow], by: By, since: i64, until: i64) -> Vec<TrafficRow> {
-    let step = step_ms(since, until);
-    let points = usize::try_from((until.saturating_sub(since) + step - 1) / step)
-        .unwrap_or(0)
-        .max(1);
+/// Adds up `rows` (the minutes, or hours, of `[since, until)`) per
+/// service, busiest first, with series of `points`.
+pub(crate) fn summarize(
+    rows: &[HttpRedRow],
+    by: By,
+    since: i64,
+    until: i64,
+    points: Points,
+) -> Vec<TrafficRow> {
+    let step = points.step;
+    let origin = points.origin;
+    let points = points.count(until);
     let seconds = (until.saturating_sub(since) as f64 / 1000.0).max(1.0);
     let mut groups: BTreeMap<_, Vec<&HttpRedRow>> = BTreeMap::new();
     for r in rows {
@@ -159,7 +197,7 @@ pub(crate) fn summarize(rows: &[HttpRedRow], by: By, since: i64, until: i64) -> 
             let mut series_requests = vec![0i64; points];
             let mut series_errors = vec![0i64; points];
             for m in &minutes {
-                let i = usize::try_from((m.minute_ms - since).max(0) / step)
+                let i = usize::try_from((m.minute_ms - origin).max(0) / step)
                     .unwrap_or(0)
                     .min(points - 1);
                 series_requests[i] += m.requests;
@@ -239,20 +277,30 @@ pub async fn traffic(
             )));
         }
     }
-    let rows = app
-        .daemon
-        .store()
-        .http_red_newest(window.since, window.until, SCAN_CAP)
-        .await?;
-    let scanned_all = rows.len() < SCAN_CAP as usize;
-    let complete_since = complete_since(&rows, scanned_all);
+    // A long window in hours where the store has them, else in minutes.
+    let hourly = window.until.saturating_sub(window.since) > HOURLY_AFTER_MS;
+    let store = app.daemon.store();
+    let (rows, complete_since) = if hourly {
+        let read = store
+            .http_red_by_hours(window.since, window.until, SCAN_CAP)
+            .await?;
+        (read.rows, read.complete_since)
+    } else {
+        let rows = store
+            .http_red_newest(window.since, window.until, SCAN_CAP)
+            .await?;
+        let complete_since = complete_since(&rows, rows.len() < SCAN_CAP as usize);
+        (rows, complete_since)
+    };
+    let scanned_all = complete_since.is_none();
     let since = complete_since.unwrap_or(window.since);
     let rows: Vec<HttpRedRow> = rows
         .into_iter()
         .filter(|r| r.minute_ms >= since && filters.iter().all(|(f, v)| field(r, f) == v))
         .collect();
     // Rates and series over what was read.
-    let mut services = summarize(&rows, by, since, window.until);
+    let points = Points::over(since, window.until, hourly);
+    let mut services = summarize(&rows, by, since, window.until, points);
     let limit = window.limit.unwrap_or(DEFAULT_LIMIT);
     let truncated = services.len() > limit || !scanned_all;
     services.truncate(limit);
@@ -264,7 +312,8 @@ pub async fn traffic(
             By::Route => "route",
         }
         .to_string(),
-        step_ms: step_ms(since, window.until),
+        step_ms: points.step,
+        series_since: points.origin,
         services,
         truncated,
         complete_since,
@@ -313,7 +362,8 @@ mod tests {
             minute(since + 3 * MINUTE_MS, "web-0", "/cart", &[50_000; 10], 0),
             minute(since + 9 * MINUTE_MS, "api-0", "/", &[2_000; 5], 0),
         ];
-        let pods = summarize(&rows, By::Pod, since, until);
+        let minutes = Points::over(since, until, false);
+        let pods = summarize(&rows, By::Pod, since, until, minutes);
         assert_eq!(pods.len(), 2);
         let web = &pods[0];
         assert_eq!(
@@ -338,7 +388,7 @@ mod tests {
         assert_eq!(pods[1].pod, "api-0");
         assert_eq!(pods[1].series_requests[9], 5);
 
-        let routes = summarize(&rows, By::Route, since, until);
+        let routes = summarize(&rows, By::Route, since, until, minutes);
         assert_eq!(routes.len(), 3);
         assert_eq!(routes[0].route.as_deref(), Some("/items/:id"));
         assert_eq!(routes[1].route.as_deref(), Some("/cart"));
@@ -359,16 +409,41 @@ mod tests {
     }
 
     #[test]
-    fn a_long_window_has_at_most_sixty_points_of_whole_minutes() {
-        assert_eq!(step_ms(0, 60 * MINUTE_MS), MINUTE_MS);
-        assert_eq!(step_ms(0, 61 * MINUTE_MS), 2 * MINUTE_MS);
-        assert_eq!(step_ms(0, 1440 * MINUTE_MS), 24 * MINUTE_MS);
-        assert_eq!(step_ms(0, 1), MINUTE_MS);
+    fn a_long_window_has_at_most_sixty_points_of_whole_minutes_or_hours() {
+        let step = |since, until, hourly| Points::over(since, until, hourly).step;
+        assert_eq!(step(0, 60 * MINUTE_MS, false), MINUTE_MS);
+        assert_eq!(step(0, 61 * MINUTE_MS, false), 2 * MINUTE_MS);
+        assert_eq!(step(0, 1440 * MINUTE_MS, false), 24 * MINUTE_MS);
+        assert_eq!(step(0, 1, false), MINUTE_MS);
         let since = 0;
         let until = 1440 * MINUTE_MS;
         let rows = vec![minute(until - MINUTE_MS, "web-0", "/", &[1_000], 0)];
-        let one = summarize(&rows, By::Pod, since, until);
+        let one = summarize(&rows, By::Pod, since, until, Points::over(since, until, false));
         assert_eq!(one[0].series_requests.len(), 60);
         assert_eq!(one[0].series_requests[59], 1);
+
+        // Hours: a day from half past an hour has 25 points of an hour,
+        // from that hour's start; a week 56 of three hours; 30 days 60 of 12.
+        let since = 10 * HOUR_MS + 30 * MINUTE_MS;
+        let until = since + 24 * HOUR_MS;
+        let day = Points::over(since, until, true);
+        assert_eq!(day, Points { origin: 10 * HOUR_MS, step: HOUR_MS });
+        assert_eq!(day.count(until), 25);
+        assert_eq!(step(0, 7 * 24 * HOUR_MS, true), 3 * HOUR_MS);
+        assert_eq!(Points::over(0, 7 * 24 * HOUR_MS, true).count(7 * 24 * HOUR_MS), 56);
+        assert_eq!(step(0, 30 * 24 * HOUR_MS, true), 12 * HOUR_MS);
+        // An hour row and the minutes of the window's ragged ends each fall
+        // in the point of the hour they start in.
+        let rows = vec![
+            minute(since, "web-0", "/", &[1_000; 2], 0),
+            minute(11 * HOUR_MS, "web-0", "/", &[1_000; 60], 0),
+            minute(until - MINUTE_MS, "web-0", "/", &[1_000; 3], 0),
+        ];
+        let one = summarize(&rows, By::Pod, since, until, day);
+        let series = &one[0].series_requests;
+        assert_eq!(series.len(), 25);
+        assert_eq!((series[0], series[1], series[24]), (2, 60, 3));
+        assert_eq!(one[0].requests, 65);
+        assert!((one[0].per_second - 65.0 / 86_400.0).abs() < 1e-12);
     }
 }
