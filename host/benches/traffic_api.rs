@@ -9,7 +9,13 @@
 //! the last 24 hours (864,000 rows at the default), each with 5 filled
 //! histogram buckets; the daemon (router, a real SQLite file) runs in this
 //! process on loopback. Each query `SONDE_BENCH_REPEATS` times (default
-//! 10): median and worst latency.
+//! 10): median and worst latency, after the hours are added up
+//! (`Store::roll_up_http_hours`, timed; the daemon's own loop adds up
+//! those that are over while the minutes are written). Then the read under
+//! the 24-hour answer against its baseline, both on the store: the window
+//! as hours where added up and minutes for the rest
+//! (`Store::http_red_by_hours`), and as minutes only (`http_red_newest`,
+//! what the API read before the hours, cut at 200,000 rows).
 //!
 //! `cargo bench -p sonde --bench traffic_api`
 
@@ -101,6 +107,74 @@ fn main() {
         ROUTES.len(),
         started.elapsed().as_secs_f64()
     );
+    let started = Instant::now();
+    let hours = rt.block_on(async {
+        let mut hours = 0;
+        loop {
+            let n = daemon
+                .store()
+                .roll_up_http_hours(24)
+                .await
+                .expect("roll up");
+            hours += n;
+            if n < 24 {
+                break hours;
+            }
+        }
+    });
+    println!(
+        "traffic_api: {hours} hours added up in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    measure(&url, now, repeats);
+    let since = now - 24 * 3_600_000;
+    let cap = sonde::collectors::query::SCAN_CAP;
+    for (what, hourly) in [
+        ("store read, 24 h, hours + minutes", true),
+        ("baseline: store read, 24 h, minutes", false),
+    ] {
+        let mut times = Vec::new();
+        let mut last = (0, None);
+        for _ in 0..=repeats {
+            let started = Instant::now();
+            let (rows, complete_since) = rt.block_on(async {
+                let store = daemon.store();
+                if hourly {
+                    let read = store
+                        .http_red_by_hours(since, now, cap)
+                        .await
+                        .expect("read");
+                    (read.rows.len(), read.complete_since)
+                } else {
+                    let rows = store.http_red_newest(since, now, cap).await.expect("read");
+                    let cut = (rows.len() >= cap as usize)
+                        .then(|| rows.last().map(|r| r.minute_ms + 60_000))
+                        .flatten();
+                    (rows.len(), cut)
+                }
+            });
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            last = (rows, complete_since);
+        }
+        times.remove(0); // the first warms the page cache
+        println!(
+            "traffic_api: {what:<38} median {:>8.1} ms ({} rows, {})",
+            median(times),
+            last.0,
+            last.1.map_or("the whole window".to_string(), |c| format!(
+                "the last {:.1} h",
+                (now - c) as f64 / 3_600_000.0
+            ))
+        );
+    }
+    println!(
+        "traffic_api: peak RSS {} MiB",
+        common::peak_rss_kib() / 1024
+    );
+}
+
+/// Each query `repeats` times.
+fn measure(url: &str, now: i64, repeats: usize) {
     for (what, path) in [
         ("traffic, 1 h, per pod", "/api/v1/traffic?minutes=60"),
         (
@@ -108,6 +182,10 @@ fn main() {
             "/api/v1/traffic?minutes=60&by=route",
         ),
         ("traffic, 24 h, per pod", "/api/v1/traffic?minutes=1440"),
+        (
+            "traffic, 24 h, per route",
+            "/api/v1/traffic?minutes=1440&by=route",
+        ),
         (
             "baseline: raw rows, 1 h, first 1000",
             "/api/v1/collectors/http/rows?minutes=60&limit=1000",
@@ -138,8 +216,4 @@ fn main() {
                 .unwrap_or_default()
         );
     }
-    println!(
-        "traffic_api: peak RSS {} MiB",
-        common::peak_rss_kib() / 1024
-    );
 }

@@ -800,7 +800,13 @@ fn traffic_adds_up_the_agents_http_minutes_per_pod_and_route() {
     assert_eq!(only["services"][0]["requests"], 10);
     let day = ok_json(&s, "/api/v1/traffic?minutes=1440&limit=1");
     assert_eq!(day["step_ms"], 3_600_000, "a day in points of an hour");
-    assert_eq!(day["services"][0]["series_requests"].as_array().unwrap().len(), 25);
+    assert_eq!(
+        day["services"][0]["series_requests"]
+            .as_array()
+            .unwrap()
+            .len(),
+        25
+    );
     assert_eq!(day["services"].as_array().unwrap().len(), 1);
     assert_eq!(day["truncated"], true, "three services, one shown");
     let all_day = ok_json(&s, "/api/v1/traffic?minutes=1440");
@@ -900,11 +906,19 @@ fn a_long_window_reads_the_hours_the_daemon_adds_up_with_the_same_figures() {
         let store = s.open_store().await;
         let this_hour = minute_ago(0) / 3_600_000 * 3_600_000;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !store.http_stale_hours(0, this_hour).await.unwrap().is_empty() {
+        while !store
+            .http_stale_hours(0, this_hour)
+            .await
+            .unwrap()
+            .is_empty()
+        {
             assert!(std::time::Instant::now() < deadline, "hours not added up");
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        let hours = store.http_red_hours_newest(0, i64::MAX, 1000).await.unwrap();
+        let hours = store
+            .http_red_hours_newest(0, i64::MAX, 1000)
+            .await
+            .unwrap();
         store.close().await;
         hours
     });

@@ -487,24 +487,65 @@ fn keyed_insert_sql() -> &'static str {
     })
 }
 
-/// An `http_red` or `http_red_hours` row read with its period's start and
-/// then the columns in the table's order (`minute`/`hour`, node, ...).
-pub(super) fn red_row(r: &<dialect::Db as sqlx::Database>::Row) -> Result<HttpRedRow, StoreError> {
-    Ok(HttpRedRow {
-        minute_ms: r.get(0),
-        node: r.get(1),
-        namespace: r.get(2),
-        pod: r.get(3),
-        server: r.get(4),
-        method: r.get(5),
-        route: r.get(6),
-        requests: r.get(7),
-        errors: r.get(8),
-        client_errors: r.get(9),
-        duration_sum_us: r.get(10),
-        duration_max_us: r.get(11),
-        buckets: from_json(r.get::<&str, _>(12), "http duration buckets")?,
-    })
+/// The columns of `http_red` after `minute` (and of `http_red_hours` after
+/// `hour`), in [`HttpRedRow`]'s order.
+pub(super) const RED_COLUMNS: [&str; 12] = [
+    "node",
+    "namespace",
+    "pod",
+    "server",
+    "method",
+    "route",
+    "requests",
+    "errors",
+    "client_errors",
+    "duration_sum_us",
+    "duration_max_us",
+    "buckets",
+];
+
+/// `inner` (a query of `start` then [`RED_COLUMNS`]) with its rows
+/// returned as one JSON array (see [`dialect::json_rows_head`]): a read of
+/// many minutes crosses from the driver's thread once, not once per row.
+pub(super) fn red_rows_sql(start: &str, inner: &str) -> String {
+    let mut columns = vec![start];
+    columns.extend(RED_COLUMNS);
+    format!(
+        "{}{inner}{}",
+        dialect::json_rows_head(&columns, &["buckets"]),
+        dialect::JSON_ROWS_TAIL
+    )
+}
+
+/// Runs a [`red_rows_sql`] query bound to `[since, until)` (and `cap`,
+/// when given): its rows, ordered by their period's start, newest first
+/// or oldest first.
+pub(super) async fn fetch_red_rows(
+    conn: &mut dialect::Conn,
+    sql: &'static str,
+    since_ms: i64,
+    until_ms: i64,
+    cap: Option<u32>,
+    newest_first: bool,
+    what: &'static str,
+) -> Result<Vec<HttpRedRow>, StoreError> {
+    let mut q = sqlx::query_scalar(sql).bind(since_ms).bind(until_ms);
+    if let Some(cap) = cap {
+        q = q.bind(i64::from(cap));
+    }
+    let text: Option<String> = q.fetch_one(&mut *conn).await.ctx(what)?;
+    let mut rows: Vec<HttpRedRow> = match text {
+        Some(text) => from_json(&text, what)?,
+        None => Vec::new(),
+    };
+    // The JSON array keeps the inner query's order in SQLite; sorted again
+    // so as not to depend on it (a pass over sorted rows).
+    if newest_first {
+        rows.sort_by_key(|r| std::cmp::Reverse(r.minute_ms));
+    } else {
+        rows.sort_by_key(|r| r.minute_ms);
+    }
+    Ok(rows)
 }
 
 /// HTTP RED rows of the minutes in `[since, until)`, oldest or newest first,
@@ -516,23 +557,34 @@ pub(super) async fn read_minutes(
     cap: u32,
     newest_first: bool,
 ) -> Result<Vec<HttpRedRow>, StoreError> {
-    let sql = if newest_first {
-        "SELECT minute, node, namespace, pod, server, method, route, requests, errors, \
-         client_errors, duration_sum_us, duration_max_us, buckets FROM http_red \
-         WHERE minute >= $1 AND minute < $2 ORDER BY minute DESC, server, method, route LIMIT $3"
-    } else {
-        "SELECT minute, node, namespace, pod, server, method, route, requests, errors, \
-         client_errors, duration_sum_us, duration_max_us, buckets FROM http_red \
-         WHERE minute >= $1 AND minute < $2 ORDER BY minute, server, method, route LIMIT $3"
+    static NEWEST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static OLDEST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    // The primary key's order: read from its index, not sorted.
+    let inner = |order: &str| {
+        red_rows_sql(
+            "minute",
+            &format!(
+                "SELECT minute, {} FROM http_red WHERE minute >= $1 AND minute < $2 \
+                 ORDER BY minute {order} LIMIT $3",
+                RED_COLUMNS.join(", ")
+            ),
+        )
     };
-    let rows = sqlx::query(sql)
-        .bind(since_ms)
-        .bind(until_ms)
-        .bind(i64::from(cap))
-        .fetch_all(&mut *conn)
-        .await
-        .ctx("read http red")?;
-    rows.iter().map(red_row).collect()
+    let sql = if newest_first {
+        NEWEST.get_or_init(|| inner("DESC"))
+    } else {
+        OLDEST.get_or_init(|| inner("ASC"))
+    };
+    fetch_red_rows(
+        conn,
+        sql,
+        since_ms,
+        until_ms,
+        Some(cap),
+        newest_first,
+        "read http red",
+    )
+    .await
 }
 
 /// Writes a batch's rows (inside the caller's transaction).
@@ -1090,11 +1142,13 @@ mod tests {
             })
             .await
             .unwrap();
-        // 3 events, 1 HTTP minute, 1 count row, 2 agents.
-        assert_eq!(report.collector_rows, 7);
+        // 3 events, 1 HTTP minute and its hour's stale mark, 1 count row,
+        // 2 agents.
+        assert_eq!(report.collector_rows, 8);
         for sql in [
             "SELECT COUNT(*) FROM collector_events",
             "SELECT COUNT(*) FROM http_red",
+            "SELECT COUNT(*) FROM http_red_stale_hours",
             "SELECT COUNT(*) FROM collector_counts",
             "SELECT COUNT(*) FROM collector_agents",
         ] {

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::Row;
 
-use super::collectors::{red_row, values_sql};
+use super::collectors::{RED_COLUMNS, fetch_red_rows, red_rows_sql, values_sql};
 use super::{HttpRedRow, QueryContext, Store, StoreError, dialect, to_json};
 use crate::collectors::query::merged_buckets;
 
@@ -22,14 +22,6 @@ const HOUR_PARAMS: usize = 13;
 const HOURS_PER_STATEMENT: usize = 500;
 const _: () = assert!(HOUR_PARAMS * HOURS_PER_STATEMENT <= dialect::MAX_BIND_PARAMS);
 
-/// The columns after the period's start, in the tables' order.
-macro_rules! columns {
-    () => {
-        "node, namespace, pod, server, method, route, requests, errors, client_errors, \
-         duration_sum_us, duration_max_us, buckets"
-    };
-}
-
 /// The INSERT of `rows` hour rows.
 fn insert_hours_sql(rows: usize) -> &'static str {
     static SQL: [std::sync::OnceLock<String>; HOURS_PER_STATEMENT + 1] =
@@ -37,7 +29,10 @@ fn insert_hours_sql(rows: usize) -> &'static str {
     assert!((1..=HOURS_PER_STATEMENT).contains(&rows));
     SQL[rows].get_or_init(|| {
         values_sql(
-            concat!("INSERT INTO http_red_hours (hour, ", columns!(), ") VALUES "),
+            &format!(
+                "INSERT INTO http_red_hours (hour, {}) VALUES ",
+                RED_COLUMNS.join(", ")
+            ),
             rows,
             HOUR_PARAMS,
             "",
@@ -149,19 +144,26 @@ impl Store {
         if stale.is_none() {
             return Ok(false);
         }
-        let minutes = sqlx::query(concat!(
-            "SELECT minute, ",
-            columns!(),
-            " FROM http_red WHERE minute >= $1 AND minute < $2"
-        ))
-        .bind(hour)
-        .bind(hour + HOUR_MS)
-        .fetch_all(&mut *tx)
-        .await
-        .ctx("read an hour of http minutes")?
-        .iter()
-        .map(red_row)
-        .collect::<Result<Vec<_>, _>>()?;
+        static MINUTES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let sql = MINUTES.get_or_init(|| {
+            red_rows_sql(
+                "minute",
+                &format!(
+                    "SELECT minute, {} FROM http_red WHERE minute >= $1 AND minute < $2",
+                    RED_COLUMNS.join(", ")
+                ),
+            )
+        });
+        let minutes = fetch_red_rows(
+            &mut tx,
+            sql,
+            hour,
+            hour + HOUR_MS,
+            None,
+            false,
+            "read an hour of http minutes",
+        )
+        .await?;
         let rows = add_up_hours(&minutes);
         sqlx::query("DELETE FROM http_red_hours WHERE hour = $1")
             .bind(hour)
@@ -202,9 +204,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .ctx("mark an hour of http minutes added up")?;
-        tx.commit()
-            .await
-            .ctx("commit an hour of http traffic")?;
+        tx.commit().await.ctx("commit an hour of http traffic")?;
         Ok(true)
     }
 
@@ -220,7 +220,11 @@ impl Store {
         until_ms: i64,
         cap: u32,
     ) -> Result<HttpWindow, StoreError> {
-        let mut tx = self.reader.begin().await.ctx("begin reading http traffic")?;
+        let mut tx = self
+            .reader
+            .begin()
+            .await
+            .ctx("begin reading http traffic")?;
         let first = hour_of(since_ms.saturating_add(HOUR_MS - 1));
         let last = hour_of(until_ms);
         // (start, end, in hours), newest first and not overlapping, so that
@@ -279,7 +283,11 @@ impl Store {
         until_ms: i64,
         cap: u32,
     ) -> Result<Vec<HttpRedRow>, StoreError> {
-        let mut conn = self.reader.acquire().await.ctx("read hours of http traffic")?;
+        let mut conn = self
+            .reader
+            .acquire()
+            .await
+            .ctx("read hours of http traffic")?;
         read_hours(&mut conn, since_ms, until_ms, cap).await
     }
 
@@ -290,7 +298,11 @@ impl Store {
         since_ms: i64,
         until_ms: i64,
     ) -> Result<Vec<i64>, StoreError> {
-        let mut conn = self.reader.acquire().await.ctx("read stale hours of http minutes")?;
+        let mut conn = self
+            .reader
+            .acquire()
+            .await
+            .ctx("read stale hours of http minutes")?;
         read_stale(&mut conn, since_ms, until_ms).await
     }
 }
@@ -310,22 +322,28 @@ async fn read_hours(
     until_ms: i64,
     cap: u32,
 ) -> Result<Vec<HttpRedRow>, StoreError> {
-    sqlx::query(concat!(
-        "SELECT hour, ",
-        columns!(),
-        " FROM http_red_hours WHERE hour >= $1 AND hour < $2 \
-         AND hour NOT IN (SELECT hour FROM http_red_stale_hours) \
-         ORDER BY hour DESC, server, method, route LIMIT $3"
-    ))
-    .bind(since_ms)
-    .bind(until_ms)
-    .bind(i64::from(cap))
-    .fetch_all(&mut *conn)
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        red_rows_sql(
+            "hour",
+            &format!(
+                "SELECT hour, {} FROM http_red_hours WHERE hour >= $1 AND hour < $2 \
+                 AND hour NOT IN (SELECT hour FROM http_red_stale_hours) \
+                 ORDER BY hour DESC LIMIT $3",
+                RED_COLUMNS.join(", ")
+            ),
+        )
+    });
+    fetch_red_rows(
+        conn,
+        sql,
+        since_ms,
+        until_ms,
+        Some(cap),
+        true,
+        "read hours of http traffic",
+    )
     .await
-    .ctx("read hours of http traffic")?
-    .iter()
-    .map(red_row)
-    .collect()
 }
 
 async fn read_stale(
@@ -425,11 +443,23 @@ mod tests {
         assert_eq!(store.http_stale_hours(0, i64::MAX).await.unwrap(), [h]);
         // Not over yet: left to the minutes.
         assert_eq!(store.roll_up_http_hours(10).await.unwrap(), 0);
-        assert!(store.http_red_hours_newest(0, i64::MAX, 10).await.unwrap().is_empty());
+        assert!(
+            store
+                .http_red_hours_newest(0, i64::MAX, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
 
         clock.advance(Duration::from_secs(30 * 60));
         assert_eq!(store.roll_up_http_hours(10).await.unwrap(), 1);
-        assert!(store.http_stale_hours(0, i64::MAX).await.unwrap().is_empty());
+        assert!(
+            store
+                .http_stale_hours(0, i64::MAX)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let hours = store.http_red_hours_newest(0, i64::MAX, 10).await.unwrap();
         assert_eq!(hours.len(), 1);
         assert_eq!((hours[0].minute_ms, hours[0].requests), (h, 15));
@@ -447,7 +477,13 @@ mod tests {
         )
         .await;
         // Stale again: readers take it from the minutes until it is added up.
-        assert!(store.http_red_hours_newest(0, i64::MAX, 10).await.unwrap().is_empty());
+        assert!(
+            store
+                .http_red_hours_newest(0, i64::MAX, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(store.roll_up_http_hours(10).await.unwrap(), 1);
         let hours = store.http_red_hours_newest(0, i64::MAX, 10).await.unwrap();
         assert_eq!(hours[0].requests, 10 + 8 + 4);
@@ -493,7 +529,11 @@ mod tests {
         write(&store, minutes).await;
         assert_eq!(store.roll_up_http_hours(10).await.unwrap(), 4);
         // A late minute makes the third hour stale again.
-        write(&store, vec![minute(h + 2 * HOUR_MS + 5 * 60_000, "web-0", "/", 3, 1_000)]).await;
+        write(
+            &store,
+            vec![minute(h + 2 * HOUR_MS + 5 * 60_000, "web-0", "/", 3, 1_000)],
+        )
+        .await;
         let since = h + 30 * 60_000;
         let until = h + 3 * HOUR_MS + 20 * 60_000;
 

@@ -34,11 +34,11 @@ pub use collectors::{
     HttpRedRow, count_events,
 };
 pub use dialect::{VacuumAction, VacuumPolicy};
-pub use http_hours::{HOUR_MS, HttpWindow, add_up_hours, hour_of};
 pub use finding_queries::{
     FindingFilter, FindingPage, FindingStatus, MAX_PAGE, RunChanges, StoredFinding,
 };
 pub use findings::{VOLATILE_LABELS, identity_of};
+pub use http_hours::{HOUR_MS, HttpWindow, add_up_hours, hour_of};
 pub use probes::{ProbeRecord, ScheduleState};
 pub use retention::{Retention, RetentionReport};
 pub use runs::{RunIngest, RunPage, RunPhase, RunRecord, Trigger};

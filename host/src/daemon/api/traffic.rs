@@ -418,7 +418,13 @@ mod tests {
         let since = 0;
         let until = 1440 * MINUTE_MS;
         let rows = vec![minute(until - MINUTE_MS, "web-0", "/", &[1_000], 0)];
-        let one = summarize(&rows, By::Pod, since, until, Points::over(since, until, false));
+        let one = summarize(
+            &rows,
+            By::Pod,
+            since,
+            until,
+            Points::over(since, until, false),
+        );
         assert_eq!(one[0].series_requests.len(), 60);
         assert_eq!(one[0].series_requests[59], 1);
 
@@ -427,10 +433,19 @@ mod tests {
         let since = 10 * HOUR_MS + 30 * MINUTE_MS;
         let until = since + 24 * HOUR_MS;
         let day = Points::over(since, until, true);
-        assert_eq!(day, Points { origin: 10 * HOUR_MS, step: HOUR_MS });
+        assert_eq!(
+            day,
+            Points {
+                origin: 10 * HOUR_MS,
+                step: HOUR_MS
+            }
+        );
         assert_eq!(day.count(until), 25);
         assert_eq!(step(0, 7 * 24 * HOUR_MS, true), 3 * HOUR_MS);
-        assert_eq!(Points::over(0, 7 * 24 * HOUR_MS, true).count(7 * 24 * HOUR_MS), 56);
+        assert_eq!(
+            Points::over(0, 7 * 24 * HOUR_MS, true).count(7 * 24 * HOUR_MS),
+            56
+        );
         assert_eq!(step(0, 30 * 24 * HOUR_MS, true), 12 * HOUR_MS);
         // An hour row and the minutes of the window's ragged ends each fall
         // in the point of the hour they start in.
