@@ -287,6 +287,15 @@ await step('the traffic page adds up HTTP minutes per pod and route, a hostile r
   const images = await page.$$eval('[data-testid="traffic-table"] img', (els) => els.length);
   if (images !== 0) throw new Error(`a route became markup: ${images} img elements`);
   if (!page.url().includes('by=route')) throw new Error(`expected the choice in the address, saw ${page.url()}`);
+  // A day: read in hours where the daemon has them, points of an hour.
+  await markViewOld();
+  await page.selectOption('[data-testid="traffic-window"]', '1440');
+  await waitForView('traffic');
+  await page.waitForSelector('[data-testid="traffic-table"]');
+  const header = await page.textContent('[data-testid="traffic-table"] thead');
+  if (!header.includes('Trend (1 h a point)')) throw new Error(`expected points of an hour over a day, saw "${header}"`);
+  const dayRequests = await texts('[data-testid="traffic-row"] td[data-field="requests"]');
+  if (dayRequests.join(',') !== '120,40,30') throw new Error(`expected the same requests over the day, saw ${dayRequests.join(', ')}`);
 });
 
 await step('"Run now" starts a run that the runs page follows live to success', async () => {
