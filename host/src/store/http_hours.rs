@@ -570,4 +570,96 @@ mod tests {
             .unwrap();
         assert_eq!(read.rows.len(), 10);
     }
+
+    #[tokio::test]
+    async fn a_probes_totals_over_hours_are_those_of_the_minutes() {
+        use crate::bindings::sonde::probe::collectors::{
+            Aggregate, AggregateOp, CollectorQuery, Filter, FilterOp, Value,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _clock) = open(dir.path()).await;
+        let h = hour_of(T0_MS) - 3 * HOUR_MS;
+        // Three hours and a bit, two routes, durations that vary.
+        let minutes: Vec<HttpRedRow> = (0..200)
+            .map(|i| {
+                let route = if i % 4 == 0 { "/cart" } else { "/" };
+                minute(
+                    h + i * 60_000,
+                    "web-0",
+                    route,
+                    1 + i % 7,
+                    500 * (1 + i % 40),
+                )
+            })
+            .collect();
+        write(&store, minutes).await;
+        assert_eq!(store.roll_up_http_hours(10).await.unwrap(), 3);
+        let agg = |op, field: Option<&str>| Aggregate {
+            op,
+            field: field.map(String::from),
+        };
+        let mut q = CollectorQuery {
+            collector: "http".into(),
+            since: h + 10 * 60_000,
+            until: Some(h + 190 * 60_000),
+            filters: vec![],
+            group_by: vec!["route".into()],
+            aggregates: vec![
+                agg(AggregateOp::Count, None),
+                agg(AggregateOp::Sum, Some("errors")),
+                agg(AggregateOp::Avg, Some("duration_ms")),
+                agg(AggregateOp::P99, Some("duration_ms")),
+                agg(AggregateOp::Max, Some("duration_ms")),
+            ],
+            limit: None,
+        };
+        let now = T0_MS;
+        let from_hours = crate::collectors::query::run(&store, &q, now)
+            .await
+            .unwrap();
+        // A filter on `ts` that keeps every row: the same question, which
+        // only the minutes answer.
+        let mut by_minute = q.clone();
+        by_minute.filters.push(Filter {
+            field: "ts".into(),
+            op: FilterOp::Ge,
+            value: Value::Integer(0),
+        });
+        let from_minutes = crate::collectors::query::run(&store, &by_minute, now)
+            .await
+            .unwrap();
+        assert_eq!(from_hours.rows, from_minutes.rows);
+        assert_eq!(from_hours.rows.len(), 2);
+        assert!(!from_hours.truncated);
+
+        // The hours really answer: with the second hour's minutes gone,
+        // the hours still count them and the minutes no longer do.
+        sqlx::query("DELETE FROM http_red WHERE minute >= $1 AND minute < $2")
+            .bind(h + HOUR_MS)
+            .bind(h + 2 * HOUR_MS)
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        let again = crate::collectors::query::run(&store, &q, now)
+            .await
+            .unwrap();
+        assert_eq!(again.rows, from_hours.rows);
+        let fewer = crate::collectors::query::run(&store, &by_minute, now)
+            .await
+            .unwrap();
+        assert_ne!(fewer.rows, from_hours.rows);
+        // A question per row (the busiest minute) is not asked of hours.
+        q.aggregates = vec![agg(AggregateOp::Max, Some("requests"))];
+        let busiest = crate::collectors::query::run(&store, &q, now)
+            .await
+            .unwrap();
+        assert!(
+            busiest
+                .rows
+                .iter()
+                .all(|r| matches!(r[1], Value::Integer(n) if n <= 7)),
+            "{:?}",
+            busiest.rows
+        );
+    }
 }
