@@ -29,6 +29,16 @@ CREATE TABLE http_red_stale_hours (
     hour INTEGER NOT NULL PRIMARY KEY
 );
 
+-- Minutes before this time (ms, the start of an hour) are not kept: a
+-- retention shorter for minutes than for hours deleted them, whole hours at
+-- a time, once those hours were added up, and a minute that comes for them
+-- later is not taken (adding up its hour again would lose the rest).
+CREATE TABLE http_red_minutes_kept (
+    id    INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    since INTEGER NOT NULL
+);
+INSERT INTO http_red_minutes_kept (id, since) VALUES (1, 0);
+
 -- The minutes stored before this migration.
 INSERT INTO http_red_stale_hours (hour)
     SELECT DISTINCT minute - minute % 3600000 FROM http_red;

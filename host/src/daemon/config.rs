@@ -262,6 +262,12 @@ pub struct RetentionConfig {
     /// How often retention runs, in minutes.
     #[serde(default = "default_retention_every")]
     pub every_minutes: u64,
+    /// Keep the http collector's per-minute sums for fewer days than the
+    /// rest (their hourly sums stay for `max_age_days`): the Traffic page
+    /// and probes read days and weeks from the hours. Unset: as long as
+    /// the rest.
+    #[serde(default)]
+    pub http_minutes_max_age_days: Option<u64>,
 }
 
 impl Default for RetentionConfig {
@@ -270,6 +276,7 @@ impl Default for RetentionConfig {
             max_age_days: default_max_age_days(),
             max_runs_per_probe: default_max_runs(),
             every_minutes: default_retention_every(),
+            http_minutes_max_age_days: None,
         }
     }
 }
@@ -603,6 +610,19 @@ impl DaemonConfig {
         }
         if self.retention.every_minutes == 0 {
             problems.push("retention.every_minutes must be at least 1".into());
+        }
+        match (
+            self.retention.http_minutes_max_age_days,
+            self.retention.max_age_days,
+        ) {
+            (Some(0), _) => {
+                problems.push("retention.http_minutes_max_age_days must be at least 1".into());
+            }
+            (Some(minutes), Some(all)) if minutes > all => problems.push(format!(
+                "retention.http_minutes_max_age_days ({minutes}) is longer than \
+                 retention.max_age_days ({all}), which deletes the minutes first"
+            )),
+            _ => {}
         }
         if let Some(c) = &self.collectors {
             problems.extend(c.problems("collectors."));
@@ -952,6 +972,7 @@ probes:
             r#"
 listen: 0.0.0.0:8080
 scheduler: {timezone: Mars/Olympus}
+retention: {max_age_days: 7, http_minutes_max_age_days: 10}
 cluster:
   http: {ca_files: [/no/such/ca.pem]}
   etcd: {endpoints: ["10.0.0.1:2379"]}
@@ -978,6 +999,7 @@ probes:
             "probes[3] (rbac-audit): grants",
             "cluster.http CA file /no/such/ca.pem",
             "cluster.etcd.endpoints: \"10.0.0.1:2379\" is not a URL",
+            "retention.http_minutes_max_age_days (10) is longer than retention.max_age_days (7)",
         ] {
             assert!(err.contains(needle), "{needle:?} not in {err}");
         }

@@ -663,6 +663,9 @@ impl Daemon {
             let retention = Retention {
                 max_age: r.max_age_days.map(|d| Duration::from_secs(d * 86_400)),
                 max_runs_per_probe: r.max_runs_per_probe,
+                http_minutes_max_age: r
+                    .http_minutes_max_age_days
+                    .map(|d| Duration::from_secs(d * 86_400)),
                 vacuum: Default::default(),
             };
             match self.inner.store.apply_retention(&retention).await {

@@ -622,36 +622,7 @@ async fn insert_batch(conn: &mut dialect::Conn, batch: &CollectorBatch) -> Resul
         }
         q.execute(&mut *conn).await.ctx("upsert collector counts")?;
     }
-    for r in &batch.http {
-        sqlx::query(
-            "INSERT INTO http_red (minute, node, namespace, pod, server, method, route, \
-             requests, errors, client_errors, duration_sum_us, duration_max_us, buckets) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-             ON CONFLICT (minute, node, server, method, route) DO UPDATE SET \
-             namespace = excluded.namespace, pod = excluded.pod, \
-             requests = excluded.requests, errors = excluded.errors, \
-             client_errors = excluded.client_errors, \
-             duration_sum_us = excluded.duration_sum_us, \
-             duration_max_us = excluded.duration_max_us, buckets = excluded.buckets",
-        )
-        .bind(r.minute_ms)
-        .bind(&r.node)
-        .bind(&r.namespace)
-        .bind(&r.pod)
-        .bind(&r.server)
-        .bind(&r.method)
-        .bind(&r.route)
-        .bind(r.requests)
-        .bind(r.errors)
-        .bind(r.client_errors)
-        .bind(r.duration_sum_us)
-        .bind(r.duration_max_us)
-        .bind(to_json(&r.buckets, "http duration buckets")?)
-        .execute(&mut *conn)
-        .await
-        .ctx("upsert http red")?;
-    }
-    super::http_hours::mark_stale(conn, &batch.http).await?;
+    super::http_hours::write_minutes(conn, &batch.http).await?;
     for s in &batch.status {
         sqlx::query(
             "INSERT INTO collector_status (node, collector, available, reason, events, \

@@ -45,12 +45,58 @@ pub fn hour_of(ms: i64) -> i64 {
     ms.div_euclid(HOUR_MS) * HOUR_MS
 }
 
-/// Marks the hours of `rows` stale, inside the transaction writing them.
-pub(super) async fn mark_stale(
+/// Writes `rows` (a batch's minutes, inside its transaction): each
+/// replaces what was stored for its minute, and marks its hour stale.
+/// Minutes from before the minutes kept (see
+/// [`Store::delete_http_minutes_before`]) are not taken: their hours are
+/// final. Returns how many were left out.
+pub(super) async fn write_minutes(
     conn: &mut dialect::Conn,
     rows: &[HttpRedRow],
-) -> Result<(), StoreError> {
-    let hours: BTreeSet<i64> = rows.iter().map(|r| hour_of(r.minute_ms)).collect();
+) -> Result<usize, StoreError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let kept_since: i64 = sqlx::query_scalar("SELECT since FROM http_red_minutes_kept")
+        .fetch_one(&mut *conn)
+        .await
+        .ctx("read since when http minutes are kept")?;
+    let mut hours = BTreeSet::new();
+    let mut left_out = 0;
+    for r in rows {
+        if r.minute_ms < kept_since {
+            left_out += 1;
+            continue;
+        }
+        hours.insert(hour_of(r.minute_ms));
+        sqlx::query(
+            "INSERT INTO http_red (minute, node, namespace, pod, server, method, route, \
+             requests, errors, client_errors, duration_sum_us, duration_max_us, buckets) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (minute, node, server, method, route) DO UPDATE SET \
+             namespace = excluded.namespace, pod = excluded.pod, \
+             requests = excluded.requests, errors = excluded.errors, \
+             client_errors = excluded.client_errors, \
+             duration_sum_us = excluded.duration_sum_us, \
+             duration_max_us = excluded.duration_max_us, buckets = excluded.buckets",
+        )
+        .bind(r.minute_ms)
+        .bind(&r.node)
+        .bind(&r.namespace)
+        .bind(&r.pod)
+        .bind(&r.server)
+        .bind(&r.method)
+        .bind(&r.route)
+        .bind(r.requests)
+        .bind(r.errors)
+        .bind(r.client_errors)
+        .bind(r.duration_sum_us)
+        .bind(r.duration_max_us)
+        .bind(to_json(&r.buckets, "http duration buckets")?)
+        .execute(&mut *conn)
+        .await
+        .ctx("upsert http red")?;
+    }
     for hour in hours {
         sqlx::query(
             "INSERT INTO http_red_stale_hours (hour) VALUES ($1) ON CONFLICT (hour) DO NOTHING",
@@ -60,7 +106,14 @@ pub(super) async fn mark_stale(
         .await
         .ctx("mark an hour of http minutes stale")?;
     }
-    Ok(())
+    if left_out > 0 {
+        tracing::warn!(
+            minutes = left_out,
+            kept_since,
+            "http minutes older than the minutes kept were left out (their hours are final)"
+        );
+    }
+    Ok(left_out)
 }
 
 /// `minutes` added up per hour, node, serving pod, server, method and
@@ -206,6 +259,37 @@ impl Store {
             .ctx("mark an hour of http minutes added up")?;
         tx.commit().await.ctx("commit an hour of http traffic")?;
         Ok(true)
+    }
+
+    /// Deletes the http minutes of the whole hours before `cutoff_ms`,
+    /// keeping their hours: each stale hour among them is added up first,
+    /// and minutes that come for them later are not taken. Returns how
+    /// many rows went. (`delete_collector_data_before` deletes minutes and
+    /// hours alike; this keeps minutes for less time than hours.)
+    pub async fn delete_http_minutes_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        let before = hour_of(cutoff_ms);
+        // Kept from here first: a batch after this adds nothing older.
+        sqlx::query("UPDATE http_red_minutes_kept SET since = $1 WHERE since < $1")
+            .bind(before)
+            .execute(&self.writer)
+            .await
+            .ctx("move since when http minutes are kept")?;
+        let stale: Vec<i64> = sqlx::query_scalar(
+            "SELECT hour FROM http_red_stale_hours WHERE hour < $1 ORDER BY hour",
+        )
+        .bind(before)
+        .fetch_all(&self.reader)
+        .await
+        .ctx("read stale hours of http minutes")?;
+        for hour in stale {
+            self.roll_up_hour(hour).await?;
+        }
+        Ok(sqlx::query("DELETE FROM http_red WHERE minute < $1")
+            .bind(before)
+            .execute(&self.writer)
+            .await
+            .ctx("delete old http minutes")?
+            .rows_affected())
     }
 
     /// The http traffic of `[since, until)` in as few rows as the store has
@@ -661,5 +745,64 @@ mod tests {
             "{:?}",
             busiest.rows
         );
+    }
+
+    #[tokio::test]
+    async fn minutes_kept_less_long_than_hours_leave_their_hours_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _clock) = open(dir.path()).await;
+        let h = hour_of(T0_MS) - 3 * HOUR_MS;
+        let minutes: Vec<HttpRedRow> = (0..180)
+            .map(|i| minute(h + i * 60_000, "web-0", "/", 2, 1_000))
+            .collect();
+        write(&store, minutes).await;
+        // Nothing added up yet: the retention adds up the hours whose
+        // minutes it deletes. Minutes over half an hour old go (the clock
+        // is at the end of the third hour), whole hours at a time: the
+        // first two hours' (the third keeps all of its own).
+        let deleted = store
+            .apply_retention(&crate::store::Retention {
+                http_minutes_max_age: Some(Duration::from_secs(30 * 60)),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .collector_rows;
+        assert_eq!(deleted, 120);
+        let minutes_left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM http_red")
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
+        assert_eq!(minutes_left, 60);
+        let totals = |rows: Vec<HttpRedRow>| -> Vec<(i64, i64)> {
+            rows.iter().map(|r| (r.minute_ms, r.requests)).collect()
+        };
+        assert_eq!(
+            totals(store.http_red_hours_newest(0, i64::MAX, 10).await.unwrap()),
+            [(h + HOUR_MS, 120), (h, 120)]
+        );
+        // A minute that comes late for a deleted hour is left out: adding
+        // that hour up again from it alone would lose the rest.
+        write(
+            &store,
+            vec![
+                minute(h + HOUR_MS + 60_000, "web-0", "/", 50, 1_000),
+                minute(h + 2 * HOUR_MS, "web-0", "/", 9, 1_000),
+            ],
+        )
+        .await;
+        assert_eq!(
+            store.http_stale_hours(0, i64::MAX).await.unwrap(),
+            [h + 2 * HOUR_MS]
+        );
+        assert_eq!(store.roll_up_http_hours(10).await.unwrap(), 1);
+        assert_eq!(
+            totals(store.http_red_hours_newest(0, i64::MAX, 10).await.unwrap()),
+            [(h + 2 * HOUR_MS, 59 * 2 + 9), (h + HOUR_MS, 120), (h, 120)]
+        );
+        // The day's view: the hours, and no minute from before the cut.
+        let read = store.http_red_by_hours(h, T0_MS, 1_000).await.unwrap();
+        let requests: i64 = read.rows.iter().map(|r| r.requests).sum();
+        assert_eq!(requests, 120 + 120 + 59 * 2 + 9);
     }
 }

@@ -17,6 +17,9 @@ pub struct Retention {
     pub max_age: Option<Duration>,
     /// Keep at most this many finished runs per probe (the newest).
     pub max_runs_per_probe: Option<u32>,
+    /// Delete the http collector's minutes older than this, whole hours at
+    /// a time, keeping their hourly sums (which `max_age` deletes).
+    pub http_minutes_max_age: Option<Duration>,
     /// When to reclaim space afterwards.
     pub vacuum: VacuumPolicy,
 }
@@ -65,6 +68,11 @@ impl Store {
             // Events, HTTP minutes and counts alike (agents on other nodes
             // send them here and keep no retention of their own).
             report.collector_rows += self.delete_collector_data_before(cutoff).await?;
+        }
+        if let Some(age) = retention.http_minutes_max_age {
+            let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+            let cutoff = self.now_ms().saturating_sub(age_ms);
+            report.collector_rows += self.delete_http_minutes_before(cutoff).await?;
         }
         if let Some(keep) = retention.max_runs_per_probe {
             report.runs += self
