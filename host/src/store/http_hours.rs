@@ -69,7 +69,8 @@ pub(super) async fn write_minutes(
             continue;
         }
         hours.insert(hour_of(r.minute_ms));
-        sqlx::query(
+        let buckets = to_json(&r.buckets, "http duration buckets")?;
+        let q = sqlx::query(
             "INSERT INTO http_red (minute, node, namespace, pod, server, method, route, \
              requests, errors, client_errors, duration_sum_us, duration_max_us, buckets) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
@@ -79,23 +80,11 @@ pub(super) async fn write_minutes(
              client_errors = excluded.client_errors, \
              duration_sum_us = excluded.duration_sum_us, \
              duration_max_us = excluded.duration_max_us, buckets = excluded.buckets",
-        )
-        .bind(r.minute_ms)
-        .bind(&r.node)
-        .bind(&r.namespace)
-        .bind(&r.pod)
-        .bind(&r.server)
-        .bind(&r.method)
-        .bind(&r.route)
-        .bind(r.requests)
-        .bind(r.errors)
-        .bind(r.client_errors)
-        .bind(r.duration_sum_us)
-        .bind(r.duration_max_us)
-        .bind(to_json(&r.buckets, "http duration buckets")?)
-        .execute(&mut *conn)
-        .await
-        .ctx("upsert http red")?;
+        );
+        bind_red(q, r, &buckets)
+            .execute(&mut *conn)
+            .await
+            .ctx("upsert http red")?;
     }
     for hour in hours {
         sqlx::query(
@@ -114,6 +103,26 @@ pub(super) async fn write_minutes(
         );
     }
     Ok(left_out)
+}
+
+type RedQuery<'q> = sqlx::query::Query<'q, dialect::Db, <dialect::Db as sqlx::Database>::Arguments>;
+
+/// Binds `r`'s columns in the tables' order (its period's start, then
+/// [`RED_COLUMNS`]), `buckets` being its histogram as JSON.
+fn bind_red<'q>(q: RedQuery<'q>, r: &'q HttpRedRow, buckets: &'q str) -> RedQuery<'q> {
+    q.bind(r.minute_ms)
+        .bind(&r.node)
+        .bind(&r.namespace)
+        .bind(&r.pod)
+        .bind(&r.server)
+        .bind(&r.method)
+        .bind(&r.route)
+        .bind(r.requests)
+        .bind(r.errors)
+        .bind(r.client_errors)
+        .bind(r.duration_sum_us)
+        .bind(r.duration_max_us)
+        .bind(buckets)
 }
 
 /// `minutes` added up per hour, node, serving pod, server, method and
@@ -233,20 +242,7 @@ impl Store {
         {
             let mut q = sqlx::query(insert_hours_sql(chunk.len()));
             for (r, b) in chunk.iter().zip(buckets) {
-                q = q
-                    .bind(r.minute_ms)
-                    .bind(&r.node)
-                    .bind(&r.namespace)
-                    .bind(&r.pod)
-                    .bind(&r.server)
-                    .bind(&r.method)
-                    .bind(&r.route)
-                    .bind(r.requests)
-                    .bind(r.errors)
-                    .bind(r.client_errors)
-                    .bind(r.duration_sum_us)
-                    .bind(r.duration_max_us)
-                    .bind(b);
+                q = bind_red(q, r, b);
             }
             q.execute(&mut *tx)
                 .await

@@ -320,6 +320,7 @@ mod tests {
                 "findings_text_idx",
                 "http_red",
                 "http_red_hours",
+                "http_red_minutes_kept",
                 "http_red_stale_hours",
                 "probes",
                 "runs"
