@@ -1205,6 +1205,31 @@ function parseWhere(text) {
   return pairs;
 }
 
+/** The window picker of the history and traffic pages, set to `minutes` (or `fallback`). */
+function windowSelect(id, minutes, fallback) {
+  const span = h('select', { id, 'data-testid': id },
+    HISTORY_WINDOWS.map(([value, label]) => h('option', { value }, label)));
+  span.value = HISTORY_WINDOWS.some(([v]) => v === minutes) ? minutes : fallback;
+  return span;
+}
+
+/** A `field=value …` filter box holding `where`. */
+function whereInput(id, where, size, example) {
+  const filter = h('input', { id, type: 'search', 'data-testid': id, size, placeholder: `field=value … (e.g. ${example})` });
+  filter.value = where;
+  return filter;
+}
+
+/** The pairs of a `field=value …` filter, or null after saying on the page what is wrong with it. */
+function whereOrSay(ctx, where) {
+  try {
+    return parseWhere(where);
+  } catch (err) {
+    ctx.append(h('p', { class: 'error', role: 'alert', 'data-testid': 'error' }, visibleText(err.message)));
+    return null;
+  }
+}
+
 async function historyView(ctx, params) {
   const collector = params.get('collector') || 'kube-events';
   const minutes = params.get('minutes') || '1440';
@@ -1217,14 +1242,8 @@ async function historyView(ctx, params) {
   const pick = h('select', { id: 'history-collector', 'data-testid': 'history-collector' },
     names.map((n) => h('option', { value: n }, visibleText(n))));
   pick.value = collector;
-  const span = h('select', { id: 'history-window', 'data-testid': 'history-window' },
-    HISTORY_WINDOWS.map(([value, label]) => h('option', { value }, label)));
-  span.value = HISTORY_WINDOWS.some(([v]) => v === minutes) ? minutes : '1440';
-  const filter = h('input', {
-    id: 'history-where', type: 'search', 'data-testid': 'history-where', size: 40,
-    placeholder: 'field=value … (e.g. type=Warning namespace=shop)',
-  });
-  filter.value = where;
+  const span = windowSelect('history-window', minutes, '1440');
+  const filter = whereInput('history-where', where, 40, 'type=Warning namespace=shop');
   const form = h('form', { class: 'filters inline', 'aria-label': 'Filter history' },
     h('label', { for: 'history-collector' }, 'Collector'), pick,
     h('label', { for: 'history-window' }, 'Window'), span,
@@ -1241,13 +1260,8 @@ async function historyView(ctx, params) {
     h('div', { class: 'title-row' }, h('h1', {}, 'History'), form),
     spec ? h('p', { class: 'muted' }, visibleText(spec.description)) : null);
 
-  let pairs;
-  try {
-    pairs = parseWhere(where);
-  } catch (err) {
-    ctx.append(h('p', { class: 'error', role: 'alert', 'data-testid': 'error' }, visibleText(err.message)));
-    return;
-  }
+  const pairs = whereOrSay(ctx, where);
+  if (!pairs) return;
   const search = new URLSearchParams();
   if (since) search.set('since', since);
   else search.set('minutes', span.value);
@@ -1319,17 +1333,11 @@ async function trafficView(ctx, params) {
   const minutes = params.get('minutes') || '60';
   const where = params.get('where') || '';
   setTitle('Traffic');
-  const span = h('select', { id: 'traffic-window', 'data-testid': 'traffic-window' },
-    HISTORY_WINDOWS.map(([value, label]) => h('option', { value }, label)));
-  span.value = HISTORY_WINDOWS.some(([v]) => v === minutes) ? minutes : '60';
+  const span = windowSelect('traffic-window', minutes, '60');
   const per = h('select', { id: 'traffic-by', 'data-testid': 'traffic-by' },
     h('option', { value: 'pod' }, 'pod'), h('option', { value: 'route' }, 'pod and route'));
   per.value = by;
-  const filter = h('input', {
-    id: 'traffic-where', type: 'search', 'data-testid': 'traffic-where', size: 32,
-    placeholder: 'field=value … (e.g. namespace=shop)',
-  });
-  filter.value = where;
+  const filter = whereInput('traffic-where', where, 32, 'namespace=shop');
   const form = h('form', { class: 'filters inline', 'aria-label': 'Filter traffic' },
     h('label', { for: 'traffic-window' }, 'Window'), span,
     h('label', { for: 'traffic-by' }, 'Per'), per,
@@ -1345,13 +1353,8 @@ async function trafficView(ctx, params) {
     h('div', { class: 'title-row' }, h('h1', {}, 'Traffic'), form),
     h('p', { class: 'muted' }, 'HTTP/1.x requests answered by each server, counted in the kernel by the node agents\' http collector: rate, server errors (5xx) and duration.'));
 
-  let pairs;
-  try {
-    pairs = parseWhere(where);
-  } catch (err) {
-    ctx.append(h('p', { class: 'error', role: 'alert', 'data-testid': 'error' }, visibleText(err.message)));
-    return;
-  }
+  const pairs = whereOrSay(ctx, where);
+  if (!pairs) return;
   const search = new URLSearchParams({ minutes: span.value, by });
   for (const [k, v] of pairs) search.append(k, v);
   const page = await api(`/api/v1/traffic?${search}`);

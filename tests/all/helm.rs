@@ -11,10 +11,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use serde::Deserialize;
-use serde_json::Value;
 
-use crate::cli::{sonde, text};
-use crate::deploy::check_config;
+use crate::deploy::{audit_with_exemptions, check_config};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -111,19 +109,7 @@ fn the_chart_passes_sondes_audit_and_renders_the_plain_manifests_objects() {
         stream.push_str(&serde_yaml::to_string(d).unwrap());
     }
     std::fs::write(&rendered, stream).unwrap();
-    let out = sonde()
-        .args(["audit", "--snapshot"])
-        .arg(&rendered)
-        .arg("--exemptions")
-        .arg(repo().join("deploy/exemptions.yaml"))
-        .args(["-o", "json", "--fail-on", "info"])
-        .output()
-        .unwrap();
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stderr}\n{stdout}");
-    let report: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(report["inputIssues"], serde_json::json!([]));
-    assert_eq!(report["findings"], serde_json::json!([]), "{stdout}");
+    let report = audit_with_exemptions(&rendered);
     assert!(!report["exempted"].as_array().unwrap().is_empty());
 
     // The same objects as deploy/kubernetes/, in the release's namespace.
